@@ -1,0 +1,26 @@
+"""Errors a user can act on.
+
+Anything raised as `VeilCamError` is printed by the CLI as one line (no
+traceback) and ends with a non-zero exit: its message must name the file or
+field at fault and say what to do.
+"""
+
+
+class VeilCamError(Exception):
+    """An expected failure with a one-line, actionable message."""
+
+
+class ModelFileError(VeilCamError):
+    """A model file is missing, corrupt or cannot be downloaded."""
+
+
+class ConfigError(VeilCamError):
+    """A config value is invalid."""
+
+
+class SourceError(VeilCamError):
+    """A camera or video cannot be opened or read."""
+
+
+class SinkError(VeilCamError):
+    """An output (virtual camera, file, window) cannot be opened."""

@@ -1,0 +1,43 @@
+"""Renderer interface.
+
+A privacy-safe renderer is a `FaceRenderer`: its only input is a `FaceState`,
+which holds no pixels. The pipeline selects renderers by this type, so "the
+avatar never sees the camera" is enforced by what the method can receive, not
+by a convention.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .face_state import FaceState
+
+
+class FaceRenderer(ABC):
+    """Turns a `FaceState` into an RGBA image of a fixed size.
+
+    Implementations own their GPU/GL resources; `close()` releases them. The
+    returned array is (height, width, 4) uint8, straight (not premultiplied)
+    alpha, rows top to bottom, and may be reused by the next `render` call:
+    copy it if you keep it.
+    """
+
+    privacy_safe = True
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width = width
+        self.height = height
+
+    @abstractmethod
+    def render(self, state: FaceState) -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Release resources; the default has none."""
+
+    def __enter__(self) -> "FaceRenderer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
