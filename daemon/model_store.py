@@ -1,0 +1,200 @@
+"""Find model files by name: user override dir, then user cache, then download.
+
+Model files are large and come from third parties, so every file we use is
+checked against a pinned sha256: a truncated download or a swapped file would
+otherwise fail much later with an obscure parser error. Downloads go to a temp
+file in the cache dir and are moved into place with `os.replace`, so a crash,
+Ctrl-C or a second process downloading the same file never leaves a
+half-written model where a reader could pick it up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Mapping
+
+from tqdm import tqdm
+
+from . import paths
+from .errors import ModelFileError
+
+ENV_MODEL_DIR = "VEILCAM_MODEL_DIR"
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model file we know how to fetch and verify."""
+
+    name: str  # file name, also the key in MODELS
+    url: str
+    sha256: str  # lowercase hex
+    size: int | None  # bytes; None when unknown (only the checksum is checked)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="face_landmarker.task",
+            url="https://storage.googleapis.com/mediapipe-models/face_landmarker/"
+            "face_landmarker/float16/1/face_landmarker.task",
+            sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+            size=3758596,
+        ),
+    ]
+}
+
+
+class _Rejected(Exception):
+    """A download arrived but is not the file we asked for."""
+
+
+class ModelStore:
+    """Resolves model names to verified files on disk."""
+
+    def __init__(
+        self,
+        override_dir: Path | None,
+        cache_dir: Path,
+        allow_download: bool = True,
+        progress: bool = True,
+        registry: Mapping[str, ModelSpec] = MODELS,
+        timeout: float = 30.0,
+    ) -> None:
+        self.override_dir = override_dir
+        self.cache_dir = cache_dir
+        self.allow_download = allow_download
+        self.progress = progress
+        self.registry = registry
+        self.timeout = timeout
+        # path -> (size, mtime_ns) of files already hashed, so repeated
+        # resolves skip rehashing unless the file changed on disk.
+        self._verified: dict[Path, tuple[int, int]] = {}
+
+    @classmethod
+    def from_environment(
+        cls,
+        override_dir: Path | None = None,
+        allow_download: bool = True,
+        progress: bool = True,
+        registry: Mapping[str, ModelSpec] = MODELS,
+    ) -> ModelStore:
+        """Use `override_dir` (from config), else $VEILCAM_MODEL_DIR, plus the user cache."""
+        if override_dir is None and os.environ.get(ENV_MODEL_DIR):
+            override_dir = Path(os.environ[ENV_MODEL_DIR])
+        return cls(override_dir, paths.cache_dir() / "models", allow_download, progress, registry)
+
+    def resolve(self, name: str) -> Path:
+        """Return the path of a verified copy of model `name`, downloading it if needed."""
+        spec = self.registry.get(name)
+        if spec is None:
+            raise ModelFileError(
+                f"unknown model file {name!r}: known models are {', '.join(sorted(self.registry))}"
+            )
+        if self.override_dir is not None:
+            path = self.override_dir / name
+            if path.is_file():
+                if self._is_valid(path, spec):
+                    return path
+                # Never touch the user's own folder: tell them what to do instead.
+                raise ModelFileError(
+                    f"{path}: checksum does not match the expected sha256 {spec.sha256}; "
+                    f"replace it with the file from {spec.url}"
+                )
+        cached = self.cache_dir / name
+        if cached.is_file():
+            if self._is_valid(cached, spec):
+                return cached
+            cached.unlink(missing_ok=True)  # ours to manage: corrupt or stale, fetch it again
+        if not self.allow_download:
+            raise ModelFileError(
+                f"model file {name} is missing and downloads are disabled; "
+                f"download it from {spec.url} into {self.cache_dir} or set {ENV_MODEL_DIR}"
+            )
+        return self._download(spec, cached)
+
+    def _is_valid(self, path: Path, spec: ModelSpec) -> bool:
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns)
+        if self._verified.get(path) == key:
+            return True
+        if spec.size is not None and st.st_size != spec.size:
+            return False
+        with path.open("rb") as f:
+            ok = hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
+        if ok:
+            self._verified[path] = key
+        return ok
+
+    def _download(self, spec: ModelSpec, dest: Path) -> Path:
+        tmp: Path | None = None
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            # Same directory as dest, so os.replace is an atomic rename.
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.part-", dir=self.cache_dir)
+            tmp = Path(tmp_name)
+            with os.fdopen(fd, "wb") as out:
+                digest = self._fetch(spec, out)
+            if digest != spec.sha256:
+                raise _Rejected(f"checksum mismatch (got sha256 {digest}, expected {spec.sha256})")
+            os.replace(tmp, dest)
+        except Exception as exc:
+            raise ModelFileError(
+                f"cannot download model file {spec.name} from {spec.url}: {_describe(exc)}; "
+                f"download it by hand to {dest} or set {ENV_MODEL_DIR} to a folder containing it"
+            ) from exc
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)  # no-op after a successful os.replace
+        st = dest.stat()
+        self._verified[dest] = (st.st_size, st.st_mtime_ns)
+        return dest
+
+    def _fetch(self, spec: ModelSpec, out: BinaryIO) -> str:
+        """Stream spec.url into `out`, returning the sha256; reject short or long bodies."""
+        digest = hashlib.sha256()
+        received = 0
+        with urllib.request.urlopen(spec.url, timeout=self.timeout) as resp:
+            header = resp.headers.get("Content-Length")
+            declared = int(header) if header is not None else None
+            with tqdm(
+                total=declared or spec.size,
+                unit="B",
+                unit_scale=True,
+                desc=spec.name,
+                file=sys.stderr,
+                disable=not self.progress,
+            ) as bar:
+                while chunk := resp.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        for expected, source in ((declared, "Content-Length"), (spec.size, "expected size")):
+            if expected is not None and received != expected:
+                raise _Rejected(f"received {received} bytes but the {source} is {expected}")
+        return digest.hexdigest()
+
+
+def _describe(exc: Exception) -> str:
+    """A short, single-line reason for a failed download."""
+    if isinstance(exc, urllib.error.HTTPError):
+        reason = f"HTTP {exc.code} {exc.reason}"
+    elif isinstance(exc, urllib.error.URLError):
+        reason = f"cannot reach the server ({exc.reason})"
+    elif isinstance(exc, http.client.IncompleteRead):
+        reason = "transfer truncated: the connection closed early"
+    elif isinstance(exc, TimeoutError):
+        reason = "timed out"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return " ".join(reason.split())
