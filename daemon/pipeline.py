@@ -1,0 +1,210 @@
+"""The real-time pipeline: Source -> Tracker -> Renderer -> Compositor -> Sink.
+
+Two threads. The worker takes the newest source item, tracks it, renders it
+and publishes the finished frame. The output thread ticks at a constant rate
+and hands the sink whatever is newest: it repeats a frame when rendering is
+late and never waits for tracking or rendering, so the virtual camera never
+stutters or stops.
+
+Fail-closed: the only things the output thread can send are frames rendered by
+a `FaceRenderer` (which never receives camera pixels) or the placeholder card.
+Before the first frame, on any worker error, while the camera is gone, and
+after stop, it sends the card.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from veilcam.models.face_filter import FaceFilter
+from veilcam.models.face_state import FaceState
+from veilcam.models.landmarker import FaceLandmarker
+from veilcam.models.renderer import FaceRenderer
+
+from .compositor import Compositor
+from .mailbox import Mailbox
+from .pacing import OutputClock
+from .placeholder import placeholder_card
+from .report import RunStats
+from .sinks.base import Sink
+from .sources.base import CameraFrame, FaceStateSource, FrameSource, Source
+
+log = logging.getLogger(__name__)
+
+STOP_CARD_FRAMES = 3  # placeholder frames sent after stop, before the sink closes
+
+
+@dataclass(frozen=True)
+class OutputFrame:
+    """A finished frame, or (rgb None) a request to show the card with `message`."""
+
+    rgb: np.ndarray | None
+    capture_ts: float
+    ready_ts: float
+    index: int
+    message: str = ""
+
+
+class FrameProcessor:
+    """Source item in, sink-ready frame out: the part shared by live and offline runs.
+
+    Camera pixels enter `process` and go to the tracker only; from there on,
+    all that flows is a `FaceState`.
+    """
+
+    def __init__(self, tracker: FaceLandmarker | None, face_filter: FaceFilter, renderer: FaceRenderer, compositor: Compositor, stats: RunStats) -> None:
+        if not isinstance(renderer, FaceRenderer) or not renderer.privacy_safe:
+            raise TypeError("only FaceRenderer avatars, which never see camera frames, can drive the pipeline")
+        self.tracker = tracker
+        self.face_filter = face_filter
+        self.renderer = renderer
+        self.compositor = compositor
+        self.stats = stats
+
+    def face_state(self, item: CameraFrame | FaceState) -> tuple[FaceState, int]:
+        if isinstance(item, FaceState):
+            return item, self.stats.frames_in
+        if self.tracker is None:
+            raise TypeError("a camera source needs a tracker")
+        self.stats.stage("decode", item.decode_ms)
+        t0 = time.perf_counter()
+        state = self.tracker.track(item.rgb, item.timestamp)
+        self.stats.stage("track", (time.perf_counter() - t0) * 1000)
+        return state, item.index
+
+    def process(self, item: CameraFrame | FaceState) -> OutputFrame:
+        raw, index = self.face_state(item)
+        self.stats.record_frame(index, raw.present, raw.blendshape_dict() if raw.present else None)
+        state = self.face_filter(raw)
+        t0 = time.perf_counter()
+        rgba = self.renderer.render(state)
+        t1 = time.perf_counter()
+        rgb = self.compositor.compose(rgba)
+        t2 = time.perf_counter()
+        self.stats.stage("render", (t1 - t0) * 1000)
+        self.stats.stage("composite", (t2 - t1) * 1000)
+        return OutputFrame(rgb, raw.timestamp, t2, index)
+
+
+class Pipeline:
+    def __init__(self, source: Source, processor: FrameProcessor, sink: Sink, fps: float) -> None:
+        if not isinstance(source, (FrameSource, FaceStateSource)):
+            raise TypeError(f"unsupported source {type(source).__name__}")
+        self.source = source
+        self.processor = processor
+        self.sink = sink
+        self.fps = fps
+        self.stats = processor.stats
+        self._frames: Mailbox[OutputFrame] = Mailbox()
+        self._stop = threading.Event()
+        self._worker_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.last_error: str = ""
+        self.started_at = 0.0
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        self.started_at = time.perf_counter()
+        self.source.start()
+        self._threads = [
+            threading.Thread(target=self._output_loop, name="veilcam-output", daemon=True),
+            threading.Thread(target=self._worker_loop, name="veilcam-worker", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.source.close()
+
+    def wait(self, timeout: float | None = None, max_frames: int | None = None) -> bool:
+        """Block until the source ends, `max_frames` are in, or `timeout`; True if the source ended."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while not self._stop.is_set():
+            if self._worker_done.wait(0.05):
+                return True
+            if max_frames is not None and self.stats.frames_in >= max_frames:
+                return False
+            if deadline is not None and time.perf_counter() >= deadline:
+                return False
+        return False
+
+    # -- threads -------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self.source.read(timeout=0.25)
+                except EOFError:
+                    break
+                if item is None:
+                    if getattr(self.source, "connected", True) is False:
+                        self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "camera disconnected"))
+                    continue
+                try:
+                    self._frames.put(self.processor.process(item))
+                except Exception as exc:  # fail closed: show the card, keep going
+                    self.stats.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("frame failed; showing the placeholder")
+                    self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "avatar unavailable"))
+        finally:
+            self._worker_done.set()
+
+    def _output_loop(self) -> None:
+        w, h = self.sink.width, self.sink.height
+        clock = OutputClock(self.fps)
+        last_sent: OutputFrame | None = None
+        last_tick_sent = None
+        stats = self.stats
+        while not self._stop.is_set():
+            clock.wait(self._stop)
+            if self._stop.is_set():
+                break
+            frame = self._frames.peek()
+            if frame is not None and frame is not last_sent and frame.rgb is not None:
+                clock.frame_ready(frame.ready_ts)
+            t0 = time.perf_counter()
+            self._send(frame, w, h)
+            t1 = time.perf_counter()
+            stats.stage("sink", (t1 - t0) * 1000)
+            if last_tick_sent is not None:
+                stats.output_intervals_ms.append((t0 - last_tick_sent) * 1000)
+            last_tick_sent = t0
+            if frame is not None and frame.rgb is not None:
+                if frame is last_sent:
+                    stats.repeats += 1
+                else:
+                    stats.frames_rendered_out += 1
+                    stats.latency_ms.append((t0 - frame.capture_ts) * 1000)
+            last_sent = frame
+        for _ in range(STOP_CARD_FRAMES):
+            self._send_card("stopped", w, h)
+            time.sleep(1.0 / self.fps)
+
+    def _send(self, frame: OutputFrame | None, w: int, h: int) -> None:
+        if frame is None:
+            self._send_card("starting", w, h)
+        elif frame.rgb is None:
+            self._send_card(frame.message, w, h)
+        else:
+            self.sink.send(frame.rgb)
+            self.stats.frames_out += 1
+
+    def _send_card(self, message: str, w: int, h: int) -> None:
+        self.sink.send(placeholder_card(w, h, message))
+        self.stats.frames_out += 1
+        self.stats.placeholders += 1
+
+    # -- reporting -----------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Source frames the worker never processed because newer ones had arrived."""
+        return self.source.dropped

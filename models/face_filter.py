@@ -1,0 +1,120 @@
+"""Temporal policy for tracked faces: One Euro smoothing and the face-lost rule.
+
+Raw tracking jitters by a few hundredths per frame, which reads as a nervous
+avatar; over-smoothing makes blinks half-close. Eye shapes therefore get a
+higher cut-off than the rest. When the face is lost the avatar holds its last
+expression for a moment (a hand passing in front of the face should not make it
+go blank), then eases to a calm neutral face looking at the camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .face_state import BLENDSHAPE_NAMES, FaceState, identity_pose
+from .one_euro import OneEuroFilter
+
+_FAST = np.array([n.startswith(("eyeBlink", "eyeSquint", "eyeWide", "jawOpen")) for n in BLENDSHAPE_NAMES])
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    blend_min_cutoff: float = 1.5  # Hz, expression shapes at rest
+    blink_min_cutoff: float = 4.0  # Hz, eyelids and jaw: fast by nature
+    blend_beta: float = 0.8
+    pose_min_cutoff: float = 1.0
+    pose_beta: float = 0.3
+    grace_s: float = 0.5  # hold the last state this long after the face is lost
+    ease_s: float = 1.0  # then ease to neutral over this long
+
+
+def _rotation_to_quat(r: np.ndarray) -> np.ndarray:
+    w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2.0
+    x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2.0
+    y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2.0
+    z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2.0
+    x = np.copysign(x, r[2, 1] - r[1, 2])
+    y = np.copysign(y, r[0, 2] - r[2, 0])
+    z = np.copysign(z, r[1, 0] - r[0, 1])
+    return np.array([w, x, y, z])
+
+
+def _quat_to_rotation(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _pose_vector(pose: np.ndarray, reference_quat: np.ndarray | None) -> np.ndarray:
+    """Pose as (quaternion, translation), the quaternion on the reference's hemisphere."""
+    # MediaPipe's matrix carries the face's scale in its rotation part.
+    scale = np.linalg.norm(pose[:3, 0])
+    q = _rotation_to_quat(pose[:3, :3] / scale)
+    if reference_quat is not None and np.dot(q, reference_quat) < 0:
+        q = -q
+    return np.concatenate([q, pose[:3, 3], [scale]])
+
+
+def _pose_matrix(v: np.ndarray) -> np.ndarray:
+    pose = np.eye(4, dtype=np.float32)
+    pose[:3, :3] = _quat_to_rotation(v[:4]) * v[7]
+    pose[:3, 3] = v[4:7]
+    return pose
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+class FaceFilter:
+    """Feeds raw tracked states in, gets the states to render out, one for one."""
+
+    def __init__(self, settings: FilterSettings = FilterSettings()) -> None:
+        self.settings = settings
+        s = settings
+        self._blend = OneEuroFilter(np.where(_FAST, s.blink_min_cutoff, s.blend_min_cutoff), s.blend_beta)
+        self._pose = OneEuroFilter(s.pose_min_cutoff, s.pose_beta)
+        self._held: FaceState | None = None  # last smoothed state with a face
+        self._last_output: FaceState | None = None
+        self._lost_since: float | None = None
+
+    def __call__(self, raw: FaceState) -> FaceState:
+        out = self._track(raw) if raw.present else self._lost(raw.timestamp)
+        self._last_output = out
+        return out
+
+    def _track(self, raw: FaceState) -> FaceState:
+        t = raw.timestamp
+        prev_quat = None if self._held is None else _pose_vector(self._held.head_pose, None)[:4]
+        if self._lost_since is not None and self._last_output is not None:
+            # Re-acquired: continue from what is on screen, not from before the loss.
+            shown = self._last_output
+            self._blend.reset(shown.blendshapes, t - 1e-3)
+            self._pose.reset(_pose_vector(shown.head_pose, None), t - 1e-3)
+            prev_quat = _pose_vector(shown.head_pose, None)[:4]
+        self._lost_since = None
+        blend = np.clip(self._blend(raw.blendshapes, t), 0.0, 1.0).astype(np.float32)
+        pose = _pose_matrix(self._pose(_pose_vector(raw.head_pose, prev_quat), t))
+        self._held = FaceState(True, blend, pose, t, raw.landmarks)
+        return self._held
+
+    def _lost(self, t: float) -> FaceState:
+        if self._held is None:
+            return FaceState.neutral(t)
+        if self._lost_since is None:
+            self._lost_since = t
+        s = self.settings
+        e = _smoothstep((t - self._lost_since - s.grace_s) / s.ease_s) if s.ease_s > 0 else float(t - self._lost_since >= s.grace_s)
+        held_pose = _pose_vector(self._held.head_pose, None)
+        neutral_pose = _pose_vector(identity_pose(), held_pose[:4])
+        neutral_pose[4:] = held_pose[4:]  # keep where the head was; only turn it to face the camera
+        pose = _pose_matrix((1 - e) * held_pose + e * neutral_pose)
+        blend = (self._held.blendshapes * (1 - e)).astype(np.float32)
+        landmarks = self._held.landmarks if e == 0 else None
+        return FaceState(False, blend, pose, t, landmarks)

@@ -1,0 +1,72 @@
+"""MediaPipe Face Landmarker in VIDEO mode, as a FaceState producer.
+
+VIDEO mode (not LIVE_STREAM) keeps tracking synchronous: the caller decides
+when a frame is tracked, so the pipeline can always track the newest frame and
+drop stale ones instead of queueing them inside MediaPipe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .face_state import MIRROR_PERMUTATION, FaceState, blendshapes_from_scores
+
+
+class FaceLandmarker:
+    """Tracks one face per frame.
+
+    With `mirror=True` the image is flipped before tracking, so the head moves
+    like a mirror image; MediaPipe then reports the left/right blendshapes of
+    the flipped face, which are the user's opposite side, so they are swapped
+    back: eyeBlinkLeft is always the user's own left eye.
+    """
+
+    def __init__(self, model_path: Path, mirror: bool = False) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision  # heavy import, kept local
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.VIDEO,
+            num_faces=1,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        try:
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"{model_path}: not a usable face landmarker model ({exc})") from exc
+        self.mirror = mirror
+        self._last_ms = -1
+
+    def track(self, rgb: np.ndarray, timestamp: float) -> FaceState:
+        """Track an (H, W, 3) uint8 RGB image captured at `timestamp` (monotonic seconds)."""
+        import mediapipe as mp
+
+        if self.mirror:
+            rgb = rgb[:, ::-1]
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        # MediaPipe requires strictly increasing timestamps in VIDEO mode.
+        ms = max(int(timestamp * 1000), self._last_ms + 1)
+        self._last_ms = ms
+        result = self._landmarker.detect_for_video(image, ms)
+        if not result.face_landmarks:
+            return FaceState.neutral(timestamp)
+        landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], np.float32)
+        scores = blendshapes_from_scores({c.category_name: c.score for c in result.face_blendshapes[0]})
+        if self.mirror:
+            scores = scores[MIRROR_PERMUTATION]
+        pose = np.asarray(result.facial_transformation_matrixes[0], np.float32)
+        return FaceState(True, scores, pose, timestamp, landmarks)
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> "FaceLandmarker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
