@@ -1,0 +1,339 @@
+"""A blendshape rig for a face mask built on MediaPipe's canonical mesh.
+
+At load, holes are cut for the eyes and the mouth, the lips are closed, and each
+ARKit control gets a smooth displacement field: handle vertices get a prescribed
+offset, vertices far from them stay put and the rest follow by biharmonic
+interpolation on the mesh graph (so, across the mouth hole, the lower lip does
+not drag the upper one). Per frame the fields are blended with one matrix
+product, the jaw is rotated about a pivot behind it and normals are recomputed.
+
+"Left"/"right" are the subject's own sides, as in ARKit: left is +x.
+`MaskShell` turns a posed surface into a closed, slightly thick object for
+rendering: a back side, a rounded outer rim and tunnels behind the eye and
+mouth holes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .canonical_mesh import CanonicalMesh
+from .face_state import BLENDSHAPE_INDEX, MIRROR_PERMUTATION, NUM_BLENDSHAPES, BLENDSHAPE_NAMES
+
+RIGHT_EYE_UPPER = (246, 161, 160, 159, 158, 157, 173)
+RIGHT_EYE_LOWER = (33, 7, 163, 144, 145, 153, 154, 155, 133)
+LEFT_EYE_UPPER = (466, 388, 387, 386, 385, 384, 398)
+LEFT_EYE_LOWER = (263, 249, 390, 373, 374, 380, 381, 382, 362)
+INNER_LIP_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+INNER_LIP_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+OUTER_LIP_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+OUTER_LIP_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+LEFT_BROW = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)
+LEFT_MOUTH_CORNER = (291, 308)
+CHIN = 152
+
+JAW_PIVOT = np.array([0.0, -2.0, -3.0], np.float32)
+JAW_MAX_ANGLE = np.radians(22.0)
+GAZE_MAX_YAW = np.radians(28.0)
+GAZE_MAX_PITCH = np.radians(22.0)
+EYE_RADIUS = 1.2
+
+Displacement = Sequence[float] | np.ndarray | Callable[[np.ndarray], np.ndarray]
+Handle = tuple[Sequence[int], Displacement]
+
+
+def _loop(first: Sequence[int], second: Sequence[int]) -> np.ndarray:
+    """Two contours running the same way (the second may omit the shared end points) -> one closed loop."""
+    return np.array(list(first) + [i for i in reversed(second) if i not in first], np.int64)
+
+
+def _ccw(loop: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    p = xy[loop]
+    area = np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])
+    return loop if area > 0 else loop[::-1].copy()
+
+
+def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon test in 2D, vectorized over points."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return (np.sum(crosses & (x < x_cross), axis=1) % 2) == 1
+
+
+def _cut_holes(triangles: np.ndarray, vertices: np.ndarray, loops: Sequence[np.ndarray]) -> np.ndarray:
+    """Drop the triangles spanning each loop: all corners on it, centroid inside it."""
+    keep = np.ones(len(triangles), bool)
+    centroids = vertices[triangles].mean(axis=1)
+    for loop in loops:
+        on_loop = np.isin(triangles, loop).all(axis=1)
+        keep &= ~(on_loop & _inside(centroids[:, :2], vertices[loop, :2]))
+    return triangles[keep]
+
+
+def _curve_at(x: np.ndarray, contour: Sequence[int], vertices: np.ndarray) -> np.ndarray:
+    """Points of a contour (polyline, monotonic in x) at the given x, interpolated."""
+    p = vertices[list(contour)]
+    order = np.argsort(p[:, 0])
+    p = p[order]
+    return np.stack([x, np.interp(x, p[:, 0], p[:, 1]), np.interp(x, p[:, 0], p[:, 2])], axis=1)
+
+
+def _xyz(x, y, z) -> np.ndarray:
+    """Stack per-point (or scalar) components into (n, 3) displacements."""
+    return np.stack(np.broadcast_arrays(x, y, z), axis=1)
+
+
+def _edges(triangles: np.ndarray) -> np.ndarray:
+    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    return np.unique(np.sort(e, axis=1), axis=0)
+
+
+def _boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
+    """Closed boundary loops, each ordered along its half-edges."""
+    half = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    edge_set = {tuple(e) for e in half.tolist()}
+    nxt = {a: b for a, b in half.tolist() if (b, a) not in edge_set}
+    loops = []
+    while nxt:
+        start = next(iter(nxt))
+        loop = [start]
+        while (v := nxt.pop(loop[-1])) != start:
+            loop.append(v)
+        loops.append(np.array(loop, np.int64))
+    return loops
+
+
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals, vectorized."""
+    v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
+    face = np.cross(v1 - v0, v2 - v0)
+    idx = triangles.ravel()
+    rep = np.repeat(face, 3, axis=0)
+    n = len(vertices)
+    normals = np.stack([np.bincount(idx, rep[:, k], n) for k in range(3)], axis=1)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    return normals.astype(np.float32)
+
+
+class _Interpolator:
+    """Biharmonic interpolation of displacements on the mesh graph."""
+
+    def __init__(self, vertices: np.ndarray, triangles: np.ndarray) -> None:
+        n = len(vertices)
+        e = _edges(triangles)
+        adjacency = np.zeros((n, n))
+        adjacency[e[:, 0], e[:, 1]] = adjacency[e[:, 1], e[:, 0]] = 1.0
+        laplacian = np.eye(n) - adjacency / np.maximum(adjacency.sum(1, keepdims=True), 1.0)
+        self._k = laplacian.T @ laplacian
+        self._vertices = vertices
+
+    def solve(self, handles: Sequence[Handle], radius: float, pinned: Sequence[int] = ()) -> np.ndarray:
+        """Displacements that match `handles`, are 0 at `pinned` and beyond `radius`
+        of every handle vertex, and are smooth in between."""
+        v = self._vertices
+        values = np.zeros_like(v, dtype=np.float64)
+        known = np.zeros(len(v), bool)
+        handle_idx = np.concatenate([np.asarray(idx, np.int64) for idx, _ in handles])
+        dist = np.linalg.norm(v[:, None, :] - v[None, handle_idx, :], axis=2).min(axis=1)
+        known[dist > radius] = True
+        known[list(pinned)] = True
+        for idx, disp in handles:
+            idx = np.asarray(idx, np.int64)
+            values[idx] = disp(v[idx]) if callable(disp) else disp
+            known[idx] = True
+        free = ~known
+        k_ff = self._k[np.ix_(free, free)]
+        k_fk = self._k[np.ix_(free, known)]
+        values[free] = np.linalg.solve(k_ff, -k_fk @ values[known])
+        return values
+
+
+@dataclass(frozen=True)
+class RigFrame:
+    vertices: np.ndarray  # (468, 3) float32, posed front surface, canonical indices
+    normals: np.ndarray  # (468, 3) float32
+    eye_rotations: np.ndarray  # (2, 3, 3) float32 gaze rotations: [0] right eye (-x), [1] left eye (+x)
+
+
+class MaskRig:
+    """Canonical mesh with open eyes and mouth, driven by ARKit blendshapes."""
+
+    def __init__(self, mesh: CanonicalMesh) -> None:
+        v = mesh.vertices.astype(np.float64)
+        self.mirror = np.array([np.argmin(np.linalg.norm(v - p * (-1, 1, 1), axis=1)) for p in v])
+        self.eye_loops = (
+            _ccw(_loop(RIGHT_EYE_LOWER, RIGHT_EYE_UPPER), v),
+            _ccw(_loop(LEFT_EYE_LOWER, LEFT_EYE_UPPER), v),
+        )
+        self.mouth_loop = _ccw(_loop(INNER_LIP_UPPER, INNER_LIP_LOWER), v)
+        self.triangles = _cut_holes(mesh.triangles, v, (*self.eye_loops, self.mouth_loop)).astype(np.int32)
+        self.outer_loop = _ccw(max(_boundary_loops(self.triangles), key=len), v)
+
+        solver = _Interpolator(v, self.triangles)
+        lips = self._lips(v)
+        v = v + self._close_lips(solver, v)
+        solver = _Interpolator(v, self.triangles)
+        self.base = v.astype(np.float32)
+
+        jaw = solver.solve(
+            [(lips["lower"] + [CHIN] + list(np.flatnonzero(v[:, 1] < -7.0)), (1.0, 0, 0))],
+            radius=np.inf,
+            pinned=lips["upper"] + list(np.flatnonzero(v[:, 1] > -2.0)),
+        )
+        self._jaw_weight = np.clip(jaw[:, 0], 0.0, 1.0).astype(np.float32)
+        lip_close = solver.solve([(lips["lower"], (1.0, 0, 0))], radius=1.5, pinned=lips["upper"] + [CHIN])
+        self._lip_close_weight = np.clip(lip_close[:, 0], 0.0, 1.0).astype(np.float32)
+
+        self._fields = self._build_fields(solver, v, lips)
+
+        centers = []
+        for loop in self.eye_loops:
+            p = v[loop]
+            centers.append([(p[:, 0].min() + p[:, 0].max()) / 2, p[:, 1].mean(), p[:, 2].max() - 0.2 - EYE_RADIUS])
+        self.eye_centers = np.array(centers, np.float32)
+        self.eye_radius = EYE_RADIUS
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _lips(self, v: np.ndarray) -> dict[str, list[int]]:
+        upper_poly = v[list(OUTER_LIP_UPPER) + list(INNER_LIP_UPPER[::-1]), :2]
+        lower_poly = v[list(OUTER_LIP_LOWER) + list(INNER_LIP_LOWER[::-1]), :2]
+        upper = set(OUTER_LIP_UPPER) | set(INNER_LIP_UPPER) | set(np.flatnonzero(_inside(v[:, :2], upper_poly)).tolist())
+        lower = set(OUTER_LIP_LOWER) | set(INNER_LIP_LOWER) | set(np.flatnonzero(_inside(v[:, :2], lower_poly)).tolist())
+        corners = {61, 78, 291, 308}
+        upper, lower = sorted(upper - corners), sorted(lower - corners)
+        return {"upper": upper, "lower": lower, "all": sorted(set(upper) | set(lower) | corners)}
+
+    def _close_lips(self, solver: _Interpolator, v: np.ndarray) -> np.ndarray:
+        """The canonical mouth is slightly open: move the inner lips onto their mid curve."""
+        up, lo = list(INNER_LIP_UPPER[1:-1]), list(INNER_LIP_LOWER[1:-1])
+        mid_up = (v[up] + _curve_at(v[up, 0], INNER_LIP_LOWER, v)) / 2
+        mid_lo = (v[lo] + _curve_at(v[lo, 0], INNER_LIP_UPPER, v)) / 2
+        return solver.solve([(up, mid_up - v[up]), (lo, mid_lo - v[lo]), ((78, 308), 0.0)], radius=1.0)
+
+    def _build_fields(self, solver: _Interpolator, v: np.ndarray, lips: dict[str, list[int]]) -> np.ndarray:
+        left = self._left_fields(solver, v, lips)
+        both = self._symmetric_fields(solver, v, lips)
+        fields = np.zeros((NUM_BLENDSHAPES, len(v), 3), np.float32)
+        for name, field in left.items():
+            fields[BLENDSHAPE_INDEX[name]] = field
+            fields[MIRROR_PERMUTATION[BLENDSHAPE_INDEX[name]]] = field[self.mirror] * (-1, 1, 1)
+        for name, field in both.items():
+            fields[BLENDSHAPE_INDEX[name]] = field
+        return fields.reshape(NUM_BLENDSHAPES, -1)
+
+    def _mirrored(self, idx: Sequence[int]) -> list[int]:
+        return list(idx) + [int(self.mirror[i]) for i in idx]
+
+    def _near(self, v: np.ndarray, x: float, y: float, r: float) -> list[int]:
+        """Front-facing vertices within r of (x, y) seen from the front."""
+        d = np.hypot(v[:, 0] - x, v[:, 1] - y)
+        return np.flatnonzero((d < r) & (v[:, 2] > 0)).tolist()
+
+    def _left_fields(self, s: _Interpolator, v: np.ndarray, lips: dict[str, list[int]]) -> dict[str, np.ndarray]:
+        up, lo = list(LEFT_EYE_UPPER), list(LEFT_EYE_LOWER)
+        eyes = self._mirrored(up + lo)
+        brow = list(LEFT_BROW)
+        brow_x = v[brow, 0]
+        outer_t = lambda p: np.clip((p[:, 0] - brow_x.min()) / np.ptp(brow_x), 0, 1)[:, None]  # noqa: E731
+        corner = list(LEFT_MOUTH_CORNER)
+        midline = [i for i in lips["all"] if abs(v[i, 0]) < 0.05]
+        still = midline + [int(self.mirror[i]) for i in corner]
+        left_upper = [i for i in lips["upper"] if v[i, 0] > 0.1]
+        left_lower = [i for i in lips["lower"] if v[i, 0] > 0.1]
+        side = lambda p: np.clip(p[:, 0] / 1.5, 0, 1)[:, None]  # noqa: E731
+        jaw = self._jaw_weight[:, None]
+        return {
+            "eyeBlinkLeft": s.solve([(up, _curve_at(v[up, 0], lo, v) - v[up]), (lo, 0.0)], 2.0, brow),
+            "eyeWideLeft": s.solve([(up, (0, 0.28, 0.04)), (lo, (0, -0.03, 0))], 1.8, brow),
+            "eyeSquintLeft": s.solve([(lo, (0, 0.17, 0.03)), (up[1:-1], (0, -0.06, 0))], 1.8, brow),
+            "cheekSquintLeft": s.solve([(self._near(v, 3.8, 0.8, 0.9), (0, 0.25, 0.1)), (lo, (0, 0.08, 0))], 2.2, up + brow),
+            "browDownLeft": s.solve([(brow, lambda p: (-0.22, -0.42, 0.06) * (1 - outer_t(p)) + (0, -0.2, 0) * outer_t(p))], 2.6, eyes),
+            "browOuterUpLeft": s.solve([(brow, lambda p: (0.05, 0.55, 0) * outer_t(p) ** 1.5)], 2.6, eyes),
+            "noseSneerLeft": s.solve(
+                [(self._near(v, 1.75, -1.0, 0.6), (0, 0.26, -0.04)), (self._near(v, 0.9, 0.9, 0.5), (0, 0.12, 0))], 1.8, eyes + list(INNER_LIP_LOWER)
+            ),
+            "mouthSmileLeft": s.solve([(corner, (0.42, 0.42, -0.28))], 3.2, still),
+            "mouthFrownLeft": s.solve([(corner, (0.08, -0.42, -0.05))], 2.8, still),
+            "mouthStretchLeft": s.solve([(corner, (0.4, -0.15, -0.15))], 2.8, still),
+            "mouthDimpleLeft": s.solve([(corner, (0.12, 0.02, -0.3))], 2.5, still),
+            "mouthPressLeft": s.solve([(left_upper, (0, -0.06, -0.08)), (left_lower, (0, 0.06, -0.08))], 1.5, midline),
+            "mouthUpperUpLeft": s.solve([(left_upper, lambda p: (0, 0.32, 0.02) * side(p))], 2.0, lips["lower"]),
+            "mouthLowerDownLeft": s.solve([(left_lower, lambda p: (0, -0.32, 0.02) * side(p))], 2.0, lips["upper"]),
+            "mouthLeft": s.solve([(lips["all"], (0.55, 0, 0))], 2.5),
+            "jawLeft": jaw * np.array([0.9, 0, 0]),
+        }
+
+    def _symmetric_fields(self, s: _Interpolator, v: np.ndarray, lips: dict[str, list[int]]) -> dict[str, np.ndarray]:
+        eyes = self._mirrored(list(LEFT_EYE_UPPER) + list(LEFT_EYE_LOWER))
+        brows = self._mirrored(LEFT_BROW)
+        inner = lambda p: np.clip(1 - (np.abs(p[:, 0]) - 1.2) / 3.5, 0, 1)[:, None] ** 1.5  # noqa: E731
+        cheeks = self._near(v, 4.3, -3.5, 1.3) + self._near(v, -4.3, -3.5, 1.3)
+        puff = vertex_normals(v, self.triangles)[cheeks] * 0.6 + _xyz(np.sign(v[cheeks, 0]) * 0.15, 0, 0)
+        inner_up, inner_lo = list(INNER_LIP_UPPER[1:-1]), list(INNER_LIP_LOWER[1:-1])
+        gape = lambda p: 1 - (p[:, 0] / 2.2) ** 2  # noqa: E731
+        jaw = self._jaw_weight[:, None]
+        return {
+            "browInnerUp": s.solve([(brows, lambda p: (0, 0.6, 0.02) * inner(p))], 3.0, eyes),
+            "cheekPuff": s.solve([(cheeks, puff)], 3.0, inner_up + inner_lo),
+            "mouthPucker": s.solve([(lips["all"], lambda p: _xyz(-0.28 * p[:, 0], 0, 0.5))], 2.5),
+            "mouthFunnel": s.solve(
+                [
+                    (lips["all"], lambda p: _xyz(-0.2 * p[:, 0], 0, 0.4)),
+                    (inner_up, lambda p: _xyz(-0.2 * p[:, 0], 0.24 * gape(p), 0.4)),
+                    (inner_lo, lambda p: _xyz(-0.2 * p[:, 0], -0.3 * gape(p), 0.4)),
+                ],
+                2.5,
+            ),
+            "mouthRollLower": s.solve([(lips["lower"], (0, 0.12, -0.3))], 1.5, lips["upper"]),
+            "mouthRollUpper": s.solve([(lips["upper"], (0, -0.1, -0.3))], 1.5, lips["lower"]),
+            "mouthShrugLower": s.solve(
+                [(list(OUTER_LIP_LOWER[1:-1]), (0, 0.15, 0.1)), (self._near(v, 0.0, -7.2, 1.0), (0, 0.3, 0.15))], 3.0, lips["upper"]
+            ),
+            "mouthShrugUpper": s.solve([(lips["upper"], (0, 0.12, 0.08))], 2.0, lips["lower"]),
+            "jawForward": jaw * np.array([0, 0, 0.7]),
+        }
+
+    # --- per frame ----------------------------------------------------------------------------
+
+    def evaluate(self, blendshapes: np.ndarray) -> RigFrame:
+        """Pose the mask for one (52,) blendshape vector (values are clipped to [0, 1])."""
+        w = np.clip(np.asarray(blendshapes, np.float32), 0.0, 1.0)
+        v = self.base + (w @ self._fields).reshape(-1, 3)
+        angle = JAW_MAX_ANGLE * w[_JAW_OPEN]
+        c, s = np.cos(angle), np.sin(angle)
+        rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32)  # chin down and back
+        weight = self._jaw_weight * (1.0 - w[_MOUTH_CLOSE] * self._lip_close_weight)
+        v += weight[:, None] * ((v - JAW_PIVOT) @ rot.T + JAW_PIVOT - v)
+        return RigFrame(v, vertex_normals(v, self.triangles), self._gaze(w))
+
+    @staticmethod
+    def _gaze(w: np.ndarray) -> np.ndarray:
+        g = {name: w[BLENDSHAPE_INDEX[name]] for name in _GAZE_NAMES}
+        yaws = (  # towards +x
+            (g["eyeLookInRight"] - g["eyeLookOutRight"]) * GAZE_MAX_YAW,
+            (g["eyeLookOutLeft"] - g["eyeLookInLeft"]) * GAZE_MAX_YAW,
+        )
+        pitches = (  # towards +y
+            (g["eyeLookUpRight"] - g["eyeLookDownRight"]) * GAZE_MAX_PITCH,
+            (g["eyeLookUpLeft"] - g["eyeLookDownLeft"]) * GAZE_MAX_PITCH,
+        )
+        out = np.empty((2, 3, 3), np.float32)
+        for i, (yaw, pitch) in enumerate(zip(yaws, pitches)):
+            cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+            r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+            r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
+            out[i] = r_yaw @ r_pitch
+        return out
+
+
+_JAW_OPEN = BLENDSHAPE_INDEX["jawOpen"]
+_MOUTH_CLOSE = BLENDSHAPE_INDEX["mouthClose"]
+_GAZE_NAMES = tuple(n for n in BLENDSHAPE_NAMES if n.startswith("eyeLook"))
