@@ -37,9 +37,9 @@ class SourceConfig:
 @dataclass(frozen=True)
 class TrackerConfig:
     mirror: bool = _opt(False, "move the avatar like a mirror image (the user's left stays the avatar's left)")
-    blend_min_cutoff: float = _opt(1.5, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
-    blink_min_cutoff: float = _opt(4.0, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
-    blend_beta: float = _opt(0.8, "how fast expression smoothing opens up with speed", lo=0, hi=100)
+    blend_min_cutoff: float = _opt(1.0, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
+    blink_min_cutoff: float = _opt(6.0, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
+    blend_beta: float = _opt(2.0, "how fast expression smoothing opens up with speed", lo=0, hi=100)
     pose_min_cutoff: float = _opt(1.0, "head pose smoothing cut-off at rest, Hz", lo=0.05, hi=30)
     pose_beta: float = _opt(0.3, "how fast pose smoothing opens up with speed", lo=0, hi=100)
     grace_s: float = _opt(0.5, "seconds to hold the last expression when the face is lost", lo=0, hi=10)
@@ -72,18 +72,12 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
-class PrivacyConfig:
-    enabled: bool = _opt(True, "never let camera pixels reach the output (only face-state avatars)")
-
-
-@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]

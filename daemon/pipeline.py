@@ -73,11 +73,12 @@ class FrameProcessor:
             raise TypeError("a camera source needs a tracker")
         self.stats.stage("decode", item.decode_ms)
         t0 = time.perf_counter()
-        state = self.tracker.track(item.rgb, item.timestamp)
+        state = self.tracker.track(item.rgb, item.media_time)
         self.stats.stage("track", (time.perf_counter() - t0) * 1000)
         return state, item.index
 
     def process(self, item: CameraFrame | FaceState) -> OutputFrame:
+        """One finished frame; its latency is counted from `item.timestamp`."""
         raw, index = self.face_state(item)
         self.stats.record_frame(index, raw.present, raw.blendshape_dict() if raw.present else None)
         state = self.face_filter(raw)
@@ -88,7 +89,7 @@ class FrameProcessor:
         t2 = time.perf_counter()
         self.stats.stage("render", (t1 - t0) * 1000)
         self.stats.stage("composite", (t2 - t1) * 1000)
-        return OutputFrame(rgb, raw.timestamp, t2, index)
+        return OutputFrame(rgb, item.timestamp, t2, index)
 
 
 class Pipeline:
@@ -163,7 +164,6 @@ class Pipeline:
         clock = OutputClock(self.fps)
         last_sent: OutputFrame | None = None
         last_tick_sent = None
-        stats = self.stats
         while not self._stop.is_set():
             clock.wait(self._stop)
             if self._stop.is_set():
@@ -174,6 +174,7 @@ class Pipeline:
             t0 = time.perf_counter()
             self._send(frame, w, h)
             t1 = time.perf_counter()
+            stats = self.stats
             stats.stage("sink", (t1 - t0) * 1000)
             if last_tick_sent is not None:
                 stats.output_intervals_ms.append((t0 - last_tick_sent) * 1000)
@@ -204,6 +205,11 @@ class Pipeline:
         self.stats.placeholders += 1
 
     # -- reporting -----------------------------------------------------------
+    def reset_stats(self) -> RunStats:
+        """Start measuring afresh (after warm-up); returns the new collector."""
+        self.stats = self.processor.stats = RunStats()
+        return self.stats
+
     @property
     def dropped(self) -> int:
         """Source frames the worker never processed because newer ones had arrived."""

@@ -21,9 +21,9 @@ _FAST = np.array([n.startswith(("eyeBlink", "eyeSquint", "eyeWide", "jawOpen")) 
 
 @dataclass(frozen=True)
 class FilterSettings:
-    blend_min_cutoff: float = 1.5  # Hz, expression shapes at rest
-    blink_min_cutoff: float = 4.0  # Hz, eyelids and jaw: fast by nature
-    blend_beta: float = 0.8
+    blend_min_cutoff: float = 1.0  # Hz, expression shapes at rest
+    blink_min_cutoff: float = 6.0  # Hz, eyelids and jaw: fast by nature
+    blend_beta: float = 2.0
     pose_min_cutoff: float = 1.0
     pose_beta: float = 0.3
     grace_s: float = 0.5  # hold the last state this long after the face is lost

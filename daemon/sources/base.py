@@ -18,9 +18,10 @@ from veilcam.models.face_state import FaceState
 @dataclass(frozen=True)
 class CameraFrame:
     rgb: np.ndarray  # (H, W, 3) uint8
-    timestamp: float  # time.perf_counter() when the frame became available
+    timestamp: float  # time.perf_counter() when the frame became available: latency starts here
     index: int  # position in the source (file frame number, or capture count)
     decode_ms: float  # time spent capturing/decoding it
+    media_time: float  # seconds on the source's own clock: what tracking and smoothing see
 
 
 class Source(ABC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ class VideoFileSource(FrameSource):
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 240 else 30.0
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self._index = 0
+        self._delivered = 0
         self._mailbox: Mailbox[CameraFrame] = Mailbox()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -47,15 +48,16 @@ class VideoFileSource(FrameSource):
     def _decode(self) -> CameraFrame | None:
         t0 = time.perf_counter()
         ok, bgr = self._cap.read()
-        if not ok and self.loop and self._index > 0:
+        if not ok and self.loop and self._delivered > 0:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self._cap.read()
         if not ok:
             return None
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         t1 = time.perf_counter()
-        frame = CameraFrame(rgb, t1, self._index, (t1 - t0) * 1000)
-        self._index += 1
+        # Frames keep counting across loops so media time never runs backwards.
+        frame = CameraFrame(rgb, t1, self._delivered, (t1 - t0) * 1000, self._delivered / self.fps)
+        self._delivered += 1
         return frame
 
     def start(self) -> None:
@@ -74,7 +76,7 @@ class VideoFileSource(FrameSource):
             if delay > 0:
                 self._stop.wait(delay)
                 # A camera delivers the frame at its deadline: stamp it then.
-                frame = CameraFrame(frame.rgb, time.perf_counter(), frame.index, frame.decode_ms)
+                frame = dataclasses.replace(frame, timestamp=time.perf_counter())
             self._mailbox.put(frame)
             deadline += period
         self._eof = True

@@ -77,7 +77,7 @@ class WebcamSource(FrameSource):
                 self.connected = True
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 t1 = time.perf_counter()
-                self._mailbox.put(CameraFrame(rgb, t1, index, (t1 - t0) * 1000))
+                self._mailbox.put(CameraFrame(rgb, t1, index, (t1 - t0) * 1000, t1))
                 index += 1
                 continue
             failures += 1

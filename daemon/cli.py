@@ -1,0 +1,206 @@
+"""The `veilcam` command.
+
+Every config field is also a flag (`--output-fps 25`, `--tracker-mirror`),
+generated from `config.py`, plus short forms for the common ones (`--source`,
+`--out`). Expected failures print one line and exit 1; only bugs show a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import SECTIONS, Config, config_from_dict, flag_name, load_config
+from .errors import VeilCamError
+
+EXIT_ERROR = 1
+
+
+# -- flags ----------------------------------------------------------------------
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/veilcam/config.toml)")
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"[{section}] settings")
+        for f in fields(cls):
+            help_text = f.metadata["help"] + (f" (default: {f.default!r})")
+            dest = f"cfg__{section}__{f.name}"
+            if f.type == "bool":
+                group.add_argument(flag_name(section, f.name), dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            else:
+                group.add_argument(flag_name(section, f.name), dest=dest, metavar=f.type.upper(), default=None, help=help_text,
+                                   type={"int": int, "float": float, "str": str}[f.type], choices=f.metadata["choices"])
+
+
+def _source_overrides(spec: str) -> dict[str, Any]:
+    """--source: 'demo', 'webcam', 'webcam:2', '/dev/video2' or a video file."""
+    if spec == "demo":
+        return {"kind": "demo"}
+    if spec == "webcam":
+        return {"kind": "webcam"}
+    if spec.startswith("webcam:"):
+        return {"kind": "webcam", "device": spec.split(":", 1)[1]}
+    if spec.startswith("/dev/video"):
+        return {"kind": "webcam", "device": spec}
+    return {"kind": "file", "path": spec}
+
+
+def _out_overrides(spec: str) -> dict[str, Any]:
+    """--out: 'virtualcam', 'virtualcam:/dev/video10', 'null' or a video file path."""
+    if spec == "null":
+        return {"sink": "null"}
+    if spec == "virtualcam":
+        return {"sink": "virtualcam"}
+    if spec.startswith("virtualcam:"):
+        return {"sink": "virtualcam", "device": spec.split(":", 1)[1]}
+    return {"sink": "file", "path": spec}
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Defaults < config file < short flags < explicit section flags."""
+    config = load_config(args.config)
+    short: dict[str, dict[str, Any]] = {}
+    if getattr(args, "source", None):
+        short["source"] = _source_overrides(args.source)
+    if getattr(args, "out", None):
+        short["output"] = _out_overrides(str(args.out))
+    config = config_from_dict(short, "command line", config)
+    explicit: dict[str, dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg__") and value is not None:
+            _, section, name = key.split("__")
+            explicit.setdefault(section, {})[name] = value
+    return config_from_dict(explicit, "command line", config)
+
+
+# -- commands -------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .compositor import Compositor
+    from .factory import make_filter, make_renderer, open_sink, open_source, open_tracker
+    from .pipeline import FrameProcessor, Pipeline
+    from .report import RunStats
+    from .sources.base import FrameSource
+
+    config = resolve_config(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    source = open_source(config)
+    parts: list[Any] = [source]
+    try:
+        tracker = open_tracker(config) if isinstance(source, FrameSource) else None
+        parts.append(tracker)
+        renderer = make_renderer(config)
+        parts.append(renderer)
+        sink = open_sink(config)
+        parts.append(sink)
+        processor = FrameProcessor(tracker, make_filter(config), renderer, Compositor(sink.width, sink.height), RunStats())
+        pipeline = Pipeline(source, processor, sink, config.output.fps)
+        print(f"VeilCam: {config.source.kind} -> {sink.description}, {sink.width}x{sink.height} @ {config.output.fps:g} fps. Ctrl-C stops.", file=sys.stderr)
+        pipeline.start()
+        deadline = None if args.duration is None else time.perf_counter() + args.duration
+        while not stop.is_set() and (deadline is None or time.perf_counter() < deadline):
+            if pipeline.wait(timeout=0.2):
+                break
+        pipeline.stop()
+        s = pipeline.stats
+        print(f"VeilCam stopped: {s.frames_out} frames out, {s.frames_in} in, {s.errors} errors.", file=sys.stderr)
+    finally:
+        for part in reversed(parts):
+            if part is not None:
+                part.close()
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .offline import render_video
+    from .report import format_table, write_report
+
+    config = resolve_config(args)
+    report = render_video(config, Path(args.source), Path(args.out), progress=not args.quiet)
+    if args.report:
+        write_report(report, Path(args.report))
+    if not args.quiet:
+        print(format_table(report))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+    from .report import format_table, write_report
+
+    if args.out is None:
+        args.out = "null"
+    config = resolve_config(args)
+    report = run_benchmark(config, args.frames)
+    print(format_table(report))
+    if args.json:
+        write_report(report, Path(args.json))
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import describe_devices
+
+    print(describe_devices())
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="veilcam", description="A virtual webcam that shows an avatar instead of you.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run in the foreground: camera -> avatar -> virtual camera")
+    run.add_argument("--source", help="demo | webcam | webcam:N | /dev/videoN | VIDEO_FILE")
+    run.add_argument("--out", help="virtualcam | virtualcam:/dev/videoN | null | OUTPUT.mp4")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    _add_config_flags(run)
+    run.set_defaults(func=cmd_run)
+
+    render = sub.add_parser("render", help="render a video file through the avatar, as fast as possible")
+    render.add_argument("--source", required=True, help="input video file")
+    render.add_argument("--out", required=True, help="output video file (.mp4)")
+    render.add_argument("--report", help="write the report JSON here")
+    render.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    _add_config_flags(render)
+    render.set_defaults(func=cmd_render)
+
+    bench = sub.add_parser("bench", help="measure the real-time pipeline (paced source, constant-rate output)")
+    bench.add_argument("--source", default="demo", help="demo | VIDEO_FILE (default: demo)")
+    bench.add_argument("--out", help="null (default) | OUTPUT.mp4 (record while measuring)")
+    bench.add_argument("--frames", type=int, default=300, help="source frames to measure (default: 300)")
+    bench.add_argument("--json", help="write the report JSON here")
+    _add_config_flags(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    devices = sub.add_parser("devices", help="list cameras and virtual-camera backends")
+    devices.set_defaults(func=cmd_devices)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except VeilCamError as exc:
+        if args.verbose:
+            logging.exception("failed")
+        print(f"veilcam: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Builds the pipeline's parts from a `Config`.
+
+The only place that maps settings to constructors, so the CLI, the benchmark
+and (later) the daemon build exactly the same thing from the same settings.
+Every failure a user can cause comes out as a one-line `VeilCamError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from veilcam.models.face_filter import FaceFilter, FilterSettings
+from veilcam.models.landmarker import FaceLandmarker
+from veilcam.models.renderer import FaceRenderer
+
+from .config import Config
+from .errors import ConfigError, ModelFileError
+from .model_store import ModelStore
+from .sinks import NullSink, PreviewSink, TeeSink, VideoFileSink, VirtualCameraSink
+from .sinks.base import Sink
+from .sources.base import Source
+from .sources.demo import DemoSource
+from .sources.video_file import VideoFileSource
+from .sources.webcam import WebcamSource
+
+FACE_LANDMARKER = "face_landmarker.task"
+
+
+def model_store(config: Config) -> ModelStore:
+    override = Path(config.models.dir).expanduser() if config.models.dir else None
+    return ModelStore.from_environment(override, allow_download=config.models.download)
+
+
+def open_tracker(config: Config, store: ModelStore | None = None) -> FaceLandmarker:
+    path = (store or model_store(config)).resolve(FACE_LANDMARKER)
+    try:
+        return FaceLandmarker(path, mirror=config.tracker.mirror)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: MediaPipe cannot load this model ({exc}); delete it so VeilCam downloads it again") from exc
+
+
+def make_filter(config: Config) -> FaceFilter:
+    t = config.tracker
+    return FaceFilter(FilterSettings(t.blend_min_cutoff, t.blink_min_cutoff, t.blend_beta, t.pose_min_cutoff, t.pose_beta, t.grace_s, t.ease_s))
+
+
+def open_source(config: Config, realtime: bool | None = None) -> Source:
+    s = config.source
+    if s.kind == "demo":
+        return DemoSource(fps=s.fps)
+    if s.kind == "file":
+        if not s.path:
+            raise ConfigError("source.path: no video file given (use --source FILE)")
+        return VideoFileSource(Path(s.path).expanduser(), realtime=s.realtime if realtime is None else realtime, loop=s.loop)
+    return WebcamSource(s.device, s.width, s.height, s.fps)
+
+
+def _background_image(path: str) -> np.ndarray | None:
+    if not path:
+        return None
+    bgr = cv2.imread(str(Path(path).expanduser()), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConfigError(f"avatar.background_image: cannot read {path} as an image (use a PNG or JPEG)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def make_renderer(config: Config) -> FaceRenderer:
+    from veilcam.models.mask_renderer import MASK_LOOKS, MaskRenderer  # OpenGL loads here, not at import
+
+    a, o = config.avatar, config.output
+    if a.look not in MASK_LOOKS:
+        raise ConfigError(f"avatar.look: unknown look {a.look!r} (choose one of {', '.join(MASK_LOOKS)})")
+    try:
+        return MaskRenderer(o.width, o.height, MASK_LOOKS[a.look], background_image=_background_image(a.background_image))
+    except RuntimeError as exc:  # no OpenGL
+        raise ConfigError(f"avatar: cannot render ({exc})") from exc
+
+
+def open_sink(config: Config, fps: float | None = None) -> Sink:
+    o = config.output
+    fps = fps or o.fps
+    sink: Sink
+    if o.sink == "virtualcam":
+        sink = VirtualCameraSink(o.width, o.height, fps, device=o.device or None, backend=o.backend or None)
+    elif o.sink == "file":
+        sink = VideoFileSink(Path(o.path).expanduser(), o.width, o.height, fps)
+    else:
+        sink = NullSink(o.width, o.height, fps)
+    if o.preview:
+        try:
+            sink = TeeSink(sink, PreviewSink(o.width, o.height, fps))
+        except Exception:
+            sink.close()
+            raise
+    return sink

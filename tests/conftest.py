@@ -1,0 +1,70 @@
+"""Shared fixtures: the real test data next to the repo, and tracked videos.
+
+`../shared/data` is always present in CI: a missing file there is a failure,
+never a skip.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+MODELS_DIR = SHARED / "models"
+VIDEOS = {
+    "p1": "p1_man_glasses_webcam_14s.mp4",
+    "p2": "p2_woman_expressions_headmotion_12s.mp4",
+    "p3": "p3_woman_talking_15s.mp4",
+    "p4": "p4_man_glasses_smiles_8s.mp4",
+    "facelost": "facelost_p4_cut_to_empty_room_11s.mp4",
+}
+
+
+def shared_file(relative: str) -> Path:
+    path = SHARED / relative
+    assert path.is_file(), f"missing shared test data {path}: tests need ../shared/data next to the repo"
+    return path
+
+
+def video_path(key: str) -> Path:
+    return shared_file(f"video/{VIDEOS[key]}")
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    assert frames, f"could not decode {path}"
+    return frames
+
+
+@lru_cache(maxsize=None)
+def tracked(key: str, mirror: bool = False) -> tuple:
+    """Raw FaceStates for every frame of a shared video (tracked once per session)."""
+    from veilcam.models.landmarker import FaceLandmarker
+
+    states = []
+    with FaceLandmarker(shared_file("models/face_landmarker.task"), mirror=mirror) as tracker:
+        for i, rgb in enumerate(read_frames(video_path(key))):
+            states.append(tracker.track(rgb, i / 30.0))
+    return tuple(states)
+
+
+@pytest.fixture
+def model_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Models resolve from shared data; the user cache is a temp dir, never ~/.cache."""
+    shared_file("models/face_landmarker.task")
+    monkeypatch.setenv("VEILCAM_MODEL_DIR", str(MODELS_DIR))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return MODELS_DIR

@@ -1,0 +1,78 @@
+"""The face-lost rule and pose smoothing, on synthetic states (exact timing)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from veilcam.models.demo_motion import DemoMotion
+from veilcam.models.face_filter import FaceFilter, FilterSettings
+from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState
+
+SETTINGS = FilterSettings(grace_s=0.5, ease_s=1.0)
+
+
+def _smiling(t: float, yaw_deg: float = 20.0) -> FaceState:
+    w = np.zeros(52, np.float32)
+    w[BLENDSHAPE_INDEX["mouthSmileLeft"]] = 0.8
+    pose = np.eye(4, dtype=np.float32)
+    a = np.radians(yaw_deg)
+    pose[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    pose[:3, 3] = [2.0, -1.0, -40.0]
+    return FaceState(True, w, pose, t)
+
+
+def _yaw_deg(state: FaceState) -> float:
+    return float(np.degrees(np.arctan2(state.head_pose[0, 2], state.head_pose[2, 2])))
+
+
+def test_face_lost_holds_then_eases_to_neutral() -> None:
+    f = FaceFilter(SETTINGS)
+    for i in range(30):
+        f(_smiling(i / 30))
+    lost_at = 1.0
+    held = f(FaceState.neutral(lost_at))
+    assert not held.present
+    assert held.score("mouthSmileLeft") > 0.75 and abs(_yaw_deg(held) - 20) < 1
+    still_held = f(FaceState.neutral(lost_at + 0.45))
+    assert still_held.score("mouthSmileLeft") > 0.75
+    halfway = f(FaceState.neutral(lost_at + 1.0))
+    assert 0.1 < halfway.score("mouthSmileLeft") < 0.7
+    assert 2 < _yaw_deg(halfway) < 18
+    done = f(FaceState.neutral(lost_at + 1.6))
+    assert done.blendshapes.max() == 0.0
+    assert abs(_yaw_deg(done)) < 0.5
+    # The head stays where it was; it only turns back to the camera.
+    np.testing.assert_allclose(done.head_pose[:3, 3], [2.0, -1.0, -40.0], atol=0.2)
+
+
+def test_reacquired_face_continues_from_what_is_on_screen() -> None:
+    f = FaceFilter(SETTINGS)
+    for i in range(30):
+        f(_smiling(i / 30))
+    for i in range(90):  # 3 s lost: fully neutral
+        f(FaceState.neutral(1.0 + i / 30))
+    back = f(_smiling(4.0, yaw_deg=-30))
+    assert back.present
+    # No pop: the first frame back is still close to the neutral on screen.
+    assert back.score("mouthSmileLeft") < 0.7
+    assert _yaw_deg(back) > -25
+    for i in range(1, 30):
+        back = f(_smiling(4.0 + i / 30, yaw_deg=-30))
+    assert back.score("mouthSmileLeft") > 0.75 and abs(_yaw_deg(back) + 30) < 2
+
+
+def test_no_face_ever_gives_neutral() -> None:
+    out = FaceFilter(SETTINGS)(FaceState.neutral(0.0))
+    assert not out.present and out.blendshapes.max() == 0.0
+
+
+def test_demo_motion_blinks_talks_and_sways() -> None:
+    motion = DemoMotion()
+    states = [motion(i / 30) for i in range(30 * 20)]
+    blink = np.array([s.score("eyeBlinkLeft") for s in states])
+    jaw = np.array([s.score("jawOpen") for s in states])
+    yaw = np.array([_yaw_deg(s) for s in states])
+    assert (blink > 0.95).sum() >= 3  # several full blinks in 20 s
+    assert jaw.max() > 0.3 and (jaw < 0.01).mean() > 0.1  # talking with pauses
+    assert yaw.max() - yaw.min() > 8
+    assert motion(3.7).blendshapes.tolist() == motion(3.7).blendshapes.tolist()

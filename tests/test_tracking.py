@@ -1,0 +1,98 @@
+"""The real MediaPipe model on the real shared videos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import tracked
+from veilcam.models.face_filter import FaceFilter
+from veilcam.models.face_state import BLENDSHAPE_INDEX
+
+FPS = 30.0
+
+
+def _series(states, name: str) -> np.ndarray:
+    return np.array([s.score(name) for s in states])
+
+
+def test_faces_found_on_every_talking_head_video() -> None:
+    for key in ("p1", "p2", "p3", "p4"):
+        states = tracked(key)
+        present = np.array([s.present for s in states])
+        assert len(states) > 200
+        assert present.mean() >= 0.99, f"{key}: face on only {present.mean():.1%} of frames"
+        first = next(s for s in states if s.present)
+        assert first.landmarks.shape == (478, 3)
+        assert abs(np.linalg.det(first.head_pose[:3, :3])) > 0.1
+
+
+def test_face_lost_clip_has_no_face_exactly_on_the_empty_room() -> None:
+    present = np.array([s.present for s in tracked("facelost")])
+    slack = 3
+    assert not present[120 + slack : 210 - slack].any(), "a face was reported in the empty room"
+    assert present[: 120 - slack].mean() >= 0.99
+    assert present[210 + slack :].mean() >= 0.99
+
+
+def test_p1_blinks_close_the_eyes() -> None:
+    states = tracked("p1")
+    blink = np.maximum(_series(states, "eyeBlinkLeft"), _series(states, "eyeBlinkRight"))
+    for start_s, end_s in ((0.0, 1.2), (5.5, 7.0), (11.8, 13.3)):
+        window = blink[int(start_s * FPS) : int(end_s * FPS)]
+        assert window.max() > 0.5, f"no blink over 0.5 between {start_s}s and {end_s}s (max {window.max():.2f})"
+
+
+def _filtered(states) -> list:
+    face_filter = FaceFilter()
+    return [face_filter(s) for s in states]
+
+
+def test_smoothing_keeps_blinks_closing_fully() -> None:
+    states = tracked("p1")
+    raw = np.maximum(_series(states, "eyeBlinkLeft"), _series(states, "eyeBlinkRight"))
+    smooth_states = _filtered(states)
+    smooth = np.maximum(_series(smooth_states, "eyeBlinkLeft"), _series(smooth_states, "eyeBlinkRight"))
+    for start_s, end_s in ((0.0, 1.2), (5.5, 7.0), (11.8, 13.3)):
+        sl = slice(int(start_s * FPS), int(end_s * FPS))
+        assert smooth[sl].max() >= 0.9 * raw[sl].max(), f"blink at {start_s}s damped to {smooth[sl].max():.2f} of {raw[sl].max():.2f}"
+
+
+def _jitter(a: np.ndarray) -> float:
+    """Mean absolute second difference: frame-to-frame shake, not motion."""
+    return float(np.abs(a[2:] - 2 * a[1:-1] + a[:-2]).mean())
+
+
+def _yaw(states) -> np.ndarray:
+    return np.array([np.arctan2(s.head_pose[0, 2], s.head_pose[2, 2]) for s in states])
+
+
+def test_smoothing_calms_jitter_on_a_calm_face() -> None:
+    states = tracked("p4")
+    smooth = _filtered(states)
+    raw_b = np.array([s.blendshapes for s in states])
+    smooth_b = np.array([s.blendshapes for s in smooth])
+    assert _jitter(smooth_b) < 0.7 * _jitter(raw_b)
+    assert _jitter(_yaw(smooth)) < 0.5 * _jitter(_yaw(states))
+
+
+def test_mirror_option_keeps_the_users_own_sides() -> None:
+    # p2 winks: one eye closes alone, so left and right are distinguishable.
+    normal, mirrored = tracked("p2"), tracked("p2", mirror=True)
+    nl, nr = _series(normal, "eyeBlinkLeft"), _series(normal, "eyeBlinkRight")
+    ml = _series(mirrored, "eyeBlinkLeft")
+    assert np.abs(nl - nr).max() > 0.3, "the clip should contain a wink"
+    same_side = np.corrcoef(ml, nl)[0, 1]
+    other_side = np.corrcoef(ml, nr)[0, 1]
+    assert same_side > 0.9 and same_side > other_side + 0.05, (same_side, other_side)
+    # The head itself is mirrored: yaw changes sign.
+    yaw_n = np.array([np.arctan2(s.head_pose[0, 2], s.head_pose[2, 2]) for s in normal if s.present])
+    yaw_m = np.array([np.arctan2(s.head_pose[0, 2], s.head_pose[2, 2]) for s in mirrored if s.present])
+    n = min(len(yaw_n), len(yaw_m))
+    assert np.corrcoef(yaw_n[:n], -yaw_m[:n])[0, 1] > 0.9
+
+
+def test_blendshape_order_matches_mediapipe_names() -> None:
+    states = tracked("p3")
+    # Talking: the jaw opens well beyond rest at some point.
+    assert _series(states, "jawOpen").max() > 0.3
+    assert states[0].blendshapes[BLENDSHAPE_INDEX["tongueOut"]] == 0.0
