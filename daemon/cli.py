@@ -82,40 +82,26 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 # -- commands -------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from .compositor import Compositor
-    from .factory import make_filter, make_renderer, open_sink, open_source, open_tracker
-    from .pipeline import FrameProcessor, Pipeline
-    from .report import RunStats
-    from .sources.base import FrameSource
+    from .factory import open_sink, open_source, processor_factory
+    from .pipeline import Pipeline
 
     config = resolve_config(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    source = open_source(config)
-    parts: list[Any] = [source]
-    try:
-        tracker = open_tracker(config) if isinstance(source, FrameSource) else None
-        parts.append(tracker)
-        renderer = make_renderer(config)
-        parts.append(renderer)
-        sink = open_sink(config)
-        parts.append(sink)
-        processor = FrameProcessor(tracker, make_filter(config), renderer, Compositor(sink.width, sink.height), RunStats())
-        pipeline = Pipeline(source, processor, sink, config.output.fps)
-        print(f"VeilCam: {config.source.kind} -> {sink.description}, {sink.width}x{sink.height} @ {config.output.fps:g} fps. Ctrl-C stops.", file=sys.stderr)
+    with open_source(config) as source, open_sink(config) as sink:
+        pipeline = Pipeline(source, processor_factory(config, source), sink, config.output.fps)
+        print(f"VeilCam: {config.source.kind} -> {sink.description}. Ctrl-C stops.", file=sys.stderr)
         pipeline.start()
         deadline = None if args.duration is None else time.perf_counter() + args.duration
-        while not stop.is_set() and (deadline is None or time.perf_counter() < deadline):
-            if pipeline.wait(timeout=0.2):
-                break
-        pipeline.stop()
+        try:
+            while not stop.is_set() and (deadline is None or time.perf_counter() < deadline):
+                if pipeline.wait(timeout=0.2):
+                    break
+        finally:
+            pipeline.stop()
         s = pipeline.stats
         print(f"VeilCam stopped: {s.frames_out} frames out, {s.frames_in} in, {s.errors} errors.", file=sys.stderr)
-    finally:
-        for part in reversed(parts):
-            if part is not None:
-                part.close()
     return 0
 
 

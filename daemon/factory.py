@@ -7,7 +7,9 @@ Every failure a user can cause comes out as a one-line `VeilCamError`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -16,12 +18,15 @@ from veilcam.models.face_filter import FaceFilter, FilterSettings
 from veilcam.models.landmarker import FaceLandmarker
 from veilcam.models.renderer import FaceRenderer
 
+from .compositor import Compositor
 from .config import Config
 from .errors import ConfigError, ModelFileError
 from .model_store import ModelStore
 from .sinks import NullSink, PreviewSink, TeeSink, VideoFileSink, VirtualCameraSink
 from .sinks.base import Sink
-from .sources.base import Source
+from .pipeline import FrameProcessor
+from .report import RunStats
+from .sources.base import FrameSource, Source
 from .sources.demo import DemoSource
 from .sources.video_file import VideoFileSource
 from .sources.webcam import WebcamSource
@@ -67,14 +72,25 @@ def _background_image(path: str) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def make_renderer(config: Config) -> FaceRenderer:
+def make_renderer(config: Config, store: ModelStore | None = None) -> FaceRenderer:
+    from veilcam.models.canonical_mesh import load_canonical_mesh
     from veilcam.models.mask_renderer import MASK_LOOKS, MaskRenderer  # OpenGL loads here, not at import
 
     a, o = config.avatar, config.output
     if a.look not in MASK_LOOKS:
         raise ConfigError(f"avatar.look: unknown look {a.look!r} (choose one of {', '.join(MASK_LOOKS)})")
+    look = MASK_LOOKS[a.look]
+    background = _background_image(a.background_image)
+    if background is not None:
+        look = dataclasses.replace(look, background=background)
+    # The mask's geometry is MediaPipe's canonical face, shipped inside the tracker's model file.
+    task = (store or model_store(config)).resolve(FACE_LANDMARKER)
     try:
-        return MaskRenderer(o.width, o.height, MASK_LOOKS[a.look], background_image=_background_image(a.background_image))
+        mesh = load_canonical_mesh(task)
+    except ValueError as exc:
+        raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
+    try:
+        return MaskRenderer(o.width, o.height, mesh, look)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 
@@ -96,3 +112,20 @@ def open_sink(config: Config, fps: float | None = None) -> Sink:
             sink.close()
             raise
     return sink
+
+
+def processor_factory(config: Config, source: Source) -> Callable[[RunStats], FrameProcessor]:
+    """What turns `source`'s items into output frames, built when (and on the thread where) it is called."""
+    store = model_store(config)
+
+    def build(stats: RunStats) -> FrameProcessor:
+        tracker = open_tracker(config, store) if isinstance(source, FrameSource) else None
+        try:
+            renderer = make_renderer(config, store)
+        except BaseException:
+            if tracker is not None:
+                tracker.close()
+            raise
+        return FrameProcessor(tracker, make_filter(config), renderer, Compositor(config.output.width, config.output.height), stats)
+
+    return build

@@ -14,10 +14,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .compositor import Compositor
 from .config import Config
-from .factory import make_filter, make_renderer, open_sink, open_tracker
-from .pipeline import FrameProcessor
+from .factory import open_sink, processor_factory
 from .report import RunStats
 from .sources.video_file import VideoFileSource
 
@@ -28,10 +26,9 @@ def render_video(config: Config, source: Path, out: Path, progress: bool = True)
     stats = RunStats()
     with ExitStack() as stack:
         video = stack.enter_context(VideoFileSource(source, realtime=False))
-        tracker = stack.enter_context(open_tracker(config))
-        renderer = stack.enter_context(make_renderer(config))
         sink = stack.enter_context(open_sink(config, fps=video.fps))
-        processor = FrameProcessor(tracker, make_filter(config), renderer, Compositor(sink.width, sink.height), stats)
+        processor = processor_factory(config, video)(stats)
+        stack.callback(processor.close)
         bar = stack.enter_context(tqdm(total=video.frame_count or None, unit="frame", desc="render", disable=not progress, leave=False))
         wall0, cpu0 = time.perf_counter(), time.process_time()
         while True:

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -66,6 +67,11 @@ class FrameProcessor:
         self.compositor = compositor
         self.stats = stats
 
+    def close(self) -> None:
+        self.renderer.close()
+        if self.tracker is not None:
+            self.tracker.close()
+
     def face_state(self, item: CameraFrame | FaceState) -> tuple[FaceState, int]:
         if isinstance(item, FaceState):
             return item, self.stats.frames_in
@@ -93,33 +99,46 @@ class FrameProcessor:
 
 
 class Pipeline:
-    def __init__(self, source: Source, processor: FrameProcessor, sink: Sink, fps: float) -> None:
+    """Runs a source through a processor into a sink until stopped.
+
+    The processor is built by `make_processor` on the worker thread, because an
+    OpenGL context belongs to the thread that made it: the renderer is created,
+    used and closed there. Meanwhile the output thread already shows the card.
+    """
+
+    def __init__(self, source: Source, make_processor: Callable[[RunStats], FrameProcessor], sink: Sink, fps: float) -> None:
         if not isinstance(source, (FrameSource, FaceStateSource)):
             raise TypeError(f"unsupported source {type(source).__name__}")
         self.source = source
-        self.processor = processor
+        self.make_processor = make_processor
+        self.processor: FrameProcessor | None = None
         self.sink = sink
         self.fps = fps
-        self.stats = processor.stats
+        self.stats = RunStats()
         self._frames: Mailbox[OutputFrame] = Mailbox()
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._worker_done = threading.Event()
+        self._startup_error: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self.last_error: str = ""
-        self.started_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
-        self.started_at = time.perf_counter()
-        self.source.start()
+        """Start both threads; raises what building the processor raised."""
         self._threads = [
             threading.Thread(target=self._output_loop, name="veilcam-output", daemon=True),
             threading.Thread(target=self._worker_loop, name="veilcam-worker", daemon=True),
         ]
         for t in self._threads:
             t.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self.stop()
+            raise self._startup_error
 
     def stop(self) -> None:
+        """Stop, show the card for a moment, close the source; the sink stays open."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
@@ -140,24 +159,36 @@ class Pipeline:
     # -- threads -------------------------------------------------------------
     def _worker_loop(self) -> None:
         try:
-            while not self._stop.is_set():
-                try:
-                    item = self.source.read(timeout=0.25)
-                except EOFError:
-                    break
-                if item is None:
-                    if getattr(self.source, "connected", True) is False:
-                        self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "camera disconnected"))
-                    continue
-                try:
-                    self._frames.put(self.processor.process(item))
-                except Exception as exc:  # fail closed: show the card, keep going
-                    self.stats.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("frame failed; showing the placeholder")
-                    self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "avatar unavailable"))
-        finally:
+            self.processor = self.make_processor(self.stats)
+        except BaseException as exc:  # reported by start() on the caller's thread
+            self._startup_error = exc
             self._worker_done.set()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._process_until_stopped(self.processor)
+        finally:
+            self.processor.close()
+            self._worker_done.set()
+
+    def _process_until_stopped(self, processor: FrameProcessor) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self.source.read(timeout=0.25)
+            except EOFError:
+                break
+            if item is None:
+                if getattr(self.source, "connected", True) is False:
+                    self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "camera disconnected"))
+                continue
+            try:
+                self._frames.put(processor.process(item))
+            except Exception as exc:  # fail closed: show the card, keep going
+                self.stats.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("frame failed; showing the placeholder")
+                self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "avatar unavailable"))
 
     def _output_loop(self) -> None:
         w, h = self.sink.width, self.sink.height
@@ -207,7 +238,9 @@ class Pipeline:
     # -- reporting -----------------------------------------------------------
     def reset_stats(self) -> RunStats:
         """Start measuring afresh (after warm-up); returns the new collector."""
-        self.stats = self.processor.stats = RunStats()
+        self.stats = RunStats()
+        if self.processor is not None:
+            self.processor.stats = self.stats
         return self.stats
 
     @property

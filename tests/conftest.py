@@ -12,6 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import pyvirtualcam
+from pyvirtualcam.camera import BACKENDS
+
+from recording_backend import OPENED, TEST_BACKEND, RecordingBackend
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -68,3 +72,15 @@ def model_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return MODELS_DIR
+
+
+@pytest.fixture
+def test_backend():
+    """Registers the recording backend; yields its name."""
+    OPENED.clear()
+    pyvirtualcam.register_backend(TEST_BACKEND, RecordingBackend)
+    yield TEST_BACKEND
+    BACKENDS.pop(TEST_BACKEND, None)
+    OPENED.clear()
+
+

@@ -7,7 +7,6 @@ import glob
 import platform
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ import pyvirtualcam
 from pyvirtualcam.camera import BACKENDS
 from pyvirtualcam.util import decode_fourcc
 
+from recording_backend import OPENED, TEST_DEVICE
 from veilcam.daemon.errors import SinkError
 from veilcam.daemon.sinks import (
     NullSink,
@@ -28,63 +28,9 @@ from veilcam.daemon.sinks import (
     virtual_camera_backends,
 )
 
-TEST_BACKEND = "veilcam-test"
-TEST_DEVICE = "VeilCam Test Device"
-
-
-@dataclass
-class Opened:
-    """What one instance of the test backend was opened with and received."""
-
-    width: int
-    height: int
-    fps: float
-    fourcc: int
-    device: str | None
-    frames: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    closed: bool = False
-
-
-OPENED: list[Opened] = []
-
-
-class RecordingBackend:
-    """A pyvirtualcam backend (duck-typed, as pyvirtualcam asks) that keeps what it gets."""
-
-    def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None, **kw: object):
-        if device not in (None, TEST_DEVICE):
-            raise RuntimeError(f"Device {device} does not exist.")
-        self.record = Opened(width, height, fps, fourcc, device)
-        OPENED.append(self.record)
-
-    def device(self) -> str:
-        return TEST_DEVICE
-
-    def native_fourcc(self) -> int | None:
-        return None
-
-    def send(self, frame: np.ndarray) -> None:
-        self.record.times.append(time.perf_counter())
-        # pyvirtualcam passes a view of the caller's buffer: copy, as a real device would.
-        self.record.frames.append(frame.copy())
-
-    def close(self) -> None:
-        self.record.closed = True
-
-
 class FailingBackend:
     def __init__(self, **kw: object):
         raise RuntimeError("Virtual camera device /dev/video7 is already in use.")
-
-
-@pytest.fixture
-def test_backend():
-    OPENED.clear()
-    pyvirtualcam.register_backend(TEST_BACKEND, RecordingBackend)
-    yield TEST_BACKEND
-    BACKENDS.pop(TEST_BACKEND, None)
-    OPENED.clear()
 
 
 def pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
