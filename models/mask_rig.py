@@ -337,3 +337,148 @@ class MaskRig:
 _JAW_OPEN = BLENDSHAPE_INDEX["jawOpen"]
 _MOUTH_CLOSE = BLENDSHAPE_INDEX["mouthClose"]
 _GAZE_NAMES = tuple(n for n in BLENDSHAPE_NAMES if n.startswith("eyeLook"))
+
+
+def _strip(front: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Triangles joining two closed rings; for a ring counter-clockwise seen from +z and
+    `back` behind it, they face the ring's axis (flip them to face outwards)."""
+    f1, b1 = np.roll(front, -1), np.roll(back, -1)
+    return np.concatenate([np.stack([front, f1, b1], 1), np.stack([front, b1, back], 1)])
+
+
+class LoopSubdivision:
+    """One step of Loop subdivision as a fixed stencil: fine = sum(weights * coarse[index])."""
+
+    def __init__(self, triangles: np.ndarray, n_vertices: int) -> None:
+        half = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+        opposite = np.concatenate([triangles[:, 2], triangles[:, 0], triangles[:, 1]])
+        edges, edge_of_half = np.unique(np.sort(half, axis=1), axis=0, return_inverse=True)
+        edge_of_half = edge_of_half.ravel()
+        self._edge_id = {(int(a), int(b)): i for i, (a, b) in enumerate(edges)}
+        self._n = n_vertices
+        boundary = np.bincount(edge_of_half, minlength=len(edges)) == 1
+        neighbours: list[list[int]] = [[] for _ in range(n_vertices)]
+        boundary_neighbours: list[list[int]] = [[] for _ in range(n_vertices)]
+        for (a, b), on_boundary in zip(edges.tolist(), boundary):
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+            if on_boundary:
+                boundary_neighbours[a].append(b)
+                boundary_neighbours[b].append(a)
+        rows: list[dict[int, float]] = []
+        for v in range(n_vertices):
+            if boundary_neighbours[v]:
+                rows.append({v: 0.75, **{u: 0.125 for u in boundary_neighbours[v]}})
+            else:
+                k = len(neighbours[v])
+                beta = 3 / 16 if k == 3 else 3 / (8 * k)
+                rows.append({v: 1 - k * beta, **{u: beta for u in neighbours[v]}})
+        opposites: list[list[int]] = [[] for _ in range(len(edges))]
+        for e, o in zip(edge_of_half.tolist(), opposite.tolist()):
+            opposites[e].append(o)
+        for (a, b), opp in zip(edges.tolist(), opposites):
+            rows.append({a: 0.5, b: 0.5} if len(opp) == 1 else {a: 0.375, b: 0.375, opp[0]: 0.125, opp[1]: 0.125})
+        width = max(len(r) for r in rows)
+        self._index = np.zeros((width, len(rows)), np.int64)  # padded with weight 0 at vertex 0
+        self._weight = np.zeros((width, len(rows)), np.float32)
+        for i, row in enumerate(rows):
+            self._index[: len(row), i] = list(row)
+            self._weight[: len(row), i] = list(row.values())
+        m = n_vertices + edge_of_half.reshape(3, -1).T  # midpoints of edges 01, 12, 20 per triangle
+        t = triangles
+        self.triangles = np.concatenate(
+            [np.stack([t[:, 0], m[:, 0], m[:, 2]], 1), np.stack([t[:, 1], m[:, 1], m[:, 0]], 1),
+             np.stack([t[:, 2], m[:, 2], m[:, 1]], 1), m]
+        ).astype(np.int32)
+        self.vertex_count = len(rows)
+
+    def refine_loop(self, loop: np.ndarray) -> np.ndarray:
+        """A closed coarse vertex loop -> the fine loop through its edge midpoints."""
+        nxt = np.roll(loop, -1)
+        mids = [self._n + self._edge_id[(min(a, b), max(a, b))] for a, b in zip(loop.tolist(), nxt.tolist())]
+        return np.stack([loop, mids], 1).ravel()
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """(n_coarse, c) per-vertex values -> (n_fine, c)."""
+        return np.einsum("kn,knc->nc", self._weight, np.take(values, self._index, axis=0))
+
+
+class MaskShell:
+    """Closed, smooth render geometry around a posed mask surface.
+
+    The rig surface is refined once (Loop subdivision) and given a back side
+    `THICKNESS` behind it, a rounded rim along the outer edge and a tunnel behind
+    each hole (lid and lip thickness, then a dark cavity the eyeballs sit in).
+    Vertices are rows of 8 float32: position, normal, interior (0 glaze .. 1 dark
+    cavity), occlusion (1 = open).
+    """
+
+    THICKNESS = 0.35
+    #: (depth behind the hole, scale towards its centre, interior) per tunnel ring.
+    EYE_RINGS = ((0.3, 1.0, 0.5), (0.8, 1.1, 1.0), (1.8, 0.8, 1.0))
+    MOUTH_RINGS = ((0.35, 1.0, 0.5), (1.0, 0.95, 1.0), (2.6, 0.55, 1.0))
+    BACK_INTERIOR = 0.3
+
+    def __init__(self, rig: MaskRig) -> None:
+        self._edges = _edges(rig.triangles)
+        self._degree = np.bincount(self._edges.ravel(), minlength=len(rig.base)).astype(np.float32)
+        self._subdivide = sub = LoopSubdivision(rig.triangles, len(rig.base))
+        n = self._n = sub.vertex_count
+        self._rim_loop = sub.refine_loop(rig.outer_loop)
+        rim = 2 * n + np.arange(len(self._rim_loop))
+        tris = [sub.triangles, sub.triangles[:, ::-1] + n]
+        tris += [_strip(self._rim_loop, rim)[:, ::-1], _strip(rim, self._rim_loop + n)[:, ::-1]]
+        start = 2 * n + len(rim)
+        self._tunnels = []
+        for coarse, rings in ((rig.eye_loops[0], self.EYE_RINGS), (rig.eye_loops[1], self.EYE_RINGS), (rig.mouth_loop, self.MOUTH_RINGS)):
+            loop = previous = sub.refine_loop(coarse)
+            self._tunnels.append((loop, rings, start))
+            for _ in rings:
+                ring = start + np.arange(len(loop))
+                tris.append(_strip(previous, ring))
+                previous, start = ring, start + len(loop)
+            tris.append(np.stack([np.full(len(loop), start), previous, np.roll(previous, -1)], 1))
+            start += 1
+        self.triangles = np.concatenate(tris).astype(np.int32)
+        self.vertex_count = start
+        self._out = np.zeros((start, 8), np.float32)
+
+    def occlusion(self, vertices: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """Cheap ambient occlusion from concavity: darker where the neighbours rise above the surface."""
+        a, b = self._edges[:, 0], self._edges[:, 1]
+        n = len(vertices)
+        neighbours = np.stack(
+            [np.bincount(a, vertices[b, k], n) + np.bincount(b, vertices[a, k], n) for k in range(3)], axis=1
+        )
+        concavity = np.einsum("ij,ij->i", neighbours / self._degree[:, None] - vertices, normals)
+        return np.clip(1.0 - 3.0 * concavity, 0.4, 1.0)
+
+    def build(self, frame: RigFrame) -> np.ndarray:
+        """The (vertex_count, 8) vertex array for one frame (the same array every call)."""
+        out, n, t = self._out, self._n, self.THICKNESS
+        coarse = np.concatenate([frame.vertices, frame.normals, self.occlusion(frame.vertices, frame.normals)[:, None]], axis=1)
+        fine = self._subdivide(coarse)
+        v, nrm = fine[:, 0:3], fine[:, 3:6]
+        nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+        out[:n, 0:3], out[:n, 3:6], out[:n, 7] = v, nrm, fine[:, 6]
+        out[n : 2 * n, 0:3], out[n : 2 * n, 3:6] = v - t * nrm, -nrm
+        out[n : 2 * n, 6], out[n : 2 * n, 7] = self.BACK_INTERIOR, 1.0
+        p, pn = v[self._rim_loop], nrm[self._rim_loop]
+        outward = np.cross(np.roll(p, -1, 0) - np.roll(p, 1, 0), pn)
+        outward /= np.linalg.norm(outward, axis=1, keepdims=True) + 1e-9
+        rim = slice(2 * n, 2 * n + len(p))
+        out[rim, 0:3], out[rim, 3:6], out[rim, 6:8] = p + 0.5 * t * (outward - pn), outward, (0.0, 1.0)
+        for loop, rings, start in self._tunnels:
+            p = v[loop]
+            centre = p.mean(axis=0)
+            inward = centre - p
+            inward /= np.linalg.norm(inward, axis=1, keepdims=True) + 0.05
+            inward[:, 2] += 0.3
+            inward /= np.linalg.norm(inward, axis=1, keepdims=True)
+            for depth, scale, interior in rings:
+                ring = slice(start, start + len(loop))
+                out[ring, 0:3] = centre + scale * (p - centre) - (0.0, 0.0, depth)
+                out[ring, 3:6], out[ring, 6], out[ring, 7] = inward, interior, 1.0 - 0.5 * interior
+                start += len(loop)
+            out[start, 0:3], out[start, 3:8] = centre - (0.0, 0.0, rings[-1][0]), (0.0, 0.0, 1.0, 1.0, 0.5)
+        return out

@@ -1,0 +1,577 @@
+"""A lit ceramic face mask: the first privacy-safe avatar.
+
+The mask is MediaPipe's canonical face with open eyes and mouth (`MaskRig`),
+thickened into a solid shell (`MaskShell`) and rendered headless with OpenGL:
+key, fill and rim lights, hemispheric ambient, a soft glaze highlight, concavity
+occlusion, dark cavities behind the lips and eyeballs that follow the gaze.
+Only `FaceState.blendshapes` and `FaceState.head_pose` drive it.
+
+Frame: the scene is drawn with 4x MSAA inside the mask's screen bounding box
+only, then resolved onto a background rendered once at start-up. The projection
+flips Y so that the framebuffer reads back top row first, with no flip on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import moderngl
+import numpy as np
+
+from .canonical_mesh import CanonicalMesh
+from .face_state import FaceState
+from .gl_context import create_headless_context
+from .mask_rig import MaskRig, MaskShell
+from .renderer import FaceRenderer
+
+FOV_Y_DEG = 42.0
+FACE_FRACTION = 0.5  # mask height / frame height
+HEADROOM = 0.03  # face centre this far (fraction of frame height) above the frame centre
+SAMPLES = 4
+SCENE_SIZE = 1.45  # side of the square multisampled scene buffer, in mask heights
+#: Head translation relative to a slowly following reference moves the mask by
+#: GAIN times the difference, softly clamped to LIMIT (cm): framing stays stable.
+TRANSLATION_GAIN = np.array([0.5, 0.5, 0.4], np.float32)
+TRANSLATION_LIMIT = np.array([2.5, 2.0, 5.0], np.float32)
+REFERENCE_TIME_CONSTANT_S = 1.5
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """A vertical background gradient, sRGB hex colours."""
+
+    top: str
+    bottom: str
+
+
+@dataclass(frozen=True, eq=False)
+class MaskLook:
+    """How the mask and its backdrop look. Colours are sRGB hex strings.
+
+    `background` is a `Gradient`, an RGB image (H, W, 3) uint8 scaled to cover
+    the frame, or None for a transparent backdrop (alpha 0 around the mask).
+    """
+
+    mask_color: str = "#efe8de"
+    glaze: float = 0.35  # specular strength
+    gloss: float = 40.0  # specular sharpness
+    interior_color: str = "#1d1416"
+    key_light: str = "#fff3e3"
+    fill_light: str = "#9fb1cc"
+    rim_light: str = "#d9e6ff"
+    rim_strength: float = 0.6
+    sky_color: str = "#8a95a8"
+    ground_color: str = "#5a4d46"
+    iris_color: str = "#6a4b2c"
+    sclera_color: str = "#ece8e2"
+    background: Gradient | np.ndarray | None = Gradient("#55606f", "#1b1f27")
+    backdrop_glow: float = 0.35  # lighter halo behind the head
+    backdrop_shadow: float = 0.45  # soft shadow the mask casts on the backdrop
+
+
+MASK_LOOKS: dict[str, MaskLook] = {
+    "porcelain": MaskLook(),
+    "midnight": MaskLook(
+        mask_color="#2c2f36",
+        glaze=0.9,
+        gloss=90.0,
+        interior_color="#050608",
+        key_light="#e8eeff",
+        fill_light="#6d7fa8",
+        rim_light="#7fb2ff",
+        rim_strength=1.1,
+        sky_color="#4a5670",
+        ground_color="#1c1a22",
+        iris_color="#8fb8d8",
+        sclera_color="#d9dde3",
+        background=Gradient("#1d2a48", "#06080e"),
+        backdrop_glow=0.6,
+        backdrop_shadow=0.3,
+    ),
+    "sunrise": MaskLook(
+        mask_color="#e8b59a",
+        glaze=0.2,
+        gloss=20.0,
+        interior_color="#3a1a16",
+        key_light="#ffe2c0",
+        fill_light="#d79a8c",
+        rim_light="#ffd08a",
+        rim_strength=0.9,
+        sky_color="#d8a890",
+        ground_color="#7a4a3c",
+        iris_color="#7a5220",
+        sclera_color="#f1e6da",
+        background=Gradient("#f2c27e", "#b8556a"),
+        backdrop_glow=0.25,
+        backdrop_shadow=0.35,
+    ),
+    "jade": MaskLook(
+        mask_color="#b7d2c0",
+        glaze=0.6,
+        gloss=60.0,
+        interior_color="#0f1a16",
+        key_light="#fff8ea",
+        fill_light="#a8c4c0",
+        rim_light="#f2f6e0",
+        rim_strength=0.5,
+        sky_color="#a9b9ad",
+        ground_color="#5d574a",
+        iris_color="#3f5a3a",
+        sclera_color="#eef0e8",
+        background=Gradient("#e4dccb", "#9a8e78"),
+        backdrop_glow=0.2,
+        backdrop_shadow=0.4,
+    ),
+}
+
+_LIGHTING = """
+const vec3 KEY_DIR = normalize(vec3(-0.55, 0.55, 0.65));
+const vec3 FILL_DIR = normalize(vec3(0.8, 0.05, 0.6));
+const vec3 RIM_DIR = normalize(vec3(0.35, 0.45, -0.8));
+uniform vec3 u_key, u_fill, u_rim, u_sky, u_ground;
+uniform float u_rim_strength;
+
+vec3 diffuse_light(vec3 n, float occlusion) {
+    const float wrap = 0.15;
+    float key = max((dot(n, KEY_DIR) + wrap) / (1.0 + wrap), 0.0);
+    float fill = max((dot(n, FILL_DIR) + wrap) / (1.0 + wrap), 0.0);
+    vec3 ambient = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
+    return (1.5 * u_key * key * mix(1.0, occlusion, 0.5) + 0.3 * u_fill * fill + 0.3 * ambient) * occlusion;
+}
+
+vec3 rim_light(vec3 n, vec3 v) {
+    float edge = 1.0 - max(dot(n, v), 0.0);
+    return u_rim * u_rim_strength * edge * edge * edge * smoothstep(-0.3, 0.5, dot(n, RIM_DIR) + 0.3);
+}
+
+float power(float x, float n) {  // Schlick's cheap stand-in for pow(x, n), x in [0, 1]
+    return x / (n - n * x + x);
+}
+
+vec3 to_display(vec3 linear) {  // soft shoulder, then gamma 2
+    return sqrt(clamp(linear * (1.0 + linear / 6.0) / (1.0 + linear), 0.0, 1.0));
+}
+"""
+
+_MASK_VERTEX = (
+    """
+#version 330
+uniform mat4 u_projection;
+uniform mat4 u_model;
+uniform vec3 u_base;
+uniform vec3 u_interior;
+uniform float u_glaze;
+in vec3 in_position;
+in vec3 in_normal;
+in float in_interior;
+in float in_occlusion;
+out vec3 v_position;
+out vec3 v_normal;
+out vec3 v_color;
+out float v_glaze;
+"""
+    + _LIGHTING
+    + """
+void main() {
+    vec4 world = u_model * vec4(in_position, 1.0);
+    vec3 n = normalize(mat3(u_model) * in_normal);
+    float glazed = (1.0 - in_interior) * in_occlusion;
+    vec3 lit = u_base * diffuse_light(n, in_occlusion) + rim_light(n, normalize(-world.xyz)) * glazed;
+    v_color = mix(lit, u_interior * (0.35 + 0.65 * in_occlusion), smoothstep(0.0, 1.0, in_interior));
+    v_glaze = u_glaze * glazed;
+    v_position = world.xyz;
+    v_normal = n;
+    gl_Position = u_projection * world;
+}
+"""
+)
+
+_MASK_FRAGMENT = """
+#version 330
+const vec3 KEY_DIR = normalize(vec3(-0.55, 0.55, 0.65));
+uniform vec3 u_key;
+uniform float u_gloss;
+in vec3 v_position;
+in vec3 v_normal;
+in vec3 v_color;
+in float v_glaze;
+out vec4 f_color;
+float power(float x, float n) {
+    return x / (n - n * x + x);
+}
+void main() {
+    vec3 n = normalize(v_normal);
+    vec3 v = normalize(-v_position);
+    float h = max(dot(n, normalize(KEY_DIR + v)), 0.0);
+    float edge = 1.0 - max(dot(n, v), 0.0);
+    float fresnel = 0.04 + 0.96 * edge * edge * edge * edge * edge;
+    float spec = power(h, u_gloss) + 0.25 * power(h, u_gloss * 0.15);
+    vec3 c = v_color + v_glaze * (0.4 + fresnel) * 1.2 * u_key * spec;
+    f_color = vec4(sqrt(clamp(c * (1.0 + c / 6.0) / (1.0 + c), 0.0, 1.0)), 1.0);
+}
+"""
+
+_EYE_VERTEX = """
+#version 330
+uniform mat4 u_projection;
+uniform mat4 u_model;
+uniform vec3 u_center;
+uniform float u_radius;
+uniform mat3 u_gaze;
+in vec3 in_position;
+out vec3 v_position;
+out vec3 v_normal;
+out vec3 v_ball;
+out vec3 v_socket;
+void main() {
+    vec3 socket = u_gaze * in_position;
+    vec4 world = u_model * vec4(u_center + u_radius * socket, 1.0);
+    v_position = world.xyz;
+    v_normal = mat3(u_model) * socket;
+    v_ball = in_position;
+    v_socket = socket;
+    gl_Position = u_projection * world;
+}
+"""
+
+_EYE_FRAGMENT = (
+    """
+#version 330
+uniform vec3 u_iris;
+uniform vec3 u_sclera;
+in vec3 v_position;
+in vec3 v_normal;
+in vec3 v_ball;
+in vec3 v_socket;
+out vec4 f_color;
+"""
+    + _LIGHTING
+    + """
+void main() {
+    vec3 n = normalize(v_normal);
+    vec3 v = normalize(-v_position);
+    float r = v_ball.z > 0.0 ? length(v_ball.xy) : 1.0;
+    float angle = atan(v_ball.y, v_ball.x);
+    const float IRIS = 0.5;
+    const float PUPIL = 0.2;
+    float fibres = 0.85 + 0.15 * sin(angle * 37.0 + sin(angle * 11.0) * 2.0);
+    vec3 iris = u_iris * fibres * mix(1.25, 0.55, smoothstep(PUPIL, IRIS, r));
+    iris *= 1.0 - 0.6 * smoothstep(IRIS - 0.1, IRIS, r);  // limbal ring
+    vec3 base = mix(u_sclera * mix(1.0, 0.8, smoothstep(0.5, 1.0, r)), iris, 1.0 - smoothstep(IRIS - 0.015, IRIS + 0.015, r));
+    base = mix(vec3(0.01), base, smoothstep(PUPIL - 0.02, PUPIL + 0.02, r));
+    float lid_shadow = mix(0.35, 1.0, smoothstep(0.75, 0.05, v_socket.y));
+    vec3 color = base * diffuse_light(n, lid_shadow) * 0.9;
+    float spec = power(max(dot(n, normalize(KEY_DIR + v)), 0.0), 300.0);
+    color += 1.5 * u_key * spec * lid_shadow;
+    f_color = vec4(to_display(color), 1.0);
+}
+"""
+)
+
+_FULLSCREEN_VERTEX = """
+#version 330
+void main() {
+    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
+    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+
+_BACKGROUND_FRAGMENT = (
+    """
+#version 330
+uniform vec2 u_size;
+uniform vec3 u_top;
+uniform vec3 u_bottom;
+uniform bool u_use_image;
+uniform sampler2D u_image;
+uniform vec2 u_image_scale;
+uniform vec2 u_head;
+uniform vec2 u_head_radius;
+uniform float u_glow;
+uniform float u_shadow;
+out vec4 f_color;
+"""
+    + _LIGHTING
+    + """
+void main() {
+    vec2 uv = gl_FragCoord.xy / u_size;  // uv.y = 0 is the top row of the output image
+    vec3 c;
+    if (u_use_image) {
+        c = texture(u_image, 0.5 + (uv - 0.5) * u_image_scale).rgb;
+        c *= c;
+    } else {
+        c = mix(u_top, u_bottom, smoothstep(0.0, 1.0, uv.y));
+    }
+    vec2 d = (uv - u_head) / u_head_radius;
+    c *= 1.0 + u_glow * exp(-0.35 * dot(d, d));
+    vec2 s = (uv - u_head - vec2(0.35, 0.25) * u_head_radius) / (u_head_radius * vec2(0.85, 0.95));
+    c *= 1.0 - u_shadow * exp(-1.2 * dot(s, s));
+    vec2 q = uv - 0.5;
+    c *= 1.0 - 0.5 * dot(q, q);
+    float dither = fract(sin(dot(gl_FragCoord.xy, vec2(12.9898, 78.233))) * 43758.5453) - 0.5;
+    f_color = vec4(sqrt(clamp(c, 0.0, 1.0)) + dither / 255.0, 1.0);
+}
+"""
+)
+
+_COMPOSITE_FRAGMENT = """
+#version 330
+uniform sampler2D u_scene;
+uniform ivec2 u_offset;
+uniform bool u_premultiplied;
+out vec4 f_color;
+void main() {
+    vec4 c = texelFetch(u_scene, ivec2(gl_FragCoord.xy) - u_offset, 0);
+    f_color = u_premultiplied ? c : (c.a > 0.0 ? vec4(c.rgb / c.a, c.a) : vec4(0.0));
+}
+"""
+
+
+def _linear(hex_color: str) -> tuple[float, float, float]:
+    h = hex_color.lstrip("#")
+    if len(h) != 6:
+        raise ValueError(f"colour {hex_color!r} is not #rrggbb")
+    return tuple((int(h[i : i + 2], 16) / 255.0) ** 2 for i in (0, 2, 4))
+
+
+def _perspective(fov_y_deg: float, aspect: float, near: float = 5.0, far: float = 300.0) -> np.ndarray:
+    """OpenGL perspective with Y flipped, so row 0 of the framebuffer is the image top."""
+    f = 1.0 / math.tan(math.radians(fov_y_deg) / 2)
+    return np.array(
+        [
+            [f / aspect, 0, 0, 0],
+            [0, -f, 0, 0],
+            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
+            [0, 0, -1, 0],
+        ],
+        np.float32,
+    )
+
+
+def _eye_cap(rings: int = 10, segments: int = 24, extent_deg: float = 110.0) -> tuple[np.ndarray, np.ndarray]:
+    """The front of a unit sphere around +z (the rest of an eyeball is never seen)."""
+    theta = np.linspace(0, np.radians(extent_deg), rings + 1)[:, None]
+    phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]
+    pts = np.stack(np.broadcast_arrays(np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)), -1)
+    idx = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    tris = np.concatenate([np.stack([a, d, c], -1).reshape(-1, 3), np.stack([a, c, b], -1).reshape(-1, 3)])
+    return pts.reshape(-1, 3).astype(np.float32), tris.astype(np.int32)
+
+
+def _rotation(pose: np.ndarray) -> np.ndarray:
+    """The nearest rotation to the pose's 3x3 block (drops scale and shear)."""
+    u, _, vt = np.linalg.svd(pose[:3, :3].astype(np.float64))
+    r = u @ vt
+    if np.linalg.det(r) < 0:
+        r = u @ np.diag([1.0, 1.0, -1.0]) @ vt
+    return r.astype(np.float32)
+
+
+def _mat(m: np.ndarray) -> bytes:
+    """Column-major bytes of a row-major matrix, as GLSL wants them."""
+    return np.ascontiguousarray(m.T, np.float32).tobytes()
+
+
+class MaskRenderer(FaceRenderer):
+    """Renders a `FaceState` as a lit ceramic mask in a webcam-like framing.
+
+    `mesh` is the canonical face mesh (`load_canonical_mesh`); `look` a `MaskLook`
+    or a name in `MASK_LOOKS`.
+    """
+
+    def __init__(self, width: int, height: int, mesh: CanonicalMesh, look: MaskLook | str = "porcelain") -> None:
+        super().__init__(width, height)
+        if isinstance(look, str):
+            if look not in MASK_LOOKS:
+                raise ValueError(f"unknown mask look {look!r}; choose one of {', '.join(MASK_LOOKS)}")
+            look = MASK_LOOKS[look]
+        self.look = look
+        self.rig = MaskRig(mesh)
+        self.shell = MaskShell(self.rig)
+        self.ctx = create_headless_context()
+        self._reference: np.ndarray | None = None
+        self._last_time = 0.0
+        self._frame = np.zeros((height, width, 4), np.uint8)
+
+        top, bottom = float(self.rig.base[:, 1].max()), float(self.rig.base[:, 1].min())
+        self._projection = _perspective(FOV_Y_DEG, width / height)
+        visible = (top - bottom) / FACE_FRACTION
+        distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
+        self._anchor = np.array([0.0, -(top + bottom) / 2 + HEADROOM * visible, -distance], np.float32)
+        self._face_centre = self._anchor + (0.0, (top + bottom) / 2, 3.0)
+        side = math.ceil(SCENE_SIZE * FACE_FRACTION * height)
+        self._scene_size = (min(width, side), min(height, side))
+        self._eye_points = (self.rig.eye_centers[:, None, :] + self.rig.eye_radius * np.concatenate([np.eye(3), -np.eye(3)])).reshape(-1, 3)
+        self._build_gl()
+        self._render_background()
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _program(self, vertex: str, fragment: str) -> moderngl.Program:
+        program = self.ctx.program(vertex_shader=vertex, fragment_shader=fragment)
+        lights = {
+            "u_key": self.look.key_light,
+            "u_fill": self.look.fill_light,
+            "u_rim": self.look.rim_light,
+            "u_sky": self.look.sky_color,
+            "u_ground": self.look.ground_color,
+        }
+        for name, color in lights.items():
+            if name in program:
+                program[name].value = _linear(color)
+        if "u_rim_strength" in program:
+            program["u_rim_strength"].value = self.look.rim_strength
+        return program
+
+    def _build_gl(self) -> None:
+        ctx, look = self.ctx, self.look
+        self._mask_program = self._program(_MASK_VERTEX, _MASK_FRAGMENT)
+        self._mask_program["u_base"].value = _linear(look.mask_color)
+        self._mask_program["u_interior"].value = _linear(look.interior_color)
+        self._mask_program["u_glaze"].value = look.glaze
+        self._mask_program["u_gloss"].value = look.gloss
+        self._mask_vbo = ctx.buffer(reserve=self.shell.vertex_count * 8 * 4, dynamic=True)
+        self._mask_vao = ctx.vertex_array(
+            self._mask_program,
+            [(self._mask_vbo, "3f 3f 1f 1f", "in_position", "in_normal", "in_interior", "in_occlusion")],
+            index_buffer=ctx.buffer(self.shell.triangles.tobytes()),
+        )
+
+        self._eye_program = self._program(_EYE_VERTEX, _EYE_FRAGMENT)
+        self._eye_program["u_iris"].value = _linear(look.iris_color)
+        self._eye_program["u_sclera"].value = _linear(look.sclera_color)
+        self._eye_program["u_radius"].value = self.rig.eye_radius
+        cap, cap_tris = _eye_cap()
+        self._eye_vao = ctx.vertex_array(
+            self._eye_program, [(ctx.buffer(cap.tobytes()), "3f", "in_position")], index_buffer=ctx.buffer(cap_tris.tobytes())
+        )
+
+        self._composite_program = ctx.program(vertex_shader=_FULLSCREEN_VERTEX, fragment_shader=_COMPOSITE_FRAGMENT)
+        self._composite_program["u_premultiplied"].value = look.background is not None
+        self._composite_vao = ctx.vertex_array(self._composite_program, [])
+
+        # The mask is drawn multisampled into a square around it, resolved, then composited.
+        scene = self._scene_size
+        self._scene_fbo = ctx.framebuffer([ctx.renderbuffer(scene, 4, samples=SAMPLES)], ctx.depth_renderbuffer(scene, samples=SAMPLES))
+        self._resolved = ctx.texture(scene, 4)
+        self._resolved_fbo = ctx.framebuffer([self._resolved])
+        size = (self.width, self.height)
+        self._output_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
+        self._background_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
+
+    def _render_background(self) -> None:
+        look, ctx = self.look, self.ctx
+        if look.background is None:
+            self._background_fbo.clear(0.0, 0.0, 0.0, 0.0)
+            return
+        program = self._program(_FULLSCREEN_VERTEX, _BACKGROUND_FRAGMENT)
+        program["u_size"].value = (self.width, self.height)
+        image = None
+        if isinstance(look.background, Gradient):
+            program["u_top"].value = _linear(look.background.top)
+            program["u_bottom"].value = _linear(look.background.bottom)
+            program["u_use_image"].value = False
+        else:
+            pixels = np.ascontiguousarray(look.background, np.uint8)
+            if pixels.ndim != 3 or pixels.shape[2] != 3:
+                raise ValueError(f"background image must be (H, W, 3) RGB, got shape {pixels.shape}")
+            image = ctx.texture((pixels.shape[1], pixels.shape[0]), 3, pixels.tobytes(), alignment=1)
+            image.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            image.use(0)
+            frame_aspect, image_aspect = self.width / self.height, pixels.shape[1] / pixels.shape[0]
+            program["u_image"].value = 0
+            program["u_use_image"].value = True
+            program["u_image_scale"].value = (min(1.0, frame_aspect / image_aspect), min(1.0, image_aspect / frame_aspect))
+        head = self._to_pixels(self._face_centre[None, :], np.eye(4, dtype=np.float32))[0] / (self.width, self.height)
+        program["u_head"].value = tuple(head)
+        program["u_head_radius"].value = (0.5 * FACE_FRACTION * self.height / self.width, 0.5 * FACE_FRACTION)
+        program["u_glow"].value = look.backdrop_glow
+        program["u_shadow"].value = look.backdrop_shadow
+        self._background_fbo.use()
+        ctx.vertex_array(program, []).render(moderngl.TRIANGLES, vertices=3)
+        if image is not None:
+            image.release()
+        program.release()
+
+    # --- per frame ----------------------------------------------------------------------------
+
+    def _model_matrix(self, state: FaceState) -> np.ndarray:
+        pose = state.head_pose
+        translation = pose[:3, 3].astype(np.float32)
+        dt = min(max(state.timestamp - self._last_time, 0.0), 0.5)
+        self._last_time = state.timestamp
+        if self._reference is None:
+            self._reference = translation.copy()
+        self._reference += (1.0 - math.exp(-dt / REFERENCE_TIME_CONSTANT_S)) * (translation - self._reference)
+        offset = TRANSLATION_LIMIT * np.tanh(TRANSLATION_GAIN * (translation - self._reference) / TRANSLATION_LIMIT)
+        model = np.eye(4, dtype=np.float32)
+        model[:3, :3] = _rotation(pose)
+        model[:3, 3] = self._anchor + offset
+        return model
+
+    def _to_pixels(self, points: np.ndarray, model: np.ndarray) -> np.ndarray:
+        """Window coordinates (x right, y down from the top row) of model-space points."""
+        clip = np.c_[points, np.ones(len(points), np.float32)] @ (self._projection @ model).T
+        ndc = clip[:, :2] / clip[:, 3:4]
+        return (ndc * 0.5 + 0.5) * (self.width, self.height)
+
+    def _crop(self, points: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """Where the scene buffer sits in the frame this time (origin), and the mask's pixel box in it."""
+        px = self._to_pixels(points, model)
+        low, high = np.floor(px.min(axis=0)) - 2, np.ceil(px.max(axis=0)) + 2
+        frame, scene = np.array([self.width, self.height]), np.array(self._scene_size)
+        origin = np.clip(np.round((low + high - scene) / 2), 0, frame - scene).astype(int)
+        low, high = np.maximum(low, origin).astype(int), np.minimum(high, origin + scene).astype(int)
+        return origin, (int(low[0]), int(low[1]), int(max(high[0] - low[0], 0)), int(max(high[1] - low[1], 0)))
+
+    def _cropped_projection(self, origin: np.ndarray) -> bytes:
+        (w, h), (sw, sh) = (self.width, self.height), self._scene_size
+        crop = np.eye(4, dtype=np.float32)
+        crop[0, 0], crop[0, 3] = w / sw, (w - 2 * origin[0]) / sw - 1
+        crop[1, 1], crop[1, 3] = h / sh, (h - 2 * origin[1]) / sh - 1
+        return _mat(crop @ self._projection)
+
+    def render(self, state: FaceState) -> np.ndarray:
+        ctx = self.ctx
+        frame = self.rig.evaluate(state.blendshapes)
+        vertices = self.shell.build(frame)
+        model = self._model_matrix(state)
+        origin, box = self._crop(np.concatenate([vertices[:, :3], self._eye_points]), model)
+        self._mask_vbo.write(vertices)
+
+        self._output_fbo.use()
+        ctx.copy_framebuffer(self._output_fbo, self._background_fbo)
+        if box[2] and box[3]:
+            self._scene_fbo.use()
+            self._scene_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            ctx.disable(moderngl.BLEND)
+            ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+            ctx.front_face = "cw"  # the Y-flipped projection mirrors the winding
+            projection = self._cropped_projection(origin)
+            for program in (self._mask_program, self._eye_program):
+                program["u_projection"].write(projection)
+                program["u_model"].write(_mat(model))
+            self._mask_vao.render(moderngl.TRIANGLES)
+            for center, gaze in zip(self.rig.eye_centers, frame.eye_rotations):
+                self._eye_program["u_center"].value = tuple(center)
+                self._eye_program["u_gaze"].write(_mat(gaze))
+                self._eye_vao.render(moderngl.TRIANGLES)
+            ctx.copy_framebuffer(self._resolved_fbo, self._scene_fbo)
+
+            self._output_fbo.use()
+            self._output_fbo.scissor = box
+            ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+            if self.look.background is not None:
+                ctx.enable(moderngl.BLEND)
+                ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
+            self._resolved.use(0)
+            self._composite_program["u_offset"].value = tuple(int(v) for v in origin)
+            self._composite_vao.render(moderngl.TRIANGLES, vertices=3)
+            self._output_fbo.scissor = None  # blits obey the scissor box too
+        self._output_fbo.read_into(self._frame, components=4)
+        return self._frame
+
+    def close(self) -> None:
+        self.ctx.release()
