@@ -29,7 +29,7 @@ FOV_Y_DEG = 42.0
 FACE_FRACTION = 0.5  # mask height / frame height
 HEADROOM = 0.03  # face centre this far (fraction of frame height) above the frame centre
 SAMPLES = 4
-SCENE_SIZE = 1.45  # side of the square multisampled scene buffer, in mask heights
+SCENE_SIZE = 1.3  # side of the square multisampled scene buffer, in mask heights
 #: Head translation relative to a slowly following reference moves the mask by
 #: GAIN times the difference, softly clamped to LIMIT (cm): framing stays stable.
 TRANSLATION_GAIN = np.array([0.5, 0.5, 0.4], np.float32)
@@ -216,17 +216,17 @@ _EYE_VERTEX = """
 #version 330
 uniform mat4 u_projection;
 uniform mat4 u_model;
-uniform vec3 u_center;
+uniform vec3 u_center[2];
 uniform float u_radius;
-uniform mat3 u_gaze;
+uniform mat3 u_gaze[2];
 in vec3 in_position;
 out vec3 v_position;
 out vec3 v_normal;
 out vec3 v_ball;
 out vec3 v_socket;
-void main() {
-    vec3 socket = u_gaze * in_position;
-    vec4 world = u_model * vec4(u_center + u_radius * socket, 1.0);
+void main() {  // one instance per eye
+    vec3 socket = u_gaze[gl_InstanceID] * in_position;
+    vec4 world = u_model * vec4(u_center[gl_InstanceID] + u_radius * socket, 1.0);
     v_position = world.xyz;
     v_normal = mat3(u_model) * socket;
     v_ball = in_position;
@@ -315,16 +315,19 @@ void main() {
 """
 )
 
-_COMPOSITE_FRAGMENT = """
+_COMPOSITE_FRAGMENT = f"""
 #version 330
-uniform sampler2D u_scene;
+uniform sampler2DMS u_scene;
 uniform ivec2 u_offset;
 uniform bool u_premultiplied;
 out vec4 f_color;
-void main() {
-    vec4 c = texelFetch(u_scene, ivec2(gl_FragCoord.xy) - u_offset, 0);
+void main() {{
+    ivec2 p = ivec2(gl_FragCoord.xy) - u_offset;
+    vec4 c = vec4(0.0);
+    for (int i = 0; i < {SAMPLES}; ++i) c += texelFetch(u_scene, p, i);
+    c /= {float(SAMPLES)};  // premultiplied: the scene is cleared to transparent black
     f_color = u_premultiplied ? c : (c.a > 0.0 ? vec4(c.rgb / c.a, c.a) : vec4(0.0));
-}
+}}
 """
 
 
@@ -402,6 +405,8 @@ class MaskRenderer(FaceRenderer):
         self._anchor = np.array([0.0, -(top + bottom) / 2 + HEADROOM * visible, -distance], np.float32)
         self._face_centre = self._anchor + (0.0, (top + bottom) / 2, 3.0)
         side = math.ceil(SCENE_SIZE * FACE_FRACTION * height)
+        # the shell (thickness, rim, smoothing) stays within ~0.5 cm of the rig's vertices
+        self._margin = math.ceil(0.5 * height / visible) + 2
         self._scene_size = (min(width, side), min(height, side))
         self._eye_points = (self.rig.eye_centers[:, None, :] + self.rig.eye_radius * np.concatenate([np.eye(3), -np.eye(3)])).reshape(-1, 3)
         self._build_gl()
@@ -452,11 +457,11 @@ class MaskRenderer(FaceRenderer):
         self._composite_program["u_premultiplied"].value = look.background is not None
         self._composite_vao = ctx.vertex_array(self._composite_program, [])
 
-        # The mask is drawn multisampled into a square around it, resolved, then composited.
+        # The mask is drawn multisampled into a square around it, then resolved onto the backdrop.
         scene = self._scene_size
-        self._scene_fbo = ctx.framebuffer([ctx.renderbuffer(scene, 4, samples=SAMPLES)], ctx.depth_renderbuffer(scene, samples=SAMPLES))
-        self._resolved = ctx.texture(scene, 4)
-        self._resolved_fbo = ctx.framebuffer([self._resolved])
+        self._scene = ctx.texture(scene, 4, samples=SAMPLES)
+        self._scene_fbo = ctx.framebuffer([self._scene], ctx.depth_renderbuffer(scene, samples=SAMPLES))
+        self._eye_program["u_center"].value = [tuple(c) for c in self.rig.eye_centers]
         size = (self.width, self.height)
         self._output_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
         self._background_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
@@ -520,7 +525,7 @@ class MaskRenderer(FaceRenderer):
     def _crop(self, points: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """Where the scene buffer sits in the frame this time (origin), and the mask's pixel box in it."""
         px = self._to_pixels(points, model)
-        low, high = np.floor(px.min(axis=0)) - 2, np.ceil(px.max(axis=0)) + 2
+        low, high = np.floor(px.min(axis=0)) - self._margin, np.ceil(px.max(axis=0)) + self._margin
         frame, scene = np.array([self.width, self.height]), np.array(self._scene_size)
         origin = np.clip(np.round((low + high - scene) / 2), 0, frame - scene).astype(int)
         low, high = np.maximum(low, origin).astype(int), np.minimum(high, origin + scene).astype(int)
@@ -538,7 +543,7 @@ class MaskRenderer(FaceRenderer):
         frame = self.rig.evaluate(state.blendshapes)
         vertices = self.shell.build(frame)
         model = self._model_matrix(state)
-        origin, box = self._crop(np.concatenate([vertices[:, :3], self._eye_points]), model)
+        origin, box = self._crop(np.concatenate([frame.vertices, self._eye_points]), model)
         self._mask_vbo.write(vertices)
 
         self._output_fbo.use()
@@ -554,11 +559,8 @@ class MaskRenderer(FaceRenderer):
                 program["u_projection"].write(projection)
                 program["u_model"].write(_mat(model))
             self._mask_vao.render(moderngl.TRIANGLES)
-            for center, gaze in zip(self.rig.eye_centers, frame.eye_rotations):
-                self._eye_program["u_center"].value = tuple(center)
-                self._eye_program["u_gaze"].write(_mat(gaze))
-                self._eye_vao.render(moderngl.TRIANGLES)
-            ctx.copy_framebuffer(self._resolved_fbo, self._scene_fbo)
+            self._eye_program["u_gaze"].write(np.ascontiguousarray(frame.eye_rotations.transpose(0, 2, 1)).tobytes())
+            self._eye_vao.render(moderngl.TRIANGLES, instances=2)
 
             self._output_fbo.use()
             self._output_fbo.scissor = box
@@ -566,7 +568,7 @@ class MaskRenderer(FaceRenderer):
             if self.look.background is not None:
                 ctx.enable(moderngl.BLEND)
                 ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
-            self._resolved.use(0)
+            self._scene.use(0)
             self._composite_program["u_offset"].value = tuple(int(v) for v in origin)
             self._composite_vao.render(moderngl.TRIANGLES, vertices=3)
             self._output_fbo.scissor = None  # blits obey the scissor box too

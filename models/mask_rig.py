@@ -347,36 +347,41 @@ def _strip(front: np.ndarray, back: np.ndarray) -> np.ndarray:
 
 
 class LoopSubdivision:
-    """One step of Loop subdivision as a fixed stencil: fine = sum(weights * coarse[index])."""
+    """One step of Loop subdivision near the mesh boundaries, as a fixed stencil.
+
+    Every vertex is smoothed with Loop's vertex rule; the triangles touching a
+    boundary (the mask outline and the holes, where silhouettes are sharpest)
+    are split in four, and their neighbours in two so that no crack opens (red-
+    green refinement). Far fewer triangles than a full step, which matters to a
+    software rasterizer. Apply with `fine = subdivision(coarse_values)`.
+    """
 
     def __init__(self, triangles: np.ndarray, n_vertices: int) -> None:
-        half = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-        opposite = np.concatenate([triangles[:, 2], triangles[:, 0], triangles[:, 1]])
-        edges, edge_of_half = np.unique(np.sort(half, axis=1), axis=0, return_inverse=True)
-        edge_of_half = edge_of_half.ravel()
+        t = triangles
+        corners = np.stack([t, np.roll(t, -1, axis=1)], axis=2)  # (T, 3, 2): edge k runs t[k] -> t[k+1]
+        opposite = np.roll(t, -2, axis=1)
+        edges, edge_of = np.unique(np.sort(corners.reshape(-1, 2), axis=1), axis=0, return_inverse=True)
+        edge_of = edge_of.reshape(-1, 3)
+        on_boundary = np.bincount(edge_of.ravel(), minlength=len(edges)) == 1
+
+        red = np.isin(t, edges[on_boundary]).any(axis=1)
+        split = np.zeros(len(edges), bool)
+        while True:  # a triangle with two split edges is split fully
+            split[edge_of[red]] = True
+            grow = ~red & (split[edge_of].sum(axis=1) >= 2)
+            if not grow.any():
+                break
+            red |= grow
+        split_ids = np.flatnonzero(split)
+        self._midpoint = dict(zip(split_ids.tolist(), (n_vertices + np.arange(len(split_ids))).tolist()))
         self._edge_id = {(int(a), int(b)): i for i, (a, b) in enumerate(edges)}
-        self._n = n_vertices
-        boundary = np.bincount(edge_of_half, minlength=len(edges)) == 1
-        neighbours: list[list[int]] = [[] for _ in range(n_vertices)]
-        boundary_neighbours: list[list[int]] = [[] for _ in range(n_vertices)]
-        for (a, b), on_boundary in zip(edges.tolist(), boundary):
-            neighbours[a].append(b)
-            neighbours[b].append(a)
-            if on_boundary:
-                boundary_neighbours[a].append(b)
-                boundary_neighbours[b].append(a)
-        rows: list[dict[int, float]] = []
-        for v in range(n_vertices):
-            if boundary_neighbours[v]:
-                rows.append({v: 0.75, **{u: 0.125 for u in boundary_neighbours[v]}})
-            else:
-                k = len(neighbours[v])
-                beta = 3 / 16 if k == 3 else 3 / (8 * k)
-                rows.append({v: 1 - k * beta, **{u: beta for u in neighbours[v]}})
+
+        rows = self._vertex_rows(edges, on_boundary, n_vertices)
         opposites: list[list[int]] = [[] for _ in range(len(edges))]
-        for e, o in zip(edge_of_half.tolist(), opposite.tolist()):
+        for e, o in zip(edge_of.ravel().tolist(), opposite.ravel().tolist()):
             opposites[e].append(o)
-        for (a, b), opp in zip(edges.tolist(), opposites):
+        for e in split_ids.tolist():
+            (a, b), opp = edges[e].tolist(), opposites[e]
             rows.append({a: 0.5, b: 0.5} if len(opp) == 1 else {a: 0.375, b: 0.375, opp[0]: 0.125, opp[1]: 0.125})
         width = max(len(r) for r in rows)
         self._index = np.zeros((width, len(rows)), np.int64)  # padded with weight 0 at vertex 0
@@ -384,19 +389,50 @@ class LoopSubdivision:
         for i, row in enumerate(rows):
             self._index[: len(row), i] = list(row)
             self._weight[: len(row), i] = list(row.values())
-        m = n_vertices + edge_of_half.reshape(3, -1).T  # midpoints of edges 01, 12, 20 per triangle
-        t = triangles
-        self.triangles = np.concatenate(
-            [np.stack([t[:, 0], m[:, 0], m[:, 2]], 1), np.stack([t[:, 1], m[:, 1], m[:, 0]], 1),
-             np.stack([t[:, 2], m[:, 2], m[:, 1]], 1), m]
-        ).astype(np.int32)
         self.vertex_count = len(rows)
+        self.triangles = self._split(t, edge_of, red, split).astype(np.int32)
+
+    @staticmethod
+    def _vertex_rows(edges: np.ndarray, on_boundary: np.ndarray, n_vertices: int) -> list[dict[int, float]]:
+        neighbours: list[list[int]] = [[] for _ in range(n_vertices)]
+        rim: list[list[int]] = [[] for _ in range(n_vertices)]
+        for (a, b), boundary in zip(edges.tolist(), on_boundary):
+            for u, w in ((a, b), (b, a)):
+                neighbours[u].append(w)
+                if boundary:
+                    rim[u].append(w)
+        rows = []
+        for v in range(n_vertices):
+            if rim[v]:
+                rows.append({v: 0.75, **{u: 0.125 for u in rim[v]}})
+            else:
+                k = len(neighbours[v])
+                beta = 3 / 16 if k == 3 else 3 / (8 * k)
+                rows.append({v: 1 - k * beta, **{u: beta for u in neighbours[v]}})
+        return rows
+
+    def _split(self, t: np.ndarray, edge_of: np.ndarray, red: np.ndarray, split: np.ndarray) -> np.ndarray:
+        mid = np.full(len(split), -1)
+        mid[list(self._midpoint)] = list(self._midpoint.values())
+        m = mid[edge_of]  # midpoint of edge k (t[k] -> t[k+1]) per triangle, -1 when not split
+        out = [t[~red & ~split[edge_of].any(axis=1)]]
+        r, mr = t[red], m[red]
+        out += [np.stack([r[:, 0], mr[:, 0], mr[:, 2]], 1), np.stack([r[:, 1], mr[:, 1], mr[:, 0]], 1)]
+        out += [np.stack([r[:, 2], mr[:, 2], mr[:, 1]], 1), mr]
+        green = ~red & split[edge_of].any(axis=1)
+        for tri, mids in zip(t[green], m[green]):
+            k = int(np.flatnonzero(mids >= 0)[0])
+            a, b, c = np.roll(tri, -k)
+            out.append(np.array([[a, mids[k], c], [mids[k], b, c]]))
+        return np.concatenate(out)
 
     def refine_loop(self, loop: np.ndarray) -> np.ndarray:
-        """A closed coarse vertex loop -> the fine loop through its edge midpoints."""
-        nxt = np.roll(loop, -1)
-        mids = [self._n + self._edge_id[(min(a, b), max(a, b))] for a, b in zip(loop.tolist(), nxt.tolist())]
-        return np.stack([loop, mids], 1).ravel()
+        """A closed coarse boundary loop -> the fine loop through its edge midpoints."""
+        fine = []
+        for a, b in zip(loop.tolist(), np.roll(loop, -1).tolist()):
+            fine.append(a)
+            fine.append(self._midpoint[self._edge_id[(min(a, b), max(a, b))]])
+        return np.array(fine, np.int64)
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """(n_coarse, c) per-vertex values -> (n_fine, c)."""
@@ -406,15 +442,15 @@ class LoopSubdivision:
 class MaskShell:
     """Closed, smooth render geometry around a posed mask surface.
 
-    The rig surface is refined once (Loop subdivision) and given a back side
-    `THICKNESS` behind it, a rounded rim along the outer edge and a tunnel behind
-    each hole (lid and lip thickness, then a dark cavity the eyeballs sit in).
-    Vertices are rows of 8 float32: position, normal, interior (0 glaze .. 1 dark
-    cavity), occlusion (1 = open).
+    The rig surface is smoothed and refined near its edges (`LoopSubdivision`),
+    then given a back side `THICKNESS` behind it, a rounded rim along the outer
+    edge and a tunnel behind each hole: lid and lip thickness, then a dark cavity
+    that the eyeballs sit in. Vertices are rows of 8 float32: position, normal,
+    interior (0 glaze .. 1 dark cavity), occlusion (1 = open).
     """
 
     THICKNESS = 0.35
-    #: (depth behind the hole, scale towards its centre, interior) per tunnel ring.
+    #: Per tunnel ring: depth behind the hole, scale towards its centre, interior.
     EYE_RINGS = ((0.3, 1.0, 0.5), (0.8, 1.1, 1.0), (1.8, 0.8, 1.0))
     MOUTH_RINGS = ((0.35, 1.0, 0.5), (1.0, 0.95, 1.0), (2.6, 0.55, 1.0))
     BACK_INTERIOR = 0.3
@@ -428,20 +464,38 @@ class MaskShell:
         rim = 2 * n + np.arange(len(self._rim_loop))
         tris = [sub.triangles, sub.triangles[:, ::-1] + n]
         tris += [_strip(self._rim_loop, rim)[:, ::-1], _strip(rim, self._rim_loop + n)[:, ::-1]]
-        start = 2 * n + len(rim)
-        self._tunnels = []
-        for coarse, rings in ((rig.eye_loops[0], self.EYE_RINGS), (rig.eye_loops[1], self.EYE_RINGS), (rig.mouth_loop, self.MOUTH_RINGS)):
-            loop = previous = sub.refine_loop(coarse)
-            self._tunnels.append((loop, rings, start))
-            for _ in rings:
-                ring = start + np.arange(len(loop))
+
+        holes = [sub.refine_loop(loop) for loop in (*rig.eye_loops, rig.mouth_loop)]
+        rings = np.array([self.EYE_RINGS, self.EYE_RINGS, self.MOUTH_RINGS], np.float32)  # (hole, ring, param)
+        self._hole_vertices = np.concatenate(holes)
+        self._hole_starts = np.cumsum([0] + [len(h) for h in holes[:-1]])
+        self._hole_sizes = np.array([len(h) for h in holes], np.float32)
+        group = np.repeat(np.arange(len(holes)), [len(h) for h in holes])
+        self._hole_group = group
+        self._ring_depth = rings[group, :, 0].T[:, :, None] * np.array([0, 0, 1], np.float32)  # (ring, L, 3)
+        self._ring_scale = rings[group, :, 1].T[:, :, None]
+        self._cap_depth = rings[:, -1, 0][:, None] * np.array([0, 0, 1], np.float32)
+        self._tunnel_start = 2 * n + len(rim)
+        count = len(self._hole_vertices)
+        ring_ids = self._tunnel_start + np.arange(rings.shape[1] * count).reshape(rings.shape[1], count)
+        cap_ids = ring_ids[-1, -1] + 1 + np.arange(len(holes))
+        for h, start in enumerate(self._hole_starts):
+            sl = slice(start, start + len(holes[h]))
+            previous = holes[h]
+            for ring in ring_ids[:, sl]:
                 tris.append(_strip(previous, ring))
-                previous, start = ring, start + len(loop)
-            tris.append(np.stack([np.full(len(loop), start), previous, np.roll(previous, -1)], 1))
-            start += 1
+                previous = ring
+            tris.append(np.stack([np.full(len(previous), cap_ids[h]), previous, np.roll(previous, -1)], 1))
         self.triangles = np.concatenate(tris).astype(np.int32)
-        self.vertex_count = start
-        self._out = np.zeros((start, 8), np.float32)
+        self.vertex_count = int(cap_ids[-1]) + 1
+
+        out = self._out = np.zeros((self.vertex_count, 8), np.float32)
+        out[n : 2 * n, 6:8] = (self.BACK_INTERIOR, 1.0)
+        out[rim, 6:8] = (0.0, 1.0)
+        interior = rings[group, :, 2].T.ravel()
+        out[ring_ids.ravel(), 6], out[ring_ids.ravel(), 7] = interior, 1.0 - 0.5 * interior
+        out[cap_ids, 3:8] = (0.0, 0.0, 1.0, 1.0, 0.5)
+        self._ring_ids, self._cap_ids = ring_ids, cap_ids
 
     def occlusion(self, vertices: np.ndarray, normals: np.ndarray) -> np.ndarray:
         """Cheap ambient occlusion from concavity: darker where the neighbours rise above the surface."""
@@ -459,26 +513,25 @@ class MaskShell:
         coarse = np.concatenate([frame.vertices, frame.normals, self.occlusion(frame.vertices, frame.normals)[:, None]], axis=1)
         fine = self._subdivide(coarse)
         v, nrm = fine[:, 0:3], fine[:, 3:6]
-        nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+        nrm /= np.sqrt(np.einsum("ij,ij->i", nrm, nrm))[:, None]
         out[:n, 0:3], out[:n, 3:6], out[:n, 7] = v, nrm, fine[:, 6]
         out[n : 2 * n, 0:3], out[n : 2 * n, 3:6] = v - t * nrm, -nrm
-        out[n : 2 * n, 6], out[n : 2 * n, 7] = self.BACK_INTERIOR, 1.0
+
         p, pn = v[self._rim_loop], nrm[self._rim_loop]
         outward = np.cross(np.roll(p, -1, 0) - np.roll(p, 1, 0), pn)
-        outward /= np.linalg.norm(outward, axis=1, keepdims=True) + 1e-9
+        outward /= np.sqrt(np.einsum("ij,ij->i", outward, outward))[:, None] + 1e-9
         rim = slice(2 * n, 2 * n + len(p))
-        out[rim, 0:3], out[rim, 3:6], out[rim, 6:8] = p + 0.5 * t * (outward - pn), outward, (0.0, 1.0)
-        for loop, rings, start in self._tunnels:
-            p = v[loop]
-            centre = p.mean(axis=0)
-            inward = centre - p
-            inward /= np.linalg.norm(inward, axis=1, keepdims=True) + 0.05
-            inward[:, 2] += 0.3
-            inward /= np.linalg.norm(inward, axis=1, keepdims=True)
-            for depth, scale, interior in rings:
-                ring = slice(start, start + len(loop))
-                out[ring, 0:3] = centre + scale * (p - centre) - (0.0, 0.0, depth)
-                out[ring, 3:6], out[ring, 6], out[ring, 7] = inward, interior, 1.0 - 0.5 * interior
-                start += len(loop)
-            out[start, 0:3], out[start, 3:8] = centre - (0.0, 0.0, rings[-1][0]), (0.0, 0.0, 1.0, 1.0, 0.5)
+        out[rim, 0:3], out[rim, 3:6] = p + 0.5 * t * (outward - pn), outward
+
+        p = v[self._hole_vertices]
+        centres = np.add.reduceat(p, self._hole_starts, axis=0) / self._hole_sizes[:, None]
+        centre = centres[self._hole_group]
+        inward = centre - p
+        inward /= np.sqrt(np.einsum("ij,ij->i", inward, inward))[:, None] + 0.05
+        inward[:, 2] += 0.3
+        inward /= np.sqrt(np.einsum("ij,ij->i", inward, inward))[:, None]
+        rings = slice(self._tunnel_start, self._tunnel_start + self._ring_ids.size)
+        out[rings, 0:3] = (centre + self._ring_scale * (p - centre) - self._ring_depth).reshape(-1, 3)
+        out[rings, 3:6] = np.broadcast_to(inward, self._ring_depth.shape).reshape(-1, 3)
+        out[self._cap_ids, 0:3] = centres - self._cap_depth
         return out
