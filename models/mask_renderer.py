@@ -54,8 +54,12 @@ class MaskLook:
     """
 
     mask_color: str = "#efe8de"
-    glaze: float = 0.35  # specular strength
-    gloss: float = 40.0  # specular sharpness
+    glaze: float = 1.0  # specular strength
+    gloss: float = 300.0  # specular sharpness (exponent)
+    lip_color: str = "#c98b86"
+    lip_tint: float = 0.2
+    blush_color: str = "#e7b0a4"
+    blush: float = 0.12
     interior_color: str = "#1d1416"
     key_light: str = "#fff3e3"
     fill_light: str = "#9fb1cc"
@@ -74,8 +78,11 @@ MASK_LOOKS: dict[str, MaskLook] = {
     "porcelain": MaskLook(),
     "midnight": MaskLook(
         mask_color="#2c2f36",
-        glaze=0.9,
-        gloss=90.0,
+        glaze=1.6,
+        gloss=500.0,
+        lip_color="#5a2a33",
+        lip_tint=0.35,
+        blush=0.0,
         interior_color="#050608",
         key_light="#e8eeff",
         fill_light="#6d7fa8",
@@ -91,8 +98,12 @@ MASK_LOOKS: dict[str, MaskLook] = {
     ),
     "sunrise": MaskLook(
         mask_color="#e8b59a",
-        glaze=0.2,
-        gloss=20.0,
+        glaze=0.4,
+        gloss=60.0,
+        lip_color="#b4584c",
+        lip_tint=0.3,
+        blush_color="#f09a80",
+        blush=0.25,
         interior_color="#3a1a16",
         key_light="#ffe2c0",
         fill_light="#d79a8c",
@@ -108,8 +119,11 @@ MASK_LOOKS: dict[str, MaskLook] = {
     ),
     "jade": MaskLook(
         mask_color="#b7d2c0",
-        glaze=0.6,
-        gloss=60.0,
+        glaze=1.2,
+        gloss=250.0,
+        lip_color="#86a893",
+        lip_tint=0.25,
+        blush=0.0,
         interior_color="#0f1a16",
         key_light="#fff8ea",
         fill_light="#a8c4c0",
@@ -129,15 +143,17 @@ _LIGHTING = """
 const vec3 KEY_DIR = normalize(vec3(-0.55, 0.55, 0.65));
 const vec3 FILL_DIR = normalize(vec3(0.8, 0.05, 0.6));
 const vec3 RIM_DIR = normalize(vec3(0.35, 0.45, -0.8));
+const float WRAP = 0.1;
 uniform vec3 u_key, u_fill, u_rim, u_sky, u_ground;
 uniform float u_rim_strength;
 
-vec3 diffuse_light(vec3 n, float occlusion) {
-    const float wrap = 0.15;
-    float key = max((dot(n, KEY_DIR) + wrap) / (1.0 + wrap), 0.0);
-    float fill = max((dot(n, FILL_DIR) + wrap) / (1.0 + wrap), 0.0);
-    vec3 ambient = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
-    return (1.5 * u_key * key * mix(1.0, occlusion, 0.5) + 0.3 * u_fill * fill + 0.3 * ambient) * occlusion;
+float key_light(vec3 n) {  // per pixel: it is what shapes the face
+    return 1.5 * max((dot(n, KEY_DIR) + WRAP) / (1.0 + WRAP), 0.0);
+}
+
+vec3 soft_light(vec3 n) {  // fill and sky/ground ambient: smooth enough per vertex
+    float fill = max((dot(n, FILL_DIR) + WRAP) / (1.0 + WRAP), 0.0);
+    return 0.3 * u_fill * fill + 0.4 * mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
 }
 
 vec3 rim_light(vec3 n, vec3 v) {
@@ -149,8 +165,9 @@ float power(float x, float n) {  // Schlick's cheap stand-in for pow(x, n), x in
     return x / (n - n * x + x);
 }
 
-vec3 to_display(vec3 linear) {  // soft shoulder, then gamma 2
-    return sqrt(clamp(linear * (1.0 + linear / 6.0) / (1.0 + linear), 0.0, 1.0));
+vec3 to_display(vec3 linear) {  // filmic curve (Narkowicz's ACES fit), then gamma 2
+    vec3 x = 0.5 * linear;
+    return sqrt(clamp(x * (2.51 * x + 0.03) / (x * (2.43 * x + 0.59) + 0.14), 0.0, 1.0));
 }
 """
 
@@ -160,15 +177,20 @@ _MASK_VERTEX = (
 uniform mat4 u_projection;
 uniform mat4 u_model;
 uniform vec3 u_base;
+uniform vec3 u_lip;
+uniform vec3 u_blush;
+uniform vec2 u_tint;  // lip and blush amounts
 uniform vec3 u_interior;
 uniform float u_glaze;
 in vec3 in_position;
 in vec3 in_normal;
 in float in_interior;
 in float in_occlusion;
+in vec2 in_paint;
 out vec3 v_position;
 out vec3 v_normal;
 out vec3 v_color;
+out vec3 v_keyed;
 out float v_glaze;
 """
     + _LIGHTING
@@ -177,8 +199,11 @@ void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
     vec3 n = normalize(mat3(u_model) * in_normal);
     float glazed = (1.0 - in_interior) * in_occlusion;
-    vec3 lit = u_base * diffuse_light(n, in_occlusion) + rim_light(n, normalize(-world.xyz)) * glazed;
-    v_color = mix(lit, u_interior * (0.35 + 0.65 * in_occlusion), smoothstep(0.0, 1.0, in_interior));
+    float cavity = smoothstep(0.0, 1.0, in_interior);
+    vec3 albedo = mix(mix(u_base, u_lip, u_tint.x * in_paint.x), u_blush, u_tint.y * in_paint.y);
+    vec3 lit = albedo * soft_light(n) * in_occlusion + rim_light(n, normalize(-world.xyz)) * glazed;
+    v_color = mix(lit, u_interior * (0.35 + 0.65 * in_occlusion), cavity);
+    v_keyed = albedo * u_key * in_occlusion * mix(1.0, in_occlusion, 0.5) * (1.0 - cavity);
     v_glaze = u_glaze * glazed;
     v_position = world.xyz;
     v_normal = n;
@@ -187,30 +212,31 @@ void main() {
 """
 )
 
-_MASK_FRAGMENT = """
+_MASK_FRAGMENT = (
+    """
 #version 330
-const vec3 KEY_DIR = normalize(vec3(-0.55, 0.55, 0.65));
-uniform vec3 u_key;
 uniform float u_gloss;
 in vec3 v_position;
 in vec3 v_normal;
 in vec3 v_color;
+in vec3 v_keyed;
 in float v_glaze;
 out vec4 f_color;
-float power(float x, float n) {
-    return x / (n - n * x + x);
-}
+"""
+    + _LIGHTING
+    + """
 void main() {
     vec3 n = normalize(v_normal);
     vec3 v = normalize(-v_position);
     float h = max(dot(n, normalize(KEY_DIR + v)), 0.0);
     float edge = 1.0 - max(dot(n, v), 0.0);
     float fresnel = 0.04 + 0.96 * edge * edge * edge * edge * edge;
-    float spec = power(h, u_gloss) + 0.25 * power(h, u_gloss * 0.15);
-    vec3 c = v_color + v_glaze * (0.4 + fresnel) * 1.2 * u_key * spec;
-    f_color = vec4(sqrt(clamp(c * (1.0 + c / 6.0) / (1.0 + c), 0.0, 1.0)), 1.0);
+    float spec = power(h, u_gloss) + 0.2 * power(h, u_gloss * 0.07);
+    vec3 c = v_color + v_keyed * key_light(n) + v_glaze * (0.3 + fresnel) * 2.5 * u_key * spec;
+    f_color = vec4(to_display(c), 1.0);
 }
 """
+)
 
 _EYE_VERTEX = """
 #version 330
@@ -261,7 +287,7 @@ void main() {
     vec3 base = mix(u_sclera * mix(1.0, 0.8, smoothstep(0.5, 1.0, r)), iris, 1.0 - smoothstep(IRIS - 0.015, IRIS + 0.015, r));
     base = mix(vec3(0.01), base, smoothstep(PUPIL - 0.02, PUPIL + 0.02, r));
     float lid_shadow = mix(0.35, 1.0, smoothstep(0.75, 0.05, v_socket.y));
-    vec3 color = base * diffuse_light(n, lid_shadow) * 0.9;
+    vec3 color = base * (u_key * key_light(n) + soft_light(n)) * lid_shadow;
     float spec = power(max(dot(n, normalize(KEY_DIR + v)), 0.0), 300.0);
     color += 1.5 * u_key * spec * lid_shadow;
     f_color = vec4(to_display(color), 1.0);
@@ -409,8 +435,9 @@ class MaskRenderer(FaceRenderer):
         self._margin = math.ceil(0.5 * height / visible) + 2
         self._scene_size = (min(width, side), min(height, side))
         self._eye_points = (self.rig.eye_centers[:, None, :] + self.rig.eye_radius * np.concatenate([np.eye(3), -np.eye(3)])).reshape(-1, 3)
-        self._build_gl()
-        self._render_background()
+        with self.ctx:  # several renderers (contexts) may live in one process
+            self._build_gl()
+            self._render_background()
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -437,10 +464,13 @@ class MaskRenderer(FaceRenderer):
         self._mask_program["u_interior"].value = _linear(look.interior_color)
         self._mask_program["u_glaze"].value = look.glaze
         self._mask_program["u_gloss"].value = look.gloss
-        self._mask_vbo = ctx.buffer(reserve=self.shell.vertex_count * 8 * 4, dynamic=True)
+        self._mask_program["u_lip"].value = _linear(look.lip_color)
+        self._mask_program["u_blush"].value = _linear(look.blush_color)
+        self._mask_program["u_tint"].value = (look.lip_tint, look.blush)
+        self._mask_vbo = ctx.buffer(reserve=self.shell.vertex_count * MaskShell.FLOATS * 4, dynamic=True)
         self._mask_vao = ctx.vertex_array(
             self._mask_program,
-            [(self._mask_vbo, "3f 3f 1f 1f", "in_position", "in_normal", "in_interior", "in_occlusion")],
+            [(self._mask_vbo, "3f 3f 1f 1f 2f", "in_position", "in_normal", "in_interior", "in_occlusion", "in_paint")],
             index_buffer=ctx.buffer(self.shell.triangles.tobytes()),
         )
 
@@ -539,11 +569,16 @@ class MaskRenderer(FaceRenderer):
         return _mat(crop @ self._projection)
 
     def render(self, state: FaceState) -> np.ndarray:
-        ctx = self.ctx
         frame = self.rig.evaluate(state.blendshapes)
         vertices = self.shell.build(frame)
         model = self._model_matrix(state)
         origin, box = self._crop(np.concatenate([frame.vertices, self._eye_points]), model)
+        with self.ctx:
+            self._draw(vertices, frame.eye_rotations, model, origin, box)
+        return self._frame
+
+    def _draw(self, vertices: np.ndarray, eye_rotations: np.ndarray, model: np.ndarray, origin: np.ndarray, box: tuple[int, int, int, int]) -> None:
+        ctx = self.ctx
         self._mask_vbo.write(vertices)
 
         self._output_fbo.use()
@@ -559,7 +594,7 @@ class MaskRenderer(FaceRenderer):
                 program["u_projection"].write(projection)
                 program["u_model"].write(_mat(model))
             self._mask_vao.render(moderngl.TRIANGLES)
-            self._eye_program["u_gaze"].write(np.ascontiguousarray(frame.eye_rotations.transpose(0, 2, 1)).tobytes())
+            self._eye_program["u_gaze"].write(np.ascontiguousarray(eye_rotations.transpose(0, 2, 1)).tobytes())
             self._eye_vao.render(moderngl.TRIANGLES, instances=2)
 
             self._output_fbo.use()
@@ -573,7 +608,6 @@ class MaskRenderer(FaceRenderer):
             self._composite_vao.render(moderngl.TRIANGLES, vertices=3)
             self._output_fbo.scissor = None  # blits obey the scissor box too
         self._output_fbo.read_into(self._frame, components=4)
-        return self._frame
 
     def close(self) -> None:
         self.ctx.release()

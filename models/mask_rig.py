@@ -181,6 +181,7 @@ class MaskRig:
         v = v + self._close_lips(solver, v)
         solver = _Interpolator(v, self.triangles)
         self.base = v.astype(np.float32)
+        self.lip_vertices = np.array(lips["all"], np.int64)
 
         jaw = solver.solve(
             [(lips["lower"] + [CHIN] + list(np.flatnonzero(v[:, 1] < -7.0)), (1.0, 0, 0))],
@@ -255,14 +256,14 @@ class MaskRig:
             "eyeWideLeft": s.solve([(up, (0, 0.28, 0.04)), (lo, (0, -0.03, 0))], 1.8, brow),
             "eyeSquintLeft": s.solve([(lo, (0, 0.17, 0.03)), (up[1:-1], (0, -0.06, 0))], 1.8, brow),
             "cheekSquintLeft": s.solve([(self._near(v, 3.8, 0.8, 0.9), (0, 0.25, 0.1)), (lo, (0, 0.08, 0))], 2.2, up + brow),
-            "browDownLeft": s.solve([(brow, lambda p: (-0.22, -0.42, 0.06) * (1 - outer_t(p)) + (0, -0.2, 0) * outer_t(p))], 2.6, eyes),
-            "browOuterUpLeft": s.solve([(brow, lambda p: (0.05, 0.55, 0) * outer_t(p) ** 1.5)], 2.6, eyes),
+            "browDownLeft": s.solve([(brow, lambda p: (-0.35, -0.6, 0.1) * (1 - outer_t(p)) + (0, -0.25, 0) * outer_t(p))], 2.6, eyes),
+            "browOuterUpLeft": s.solve([(brow, lambda p: (0.05, 0.75, 0) * outer_t(p) ** 1.5)], 2.6, eyes),
             "noseSneerLeft": s.solve(
                 [(self._near(v, 1.75, -1.0, 0.6), (0, 0.26, -0.04)), (self._near(v, 0.9, 0.9, 0.5), (0, 0.12, 0))], 1.8, eyes + list(INNER_LIP_LOWER)
             ),
-            "mouthSmileLeft": s.solve([(corner, (0.42, 0.42, -0.28))], 3.2, still),
-            "mouthFrownLeft": s.solve([(corner, (0.08, -0.42, -0.05))], 2.8, still),
-            "mouthStretchLeft": s.solve([(corner, (0.4, -0.15, -0.15))], 2.8, still),
+            "mouthSmileLeft": s.solve([(corner, (0.6, 0.75, -0.3)), (self._near(v, 3.0, -2.2, 0.6), (0.15, 0.3, 0.1))], 3.5, still),
+            "mouthFrownLeft": s.solve([(corner, (0.1, -0.6, -0.05))], 2.8, still),
+            "mouthStretchLeft": s.solve([(corner, (0.55, -0.2, -0.15))], 2.8, still),
             "mouthDimpleLeft": s.solve([(corner, (0.12, 0.02, -0.3))], 2.5, still),
             "mouthPressLeft": s.solve([(left_upper, (0, -0.06, -0.08)), (left_lower, (0, 0.06, -0.08))], 1.5, midline),
             "mouthUpperUpLeft": s.solve([(left_upper, lambda p: (0, 0.32, 0.02) * side(p))], 2.0, lips["lower"]),
@@ -276,14 +277,14 @@ class MaskRig:
         brows = self._mirrored(LEFT_BROW)
         inner = lambda p: np.clip(1 - (np.abs(p[:, 0]) - 1.2) / 3.5, 0, 1)[:, None] ** 1.5  # noqa: E731
         cheeks = self._near(v, 4.3, -3.5, 1.3) + self._near(v, -4.3, -3.5, 1.3)
-        puff = vertex_normals(v, self.triangles)[cheeks] * 0.6 + _xyz(np.sign(v[cheeks, 0]) * 0.15, 0, 0)
+        puff = vertex_normals(v, self.triangles)[cheeks] * 0.4 + _xyz(np.sign(v[cheeks, 0]) * 0.5, 0, 0)
         inner_up, inner_lo = list(INNER_LIP_UPPER[1:-1]), list(INNER_LIP_LOWER[1:-1])
         gape = lambda p: 1 - (p[:, 0] / 2.2) ** 2  # noqa: E731
         jaw = self._jaw_weight[:, None]
         return {
-            "browInnerUp": s.solve([(brows, lambda p: (0, 0.6, 0.02) * inner(p))], 3.0, eyes),
+            "browInnerUp": s.solve([(brows, lambda p: (0, 0.8, 0.02) * inner(p))], 3.0, eyes),
             "cheekPuff": s.solve([(cheeks, puff)], 3.0, inner_up + inner_lo),
-            "mouthPucker": s.solve([(lips["all"], lambda p: _xyz(-0.28 * p[:, 0], 0, 0.5))], 2.5),
+            "mouthPucker": s.solve([(lips["all"], lambda p: _xyz(-0.4 * p[:, 0], 0, 0.7))], 2.5),
             "mouthFunnel": s.solve(
                 [
                     (lips["all"], lambda p: _xyz(-0.2 * p[:, 0], 0, 0.4)),
@@ -446,7 +447,8 @@ class MaskShell:
     then given a back side `THICKNESS` behind it, a rounded rim along the outer
     edge and a tunnel behind each hole: lid and lip thickness, then a dark cavity
     that the eyeballs sit in. Vertices are rows of 8 float32: position, normal,
-    interior (0 glaze .. 1 dark cavity), occlusion (1 = open).
+    interior (0 glaze .. 1 dark cavity), occlusion (1 = open), then two paint
+    weights: lips and cheeks (for a tint the look may apply).
     """
 
     THICKNESS = 0.35
@@ -454,6 +456,8 @@ class MaskShell:
     EYE_RINGS = ((0.3, 1.0, 0.5), (0.8, 1.1, 1.0), (1.8, 0.8, 1.0))
     MOUTH_RINGS = ((0.35, 1.0, 0.5), (1.0, 0.95, 1.0), (2.6, 0.55, 1.0))
     BACK_INTERIOR = 0.3
+    FLOATS = 10
+    CHEEK = (3.6, -1.6, 1.4)  # blush centre x (either side), y and radius, cm
 
     def __init__(self, rig: MaskRig) -> None:
         self._edges = _edges(rig.triangles)
@@ -489,13 +493,22 @@ class MaskShell:
         self.triangles = np.concatenate(tris).astype(np.int32)
         self.vertex_count = int(cap_ids[-1]) + 1
 
-        out = self._out = np.zeros((self.vertex_count, 8), np.float32)
+        out = self._out = np.zeros((self.vertex_count, self.FLOATS), np.float32)
+        out[:n, 8:10] = sub(self._paint(rig))
         out[n : 2 * n, 6:8] = (self.BACK_INTERIOR, 1.0)
         out[rim, 6:8] = (0.0, 1.0)
         interior = rings[group, :, 2].T.ravel()
         out[ring_ids.ravel(), 6], out[ring_ids.ravel(), 7] = interior, 1.0 - 0.5 * interior
         out[cap_ids, 3:8] = (0.0, 0.0, 1.0, 1.0, 0.5)
         self._ring_ids, self._cap_ids = ring_ids, cap_ids
+
+    def _paint(self, rig: MaskRig) -> np.ndarray:
+        v = rig.base
+        paint = np.zeros((len(v), 2), np.float32)
+        paint[rig.lip_vertices, 0] = 1.0
+        x, y, r = self.CHEEK
+        paint[:, 1] = np.exp(-((np.abs(v[:, 0]) - x) ** 2 + (v[:, 1] - y) ** 2) / (2 * r * r)) * (v[:, 2] > 0)
+        return paint
 
     def occlusion(self, vertices: np.ndarray, normals: np.ndarray) -> np.ndarray:
         """Cheap ambient occlusion from concavity: darker where the neighbours rise above the surface."""
@@ -505,10 +518,10 @@ class MaskShell:
             [np.bincount(a, vertices[b, k], n) + np.bincount(b, vertices[a, k], n) for k in range(3)], axis=1
         )
         concavity = np.einsum("ij,ij->i", neighbours / self._degree[:, None] - vertices, normals)
-        return np.clip(1.0 - 3.0 * concavity, 0.4, 1.0)
+        return np.clip(1.0 - 2.5 * concavity, 0.6, 1.0)
 
     def build(self, frame: RigFrame) -> np.ndarray:
-        """The (vertex_count, 8) vertex array for one frame (the same array every call)."""
+        """The (vertex_count, FLOATS) vertex array for one frame (the same array every call)."""
         out, n, t = self._out, self._n, self.THICKNESS
         coarse = np.concatenate([frame.vertices, frame.normals, self.occlusion(frame.vertices, frame.normals)[:, None]], axis=1)
         fine = self._subdivide(coarse)
