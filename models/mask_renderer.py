@@ -6,8 +6,9 @@ key, fill and rim lights, hemispheric ambient, a soft glaze highlight, concavity
 occlusion, dark cavities behind the lips and eyeballs that follow the gaze.
 Only `FaceState.blendshapes` and `FaceState.head_pose` drive it.
 
-Frame: the scene is drawn with 4x MSAA inside the mask's screen bounding box
-only, then resolved onto a background rendered once at start-up. The projection
+Per frame, the mask is drawn with 4x MSAA into a square buffer that follows it
+on screen (a software rasterizer pays for every multisampled pixel), then
+resolved in one pass onto a backdrop rendered once at start-up. The projection
 flips Y so that the framebuffer reads back top row first, with no flip on the CPU.
 """
 
@@ -78,8 +79,8 @@ MASK_LOOKS: dict[str, MaskLook] = {
     "porcelain": MaskLook(),
     "midnight": MaskLook(
         mask_color="#2c2f36",
-        glaze=1.6,
-        gloss=500.0,
+        glaze=1.5,
+        gloss=250.0,
         lip_color="#5a2a33",
         lip_tint=0.35,
         blush=0.0,
@@ -97,13 +98,13 @@ MASK_LOOKS: dict[str, MaskLook] = {
         backdrop_shadow=0.3,
     ),
     "sunrise": MaskLook(
-        mask_color="#e8b59a",
-        glaze=0.4,
-        gloss=60.0,
-        lip_color="#b4584c",
-        lip_tint=0.3,
-        blush_color="#f09a80",
-        blush=0.25,
+        mask_color="#c47a5a",
+        glaze=0.5,
+        gloss=80.0,
+        lip_color="#8a3427",
+        lip_tint=0.35,
+        blush_color="#e58a62",
+        blush=0.2,
         interior_color="#3a1a16",
         key_light="#ffe2c0",
         fill_light="#d79a8c",
@@ -303,8 +304,7 @@ void main() {
 }
 """
 
-_BACKGROUND_FRAGMENT = (
-    """
+_BACKGROUND_FRAGMENT = """
 #version 330
 uniform vec2 u_size;
 uniform vec3 u_top;
@@ -317,9 +317,6 @@ uniform vec2 u_head_radius;
 uniform float u_glow;
 uniform float u_shadow;
 out vec4 f_color;
-"""
-    + _LIGHTING
-    + """
 void main() {
     vec2 uv = gl_FragCoord.xy / u_size;  // uv.y = 0 is the top row of the output image
     vec3 c;
@@ -339,7 +336,6 @@ void main() {
     f_color = vec4(sqrt(clamp(c, 0.0, 1.0)) + dither / 255.0, 1.0);
 }
 """
-)
 
 _COMPOSITE_FRAGMENT = f"""
 #version 330
@@ -378,7 +374,7 @@ def _perspective(fov_y_deg: float, aspect: float, near: float = 5.0, far: float 
     )
 
 
-def _eye_cap(rings: int = 10, segments: int = 24, extent_deg: float = 110.0) -> tuple[np.ndarray, np.ndarray]:
+def _eye_cap(rings: int = 8, segments: int = 24, extent_deg: float = 85.0) -> tuple[np.ndarray, np.ndarray]:
     """The front of a unit sphere around +z (the rest of an eyeball is never seen)."""
     theta = np.linspace(0, np.radians(extent_deg), rings + 1)[:, None]
     phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]

@@ -132,12 +132,12 @@ class _Interpolator:
         adjacency[e[:, 0], e[:, 1]] = adjacency[e[:, 1], e[:, 0]] = 1.0
         laplacian = np.eye(n) - adjacency / np.maximum(adjacency.sum(1, keepdims=True), 1.0)
         self._k = laplacian.T @ laplacian
-        self._vertices = vertices
+        self.vertices = vertices  # rest positions, for the radius around handles
 
     def solve(self, handles: Sequence[Handle], radius: float, pinned: Sequence[int] = ()) -> np.ndarray:
         """Displacements that match `handles`, are 0 at `pinned` and beyond `radius`
         of every handle vertex, and are smooth in between."""
-        v = self._vertices
+        v = self.vertices
         values = np.zeros_like(v, dtype=np.float64)
         known = np.zeros(len(v), bool)
         handle_idx = np.concatenate([np.asarray(idx, np.int64) for idx, _ in handles])
@@ -178,8 +178,7 @@ class MaskRig:
 
         solver = _Interpolator(v, self.triangles)
         lips = self._lips(v)
-        v = v + self._close_lips(solver, v)
-        solver = _Interpolator(v, self.triangles)
+        v = solver.vertices = v + self._close_lips(solver, v)
         self.base = v.astype(np.float32)
         self.lip_vertices = np.array(lips["all"], np.int64)
 
