@@ -544,7 +544,8 @@ class MaskRenderer(FaceRenderer):
 
     def _to_pixels(self, points: np.ndarray, model: np.ndarray) -> np.ndarray:
         """Window coordinates (x right, y down from the top row) of model-space points."""
-        clip = np.c_[points, np.ones(len(points), np.float32)] @ (self._projection @ model).T
+        m = self._projection @ model
+        clip = points @ m[:, :3].T + m[:, 3]
         ndc = clip[:, :2] / clip[:, 3:4]
         return (ndc * 0.5 + 0.5) * (self.width, self.height)
 
@@ -589,7 +590,9 @@ class MaskRenderer(FaceRenderer):
             for program in (self._mask_program, self._eye_program):
                 program["u_projection"].write(projection)
                 program["u_model"].write(_mat(model))
-            self._mask_vao.render(moderngl.TRIANGLES)
+            facing_away = model[2, 2] < 0.6  # the mask turned more than ~50 degrees from the camera
+            count = len(self.shell.triangles) if facing_away else self.shell.front_triangle_count
+            self._mask_vao.render(moderngl.TRIANGLES, vertices=3 * count)
             self._eye_program["u_gaze"].write(np.ascontiguousarray(eye_rotations.transpose(0, 2, 1)).tobytes())
             self._eye_vao.render(moderngl.TRIANGLES, instances=2)
 

@@ -465,8 +465,7 @@ class MaskShell:
         n = self._n = sub.vertex_count
         self._rim_loop = sub.refine_loop(rig.outer_loop)
         rim = 2 * n + np.arange(len(self._rim_loop))
-        tris = [sub.triangles, sub.triangles[:, ::-1] + n]
-        tris += [_strip(self._rim_loop, rim)[:, ::-1], _strip(rim, self._rim_loop + n)[:, ::-1]]
+        tris = [sub.triangles, _strip(self._rim_loop, rim)[:, ::-1], _strip(rim, self._rim_loop + n)[:, ::-1]]
 
         holes = [sub.refine_loop(loop) for loop in (*rig.eye_loops, rig.mouth_loop)]
         rings = np.array([self.EYE_RINGS, self.EYE_RINGS, self.MOUTH_RINGS], np.float32)  # (hole, ring, param)
@@ -489,7 +488,10 @@ class MaskShell:
                 tris.append(_strip(previous, ring))
                 previous = ring
             tris.append(np.stack([np.full(len(previous), cap_ids[h]), previous, np.roll(previous, -1)], 1))
-        self.triangles = np.concatenate(tris).astype(np.int32)
+        #: The inside of the mask comes last: it only shows when the mask faces away,
+        #: and a renderer may draw the first `front_triangle_count` triangles otherwise.
+        self.front_triangle_count = sum(len(t) for t in tris)
+        self.triangles = np.concatenate(tris + [sub.triangles[:, ::-1] + n]).astype(np.int32)
         self.vertex_count = int(cap_ids[-1]) + 1
 
         out = self._out = np.zeros((self.vertex_count, self.FLOATS), np.float32)
