@@ -226,6 +226,22 @@ def test_head_yaw_changes_the_image(renderer):
     assert np.abs(render(renderer, state(yaw_deg=25)) - render(renderer, state())).mean() > 2
 
 
+def test_head_translation_moves_the_mask_a_little_then_recentres(mesh):
+    with MaskRenderer(W, H, mesh, MaskLook(background=None)) as r:
+
+        def centre_x(x_cm: float, t: float) -> float:
+            pose = identity_pose()
+            pose[0, 3] = x_cm
+            return float(np.nonzero(r.render(FaceState(True, weights(), pose, t))[..., 3])[1].mean())
+
+        start = centre_x(0.0, 0.0)
+        moved = centre_x(10.0, 0.1) - start  # a 10 cm step would move a tracked head ~100 px
+        assert 5 < moved < 0.1 * W
+        for i in range(2, 100):
+            last = centre_x(10.0, 0.2 * i)
+        assert abs(last - start) < 2
+
+
 def test_looks_differ(mesh):
     images = {}
     for name in MASK_LOOKS:
