@@ -403,7 +403,10 @@ class MaskRenderer(FaceRenderer):
     """Renders a `FaceState` as a lit ceramic mask in a webcam-like framing.
 
     `mesh` is the canonical face mesh (`load_canonical_mesh`); `look` a `MaskLook`
-    or a name in `MASK_LOOKS`.
+    or a name in `MASK_LOOKS`. The head pose's rotation turns the mask; its
+    translation only nudges it, relative to a reference that follows the head
+    within a couple of seconds (`state.timestamp` paces it), so the framing stays
+    put. Landmarks are never read.
     """
 
     def __init__(self, width: int, height: int, mesh: CanonicalMesh, look: MaskLook | str = "porcelain") -> None:
@@ -574,7 +577,9 @@ class MaskRenderer(FaceRenderer):
             self._draw(vertices, frame.eye_rotations, model, origin, box)
         return self._frame
 
-    def _draw(self, vertices: np.ndarray, eye_rotations: np.ndarray, model: np.ndarray, origin: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    def _draw(
+        self, vertices: np.ndarray, eye_rotations: np.ndarray, model: np.ndarray, origin: np.ndarray, box: tuple[int, int, int, int]
+    ) -> None:
         ctx = self.ctx
         self._mask_vbo.write(vertices)
 

@@ -258,7 +258,9 @@ class MaskRig:
             "browDownLeft": s.solve([(brow, lambda p: (-0.35, -0.6, 0.1) * (1 - outer_t(p)) + (0, -0.25, 0) * outer_t(p))], 2.6, eyes),
             "browOuterUpLeft": s.solve([(brow, lambda p: (0.05, 0.75, 0) * outer_t(p) ** 1.5)], 2.6, eyes),
             "noseSneerLeft": s.solve(
-                [(self._near(v, 1.75, -1.0, 0.6), (0, 0.26, -0.04)), (self._near(v, 0.9, 0.9, 0.5), (0, 0.12, 0))], 1.8, eyes + list(INNER_LIP_LOWER)
+                [(self._near(v, 1.75, -1.0, 0.6), (0, 0.26, -0.04)), (self._near(v, 0.9, 0.9, 0.5), (0, 0.12, 0))],
+                1.8,
+                eyes + list(INNER_LIP_LOWER),
             ),
             "mouthSmileLeft": s.solve([(corner, (0.6, 0.75, -0.3)), (self._near(v, 3.0, -2.2, 0.6), (0.15, 0.3, 0.1))], 3.5, still),
             "mouthFrownLeft": s.solve([(corner, (0.1, -0.6, -0.05))], 2.8, still),
