@@ -6,7 +6,7 @@ key, fill and rim lights, hemispheric ambient, a soft glaze highlight, concavity
 occlusion, dark cavities behind the lips and eyeballs that follow the gaze.
 Only `FaceState.blendshapes` and `FaceState.head_pose` drive it.
 
-Per frame, the mask is drawn with 4x MSAA into a square buffer that follows it
+Per frame, the mask is drawn with 4x MSAA into a buffer that follows it
 on screen (a software rasterizer pays for every multisampled pixel), then
 resolved in one pass onto a backdrop rendered once at start-up. The projection
 flips Y so that the framebuffer reads back top row first, with no flip on the CPU.
@@ -30,7 +30,9 @@ FOV_Y_DEG = 42.0
 FACE_FRACTION = 0.5  # mask height / frame height
 HEADROOM = 0.03  # face centre this far (fraction of frame height) above the frame centre
 SAMPLES = 4
-SCENE_SIZE = 1.3  # side of the square multisampled scene buffer, in mask heights
+#: Width and height of the multisampled scene buffer, in mask heights: room for a
+#: turned head with the jaw and brows fully open, leaning in to the translation limit.
+SCENE_SIZE = (1.25, 1.45)
 #: Head translation relative to a slowly following reference moves the mask by
 #: GAIN times the difference, softly clamped to LIMIT (cm): framing stays stable.
 TRANSLATION_GAIN = np.array([0.5, 0.5, 0.4], np.float32)
@@ -429,10 +431,9 @@ class MaskRenderer(FaceRenderer):
         distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
         self._anchor = np.array([0.0, -(top + bottom) / 2 + HEADROOM * visible, -distance], np.float32)
         self._face_centre = self._anchor + (0.0, (top + bottom) / 2, 3.0)
-        side = math.ceil(SCENE_SIZE * FACE_FRACTION * height)
         # the shell (thickness, rim, smoothing) stays within ~0.5 cm of the rig's vertices
         self._margin = math.ceil(0.5 * height / visible) + 2
-        self._scene_size = (min(width, side), min(height, side))
+        self._scene_size = tuple(min(limit, math.ceil(k * FACE_FRACTION * height)) for k, limit in zip(SCENE_SIZE, (width, height)))
         self._eye_points = (self.rig.eye_centers[:, None, :] + self.rig.eye_radius * np.concatenate([np.eye(3), -np.eye(3)])).reshape(-1, 3)
         with self.ctx:  # several renderers (contexts) may live in one process
             self._build_gl()
@@ -486,7 +487,7 @@ class MaskRenderer(FaceRenderer):
         self._composite_program["u_premultiplied"].value = look.background is not None
         self._composite_vao = ctx.vertex_array(self._composite_program, [])
 
-        # The mask is drawn multisampled into a square around it, then resolved onto the backdrop.
+        # The mask is drawn multisampled into a buffer around it, then resolved onto the backdrop.
         scene = self._scene_size
         self._scene = ctx.texture(scene, 4, samples=SAMPLES)
         self._scene_fbo = ctx.framebuffer([self._scene], ctx.depth_renderbuffer(scene, samples=SAMPLES))
