@@ -16,6 +16,7 @@ import pyvirtualcam
 from pyvirtualcam.camera import BACKENDS
 from pyvirtualcam.util import decode_fourcc
 
+from conftest import read_frames
 from recording_backend import OPENED, TEST_DEVICE
 from veilcam.daemon.errors import SinkError
 from veilcam.daemon.sinks import (
@@ -159,15 +160,9 @@ def test_video_file_roundtrip(tmp_path: Path):
         assert str(path) in sink.description
 
     cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened()
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
-    decoded = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        decoded.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     cap.release()
+    decoded = read_frames(path)
     assert len(decoded) == n
     for got, want in zip(decoded, sent):
         assert got.shape == (height, width, 3)
