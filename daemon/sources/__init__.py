@@ -1,1 +1,1 @@
-"""x"""
+"""Where frames and face states come from: webcam, video file, demo."""
