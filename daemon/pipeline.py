@@ -121,7 +121,6 @@ class Pipeline:
         self._worker_done = threading.Event()
         self._startup_error: BaseException | None = None
         self._threads: list[threading.Thread] = []
-        self.last_error: str = ""
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -184,9 +183,8 @@ class Pipeline:
                 continue
             try:
                 self._frames.put(processor.process(item))
-            except Exception as exc:  # fail closed: show the card, keep going
+            except Exception:  # fail closed: show the card, keep going
                 self.stats.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("frame failed; showing the placeholder")
                 self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, "avatar unavailable"))
 
@@ -214,7 +212,6 @@ class Pipeline:
                 if frame is last_sent:
                     stats.repeats += 1
                 else:
-                    stats.frames_rendered_out += 1
                     stats.latency_ms.append((t0 - frame.capture_ts) * 1000)
             last_sent = frame
         for _ in range(STOP_CARD_FRAMES):

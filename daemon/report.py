@@ -40,7 +40,6 @@ class RunStats:
     frames: list[FrameRecord] = field(default_factory=list)
     frames_in: int = 0
     frames_out: int = 0  # frames handed to the sink, repeats and placeholders included
-    frames_rendered_out: int = 0  # distinct rendered frames that reached the sink
     repeats: int = 0
     placeholders: int = 0
     errors: int = 0

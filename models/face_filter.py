@@ -95,9 +95,10 @@ class FaceFilter:
         if self._lost_since is not None and self._last_output is not None:
             # Re-acquired: continue from what is on screen, not from before the loss.
             shown = self._last_output
+            shown_pose = _pose_vector(shown.head_pose, None)
             self._blend.reset(shown.blendshapes, t - 1e-3)
-            self._pose.reset(_pose_vector(shown.head_pose, None), t - 1e-3)
-            prev_quat = _pose_vector(shown.head_pose, None)[:4]
+            self._pose.reset(shown_pose, t - 1e-3)
+            prev_quat = shown_pose[:4]
         self._lost_since = None
         blend = np.clip(self._blend(raw.blendshapes, t), 0.0, 1.0).astype(np.float32)
         pose = _pose_matrix(self._pose(_pose_vector(raw.head_pose, prev_quat), t))
