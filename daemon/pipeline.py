@@ -103,7 +103,7 @@ class Pipeline:
 
     The processor is built by `make_processor` on the worker thread, because an
     OpenGL context belongs to the thread that made it: the renderer is created,
-    used and closed there. Meanwhile the output thread already shows the card.
+    used and closed there. Until its first frame, the output shows the card.
     """
 
     def __init__(self, source: Source, make_processor: Callable[[RunStats], FrameProcessor], sink: Sink, fps: float) -> None:
@@ -124,17 +124,22 @@ class Pipeline:
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
-        """Start both threads; raises what building the processor raised."""
-        self._threads = [
-            threading.Thread(target=self._output_loop, name="veilcam-output", daemon=True),
-            threading.Thread(target=self._worker_loop, name="veilcam-worker", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        """Start both threads; raises what building the processor raised.
+
+        The output thread starts once the worker has built and warmed up the
+        renderer: compiling shaders holds the GIL for a noticeable time, which
+        would otherwise stall the constant-rate output right after it began.
+        """
+        worker = threading.Thread(target=self._worker_loop, name="veilcam-worker", daemon=True)
+        self._threads = [worker]
+        worker.start()
         self._ready.wait()
         if self._startup_error is not None:
             self.stop()
             raise self._startup_error
+        output = threading.Thread(target=self._output_loop, name="veilcam-output", daemon=True)
+        self._threads.append(output)
+        output.start()
 
     def stop(self) -> None:
         """Stop, show the card for a moment, close the source; the sink stays open."""
@@ -159,7 +164,10 @@ class Pipeline:
     def _worker_loop(self) -> None:
         try:
             self.processor = self.make_processor(self.stats)
+            self.processor.renderer.render(FaceState.neutral(time.perf_counter()))  # compile shaders now
         except BaseException as exc:  # reported by start() on the caller's thread
+            if self.processor is not None:
+                self.processor.close()
             self._startup_error = exc
             self._worker_done.set()
             self._ready.set()
