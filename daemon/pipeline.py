@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from veilcam.models.landmarker import FaceLandmarker
 from veilcam.models.renderer import FaceRenderer
 
 from .compositor import Compositor
+from .errors import PrivacyError
 from .mailbox import Mailbox
 from .pacing import OutputClock
 from .placeholder import placeholder_card
@@ -51,11 +52,23 @@ class OutputFrame:
     message: str = ""
 
 
-class FrameProcessor:
-    """Source item in, sink-ready frame out: the part shared by live and offline runs.
+class Processor(Protocol):
+    """Source item in, sink-ready frame out: the part shared by live and offline runs."""
 
-    Camera pixels enter `process` and go to the tracker only; from there on,
-    all that flows is a `FaceState`.
+    stats: RunStats
+
+    def process(self, item: CameraFrame | FaceState) -> OutputFrame: ...
+
+    def warm_up(self) -> None:
+        """Do the slow first-use work (shader compiles, model loads) before frames are timed."""
+
+    def close(self) -> None: ...
+
+
+class FrameProcessor:
+    """The privacy-safe processor: camera pixels enter `process` and go to the
+    tracker only; from there on, all that flows is a `FaceState`. In privacy
+    mode the pipeline accepts no other processor.
     """
 
     def __init__(self, tracker: FaceLandmarker | None, face_filter: FaceFilter, renderer: FaceRenderer, compositor: Compositor, stats: RunStats) -> None:
@@ -66,6 +79,9 @@ class FrameProcessor:
         self.renderer = renderer
         self.compositor = compositor
         self.stats = stats
+
+    def warm_up(self) -> None:
+        self.renderer.render(FaceState.neutral(time.perf_counter()))  # compiles the shaders
 
     def close(self) -> None:
         self.renderer.close()
@@ -104,16 +120,19 @@ class Pipeline:
     The processor is built by `make_processor` on the worker thread, because an
     OpenGL context belongs to the thread that made it: the renderer is created,
     used and closed there. Until its first frame, the output shows the card.
+    With `privacy` on (the default), only a `FrameProcessor` may run: anything
+    else is closed unused and `start` raises `PrivacyError`.
     """
 
-    def __init__(self, source: Source, make_processor: Callable[[RunStats], FrameProcessor], sink: Sink, fps: float) -> None:
+    def __init__(self, source: Source, make_processor: Callable[[RunStats], Processor], sink: Sink, fps: float, privacy: bool = True) -> None:
         if not isinstance(source, (FrameSource, FaceStateSource)):
             raise TypeError(f"unsupported source {type(source).__name__}")
         self.source = source
         self.make_processor = make_processor
-        self.processor: FrameProcessor | None = None
+        self.processor: Processor | None = None
         self.sink = sink
         self.fps = fps
+        self.privacy = privacy
         self.stats = RunStats()
         self._frames: Mailbox[OutputFrame] = Mailbox()
         self._stop = threading.Event()
@@ -164,7 +183,9 @@ class Pipeline:
     def _worker_loop(self) -> None:
         try:
             self.processor = self.make_processor(self.stats)
-            self.processor.renderer.render(FaceState.neutral(time.perf_counter()))  # compile shaders now
+            if self.privacy and not isinstance(self.processor, FrameProcessor):
+                raise PrivacyError(f"privacy mode is on: {type(self.processor).__name__} would see the camera image; turn privacy off to use it")
+            self.processor.warm_up()
         except BaseException as exc:  # reported by start() on the caller's thread
             if self.processor is not None:
                 self.processor.close()
@@ -179,7 +200,7 @@ class Pipeline:
             self.processor.close()
             self._worker_done.set()
 
-    def _process_until_stopped(self, processor: FrameProcessor) -> None:
+    def _process_until_stopped(self, processor: Processor) -> None:
         while not self._stop.is_set():
             try:
                 item = self.source.read(timeout=0.25)
