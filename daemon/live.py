@@ -56,14 +56,14 @@ ProcessorBuilder = Callable[[Selection, Config, RunStats], Processor]
 
 def default_builder(source: Source) -> ProcessorBuilder:
     """Selection -> processor, for a live source: the avatar's `FrameProcessor`, or restyle."""
+    from . import restyle_hook
     from .factory import processor_factory
-    from .restyle_hook import build_restyle_processor
 
     def build(selection: Selection, config: Config, stats: RunStats) -> Processor:
         if selection.mode == "restyle":
             if not isinstance(source, FrameSource):
                 raise VeilCamError("restyle needs a camera or video source; the demo has no image to restyle")
-            return build_restyle_processor(config, stats, selection.style)
+            return restyle_hook.build_restyle_processor(config, stats, selection.style)
         config = dataclasses.replace(config, avatar=dataclasses.replace(config.avatar, name=selection.avatar))
         return processor_factory(config, source)(stats)
 
