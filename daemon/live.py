@@ -61,6 +61,9 @@ def default_builder(source: Source) -> ProcessorBuilder:
 
     def build(selection: Selection, config: Config, stats: RunStats) -> Processor:
         if selection.mode == "restyle":
+            support = restyle_hook.restyle_support(config)
+            if not support.available:
+                raise restyle_hook.RestyleUnavailableError(support.reason)
             if not isinstance(source, FrameSource):
                 raise VeilCamError("restyle needs a camera or video source; the demo has no image to restyle")
             return restyle_hook.build_restyle_processor(config, stats, selection.style)

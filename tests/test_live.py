@@ -115,6 +115,7 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
             live.select(Selection("restyle", "porcelain"))
         assert live.snapshot()["mode"] == "avatar"
         # Stand in a pixel processor for restyle: its frames carry the canary.
+        monkeypatch.setattr(restyle_hook, "restyle_support", lambda cfg: restyle_hook.RestyleSupport(True))
         monkeypatch.setattr(restyle_hook, "build_restyle_processor", lambda cfg, stats, prompt: _CameraEcho(stats))
         live.select(Selection("restyle", "porcelain"))
         rig.run_for(0.6)
@@ -129,7 +130,10 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
     assert segments(list(labels)) == ["porcelain", "canary", "card", "porcelain", "card"]
 
 
-def test_restyle_without_a_camera_and_unknown_modes_fail_clearly(test_backend: str) -> None:
+def test_restyle_without_a_camera_and_unknown_modes_fail_clearly(test_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from veilcam.daemon import restyle_hook
+
+    monkeypatch.setattr(restyle_hook, "restyle_support", lambda cfg: restyle_hook.RestyleSupport(True))
     with LiveRig(live_config(test_backend), Selection("avatar", "porcelain")) as rig:
         rig.live.set_privacy(False)
         with pytest.raises(VeilCamError, match="restyle needs a camera"):
