@@ -80,10 +80,27 @@ def cmd_start(args: argparse.Namespace, validate: Callable[[argparse.Namespace],
     raise VeilCamError(f"VeilCam did not answer within {START_TIMEOUT_S:.0f} s; see {log_file()}")
 
 
-def _wait_gone(timeout: float) -> bool:
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still exists (a zombie waiting for its parent counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no procfs (macOS): kill(0) said it exists
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Until the lock is free and the process has exited (the virtual camera is closed by then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid() is None:
+        if running_pid() is None and not _alive(pid):
             return True
         time.sleep(0.1)
     return False
@@ -99,11 +116,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except (DaemonNotRunningError, ControlError):
         if pid > 0:
             os.kill(pid, signal.SIGTERM)
-    if not _wait_gone(STOP_TIMEOUT_S):
+    if not _wait_gone(pid, STOP_TIMEOUT_S):
         if pid <= 0:
             raise VeilCamError(f"VeilCam did not stop within {STOP_TIMEOUT_S:.0f} s")
         os.kill(pid, signal.SIGTERM)
-        if not _wait_gone(5.0):
+        if not _wait_gone(pid, 5.0):
             raise VeilCamError(f"VeilCam (pid {pid}) did not stop; kill it with `kill -9 {pid}`")
     print("VeilCam stopped")
     return 0
