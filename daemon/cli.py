@@ -17,8 +17,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .autostart import add_autostart_command
 from .config import SECTIONS, Config, config_from_dict, flag_name, load_config
 from .control_cli import add_control_commands
+from .doctor import add_doctor_command
 from .errors import VeilCamError
 from .lifecycle_cli import add_daemon_commands
 
@@ -168,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     devices.set_defaults(func=cmd_devices)
     add_daemon_commands(sub, _add_run_options, resolve_config)
     add_control_commands(sub)
+    add_autostart_command(sub)
+    add_doctor_command(sub)
     return parser
 
 
