@@ -17,6 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from veilcam.tray.app import add_tray_commands
+
 from .autostart import add_autostart_command
 from .config import SECTIONS, Config, config_from_dict, flag_name, load_config
 from .control_cli import add_control_commands
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_control_commands(sub)
     add_autostart_command(sub)
     add_doctor_command(sub)
+    add_tray_commands(sub)
     return parser
 
 

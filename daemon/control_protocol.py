@@ -24,7 +24,7 @@ status          -                               mode, avatar, style, privacy, ca
                                                 card, loading, restarts, error {seq,
                                                 message, time} or null, restyle
                                                 {available, reason, styles}, avatars_dir,
-                                                output, pid, uptime_s
+                                                output, output_device, pid, uptime_s
 list_avatars    -                               avatars [{name, kind, description,
                                                 error}], current
 switch_avatar   name: string                    avatar, switch_ms (also selects mode avatar)

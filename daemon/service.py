@@ -151,6 +151,7 @@ class Daemon:
             "restyle": {"available": support.available, "reason": support.reason, "styles": support.styles},
             "avatars_dir": str(paths.avatars_dir()),
             "output": live.sink.description,
+            "output_device": getattr(live.sink, "device", None),
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self._started, 1),
         }
