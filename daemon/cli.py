@@ -25,6 +25,7 @@ from .control_cli import add_control_commands
 from .doctor import add_doctor_command
 from .errors import VeilCamError
 from .lifecycle_cli import add_daemon_commands
+from .live_bench import add_live_bench_command
 
 EXIT_ERROR = 1
 
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_autostart_command(sub)
     add_doctor_command(sub)
     add_tray_commands(sub)
+    add_live_bench_command(sub, _add_config_flags, resolve_config)
     return parser
 
 
