@@ -1,10 +1,10 @@
 """The real-time pipeline: Source -> Tracker -> Renderer -> Compositor -> Sink.
 
 Two threads. The worker takes the newest source item, tracks it, renders it
-and publishes the finished frame. The output thread ticks at a constant rate
-and hands the sink whatever is newest: it repeats a frame when rendering is
-late and never waits for tracking or rendering, so the virtual camera never
-stutters or stops.
+and publishes the finished frame. The output thread sends each new frame as
+soon as it is ready (`SendPacer` keeps the rate at most `fps`) and repeats the
+last one when rendering is late, so the virtual camera never stutters or
+stops and a finished frame never waits for a clock tick.
 
 Fail-closed: the only things the output thread can send are frames rendered by
 a `FaceRenderer` (which never receives camera pixels) or the placeholder card.
@@ -30,7 +30,7 @@ from veilcam.models.renderer import FaceRenderer
 from .compositor import Compositor
 from .errors import PrivacyError
 from .mailbox import Mailbox
-from .pacing import OutputClock
+from .pacing import SendPacer
 from .placeholder import placeholder_card
 from .report import RunStats
 from .sinks.base import Sink
@@ -224,30 +224,35 @@ class Pipeline:
 
     def _output_loop(self) -> None:
         w, h = self.sink.width, self.sink.height
-        clock = OutputClock(self.fps)
-        last_sent: OutputFrame | None = None
-        last_tick_sent = None
+        pacer = SendPacer(self.fps, time.perf_counter())
+        frame: OutputFrame | None = None
+        seen = 0
+        last_send = None
         while not self._stop.is_set():
-            clock.wait(self._stop)
+            now = time.perf_counter()
+            newest, seq = self._frames.wait_newer(seen, pacer.repeat_time(now) - now)
             if self._stop.is_set():
                 break
-            frame = self._frames.peek()
-            if frame is not None and frame is not last_sent and frame.rgb is not None:
-                clock.frame_ready(frame.ready_ts)
+            is_new = seq > seen
+            if is_new:
+                frame, seen = newest, seq
+                delay = pacer.send_time(time.perf_counter()) - time.perf_counter()
+                if delay > 0 and self._stop.wait(delay):
+                    break
             t0 = time.perf_counter()
             self._send(frame, w, h)
             t1 = time.perf_counter()
+            pacer.sent(t0)
             stats = self.stats
             stats.stage("sink", (t1 - t0) * 1000)
-            if last_tick_sent is not None:
-                stats.output_intervals_ms.append((t0 - last_tick_sent) * 1000)
-            last_tick_sent = t0
+            if last_send is not None:
+                stats.output_intervals_ms.append((t0 - last_send) * 1000)
+            last_send = t0
             if frame is not None and frame.rgb is not None:
-                if frame is last_sent:
-                    stats.repeats += 1
-                else:
+                if is_new:
                     stats.latency_ms.append((t0 - frame.capture_ts) * 1000)
-            last_sent = frame
+                else:
+                    stats.repeats += 1
         for _ in range(STOP_CARD_FRAMES):
             self._send_card("stopped", w, h)
             time.sleep(1.0 / self.fps)
