@@ -20,11 +20,13 @@ processor when it returns) and a fresh one is built. A runner that raises is
 replaced the same way, after a growing back-off; running out of memory steps
 down `fallback_selection` instead of retrying the same thing.
 
-Fail-closed, in three places: with privacy on, a processor that is not a
+Fail-closed, in four places: with privacy on, a processor that is not a
 `FrameProcessor` is refused when it is built, when it would become active,
-and its frames are dropped at publication if privacy came on meanwhile. Cards
-are published under the same lock as frames, so once `select()` of a card mode
-returns (panic), no rendered frame can follow it.
+its frames are dropped at publication if privacy came on meanwhile, and a
+card revokes every frame published before it, down to the last check before
+the sink: once `set_privacy(True)` or a panic returns, no frame rendered
+before it can reach the virtual camera, even one the output thread already
+held.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 SUPERVISOR_TICK_S = 0.02
 READ_TIMEOUT_S = 0.25
 RUNNER_JOIN_S = 2.0
+RECENT_FRAMES = 8  # published frames remembered for the last check before the sink
 
 ProcessorBuilder = Callable[[Selection, Config, RunStats], Processor]
 
@@ -163,6 +167,9 @@ class LivePipeline(Pipeline):
         self._runners: list[Runner] = []
         self._restart: tuple[float, Selection] | None = None
         self._backoff = Backoff()
+        self._publications = 0  # frames and cards published so far
+        self._last_card = 0  # publication number of the newest card
+        self._recent: OrderedDict[int, tuple[int, OutputFrame]] = OrderedDict()  # id -> (publication, frame)
 
     # -- requests (any thread) ----------------------------------------------------
     def select(self, target: Selection, timeout: float = 60.0) -> float:
@@ -328,6 +335,8 @@ class LivePipeline(Pipeline):
 
     def _show_card(self, message: str) -> None:
         self.card = message
+        self._publications += 1
+        self._last_card = self._publications
         self._frames.put(OutputFrame(None, 0.0, time.perf_counter(), -1, message))
 
     def _to_card(self, target: Selection) -> None:
@@ -505,7 +514,21 @@ class LivePipeline(Pipeline):
             if self.privacy and not r.privacy_safe:
                 return
             self.card = None
+            self._publications += 1
+            self._recent[id(frame)] = (self._publications, frame)
+            while len(self._recent) > RECENT_FRAMES:
+                self._recent.popitem(last=False)
             self._frames.put(frame)
+
+    def _send(self, frame: OutputFrame | None, w: int, h: int) -> None:
+        """The output thread's hand-over to the sink, checked under the lock: a
+        rendered frame published before the newest card is revoked (the card goes instead)."""
+        with self._lock:
+            if frame is not None and frame.rgb is not None:
+                entry = self._recent.get(id(frame))
+                if entry is None or entry[1] is not frame or entry[0] < self._last_card:
+                    frame = OutputFrame(None, 0.0, time.perf_counter(), -1, self.card or "")
+            super()._send(frame, w, h)
 
     # -- camera release for pause ------------------------------------------------------------
     def _close_source(self) -> None:
