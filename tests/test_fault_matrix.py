@@ -2,8 +2,8 @@
 the canary video and whose output is a registered pyvirtualcam backend.
 
 For every fault: no canary pixel ever reaches the virtual camera, the output
-keeps its rate (median interval ~33 ms; no stall, generously bounded here
-because this machine is shared, and measured exactly by `veilcam bench-live`),
+keeps its rate (20-30 fps and no stall, generously bounded here because this
+machine is shared; measured exactly by `veilcam bench-live`),
 the pipeline recovers, and the fault is reported in the status.
 """
 
@@ -29,8 +29,12 @@ MAX_STALL_S = 0.5  # a stall of the output on the renderer would be the 2 s hang
 
 
 def _assert_output_kept_its_rate(rig: LiveRig) -> None:
+    """New frames go out when ready, at most at 30 fps; without one, the last
+    frame (or the card) is repeated after 1.5 periods: so 20-30 fps whatever
+    the renderer does, and no stall."""
     gaps = rig.intervals()
-    assert 0.028 < float(np.median(gaps)) < 0.040
+    rate = len(gaps) / (rig.times[-1] - rig.times[0])
+    assert 18 < rate < 31.5, f"{rate:.1f} fps"
     assert float(gaps.max()) < MAX_STALL_S, f"the output stalled for {gaps.max() * 1000:.0f} ms"
 
 
