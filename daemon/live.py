@@ -7,10 +7,13 @@ warms it up, and from then on processes the newest source item whenever it is
 the active runner for the selected mode.
 
 Switching starts a new runner while the current one keeps feeding the output.
-Only once the new one has built and warmed up (shader compiles, model loads)
-does it become active, so the virtual camera is never reopened, never changes
-size and never shows a black or half-initialised frame. A failed build leaves
-the current runner in place. The previous avatar stays loaded (parked), so
+Only once the new one has built, warmed up (shader compiles, model loads) and
+processed one real source item (the first frame pays lazy set-up in libraries:
+MediaPipe's graph, shader variants; it can take most of a second) does it
+become active. So the virtual camera is never reopened, never changes size,
+never shows a black or half-initialised frame and never freezes on the old
+avatar, and the watchdog never mistakes a first frame for a hang. A build that
+fails, on that first frame included, leaves the current runner in place. The previous avatar stays loaded (parked), so
 switching back is instant.
 
 The supervisor (the pipeline's worker thread) is the watchdog: a frame that
@@ -54,6 +57,7 @@ SUPERVISOR_TICK_S = 0.02
 READ_TIMEOUT_S = 0.25
 RUNNER_JOIN_S = 2.0
 RECENT_FRAMES = 8  # published frames remembered for the last check before the sink
+REHEARSAL_WAIT_S = 1.0  # how long a new runner waits for a source item to rehearse on
 
 ProcessorBuilder = Callable[[Selection, Config, RunStats], Processor]
 
@@ -112,13 +116,24 @@ class Runner:
     def describe(self) -> str:
         return f"avatar {self.selection.avatar!r}" if self.selection.mode == "avatar" else self.selection.mode
 
+    def _rehearse(self) -> None:
+        """Process one real source item and discard the result (see the module doc)."""
+        deadline = time.perf_counter() + REHEARSAL_WAIT_S
+        while time.perf_counter() < deadline and not self.live._stop.is_set():
+            try:
+                item = self.live._read()
+            except EOFError:
+                return
+            if item is not None:
+                self.processor.process(item)  # type: ignore[union-attr]
+                return
+
     def _main(self) -> None:
         t0 = time.perf_counter()
         try:
             self.processor = self.live.build(self.selection, self.config, self.live.stats)
-            self.busy_since = time.perf_counter()
             self.processor.warm_up()
-            self.busy_since = None
+            self._rehearse()
         except Exception as exc:
             self.error = exc
         self.build_s = time.perf_counter() - t0
