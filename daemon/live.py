@@ -17,7 +17,8 @@ fails, on that first frame included, leaves the current runner in place. The pre
 switching back is instant.
 
 The supervisor (the pipeline's worker thread) is the watchdog: a frame that
-takes longer than `daemon.watchdog_s` means the runner is hung. The card goes
+takes longer than `daemon.watchdog_s` (`RESUME_GRACE` times that for the first
+frame after sitting idle) means the runner is hung. The card goes
 up, the runner is abandoned (its late frame is discarded and it closes its
 processor when it returns) and a fresh one is built. A runner that raises is
 replaced the same way, after a growing back-off; running out of memory steps
@@ -58,6 +59,9 @@ READ_TIMEOUT_S = 0.25
 RUNNER_JOIN_S = 2.0
 RECENT_FRAMES = 8  # published frames remembered for the last check before the sink
 REHEARSAL_WAIT_S = 1.0  # how long a new runner waits for a source item to rehearse on
+#: The first frame after a runner sat idle (parked, or a card mode) runs with cold
+#: caches and, with llvmpipe, 2-4x slower; the watchdog gives it this many times its limit.
+RESUME_GRACE = 3.0
 
 ProcessorBuilder = Callable[[Selection, Config, RunStats], Processor]
 
@@ -103,6 +107,7 @@ class Runner:
         self.error: BaseException | None = None
         self.state = "building"
         self.busy_since: float | None = None  # start of the frame in progress: the watchdog reads it
+        self.resumed = False  # its next frame is the first after sitting idle
         self.build_s = 0.0
         self.pending_prompt: str | None = None
         self.built = threading.Event()  # set after the live pipeline has acted on the build
@@ -457,7 +462,7 @@ class LivePipeline(Pipeline):
         if busy is None:
             return
         stuck = time.perf_counter() - busy
-        if stuck > self.config.daemon.watchdog_s:
+        if stuck > self.config.daemon.watchdog_s * (RESUME_GRACE if r.resumed else 1.0):
             self._fail(r, f"{r.describe()} stopped responding ({stuck * 1000:.0f} ms on one frame); restarting it", None)  # type: ignore[arg-type]
 
     def _restart_when_due(self) -> None:
@@ -486,6 +491,7 @@ class LivePipeline(Pipeline):
         while True:
             with self._cond:
                 while not self._stop.is_set() and (r.state == "parked" or r.state == "active" and self.selection.mode != r.selection.mode):
+                    r.resumed = True
                     self._cond.wait(0.5)
                 if self._stop.is_set() or r.state == "retired":
                     return
@@ -513,6 +519,7 @@ class LivePipeline(Pipeline):
                 self._fail(r, f"{r.describe()} {kind}; restarting it", exc)
                 return
             r.busy_since = None
+            r.resumed = False
             self._publish(r, frame)
 
     def _read(self) -> object | None:
