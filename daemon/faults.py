@@ -48,6 +48,8 @@ class FaultPlan:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault {self.kind!r} (choose one of {', '.join(KINDS)})")
+        # Made now: importing torch mid-run would hold the GIL for seconds and stall the output.
+        self._oom = out_of_memory_error() if self.kind == "oom" else None
 
     def rearm(self, at_frame: int) -> None:
         with self._lock:
@@ -64,8 +66,8 @@ class FaultPlan:
     def strike(self) -> None:
         if self.kind == "hang":
             time.sleep(self.hang_s)
-        elif self.kind == "oom":
-            raise out_of_memory_error()
+        elif self._oom is not None:
+            raise self._oom
         else:
             raise RuntimeError(f"injected {self.kind} fault")
 

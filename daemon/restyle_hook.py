@@ -8,6 +8,12 @@ part of the build, asking for restyle fails with a clear "not available".
 A restyle processor is a `Processor` (`process(CameraFrame) -> OutputFrame`,
 `warm_up`, `close`, `stats`) built and used on one thread; if it has
 `set_prompt(prompt)`, a new style prompt is applied without a rebuild.
+
+The daemon calls `restyle_support` once before its output starts: import
+torch and diffusers there (or at module level), never in
+`build_restyle_processor`, which runs while the avatar is live. Importing
+torch blocks every other thread for seconds at a stretch (2-4 s measured on
+the 2-core machine), so the output would stall.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class RestyleSupport:
 
 
 def restyle_support(config: Config) -> RestyleSupport:
-    """Whether restyle can be selected at all, and its style presets."""
+    """Whether restyle can be selected at all, and its style presets (called often: cache what is slow)."""
     return RestyleSupport(False, NOT_AVAILABLE)
 
 

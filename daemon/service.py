@@ -84,6 +84,7 @@ class Daemon:
         return self.totals
 
     def _run(self, config: Config, duration: float | None, announce: Callable[[str], None]) -> None:
+        restyle_support(config)  # its heavy imports happen now, not while the output runs
         with open_source(config) as source, open_sink(config) as sink:
             reopen = (lambda: open_source(config)) if config.source.kind == "webcam" else None
             live = LivePipeline(source, sink, config, Selection("avatar", config.avatar.name), reopen_source=reopen)

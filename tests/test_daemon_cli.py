@@ -97,3 +97,21 @@ def test_sigterm_shows_the_card_then_closes_the_camera(tmp_path: Path) -> None:
     assert "VeilCam stopped:" in stderr and "Traceback" not in stderr
     assert running_pid() is None and not (paths.runtime_dir() / "control.sock").exists()
     _ends_with_the_card(out, "stopped")
+
+
+def test_the_log_rotates(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from veilcam.daemon import logs
+
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    handler = logs.attach_log_file()
+    try:
+        for i in range(200):
+            logging.getLogger("veilcam.test").warning("line %d of a long-running daemon's log", i)
+    finally:
+        logs.detach_log_file(handler)
+    files = sorted(p.name for p in logs.log_file().parent.iterdir())
+    assert files == ["veilcam.log", "veilcam.log.1", "veilcam.log.2", "veilcam.log.3"]
+    assert all(p.stat().st_size <= 2100 for p in logs.log_file().parent.iterdir())
+    assert "line 199" in logs.log_file().read_text()
