@@ -69,8 +69,8 @@ class Daemon:
         self.totals = Totals()
         self.ready = threading.Event()  # the control socket answers
         self._started = time.time()
-        self._window: tuple[RunStats, float] | None = None  # the last complete stats window and its length
-        self._window_start = time.perf_counter()
+        self.window: tuple[RunStats, float] | None = None  # the last complete stats window and its length (read-only)
+        self.window_start = time.perf_counter()
 
     def run(self, duration: float | None = None, announce: Callable[[str], None] = lambda _: None) -> Totals:
         config = self.load_config()
@@ -90,7 +90,7 @@ class Daemon:
             live = LivePipeline(source, sink, config, Selection("avatar", config.avatar.name), reopen_source=reopen)
             live.start()
             self.live = live
-            self._window_start = time.perf_counter()
+            self.window_start = time.perf_counter()
             server = ControlServer(socket_path(), self.handle)
             try:
                 server.start()
@@ -114,14 +114,14 @@ class Daemon:
             now = time.perf_counter()
             if deadline is not None and now >= deadline:
                 return
-            if now - self._window_start >= STATS_WINDOW_S:
+            if now - self.window_start >= STATS_WINDOW_S:
                 self._roll_stats(live, now)
 
     def _roll_stats(self, live: LivePipeline, now: float) -> None:
         finished = live.stats
         live.reset_stats()
-        self._window = (finished, now - self._window_start)
-        self._window_start = now
+        self.window = (finished, now - self.window_start)
+        self.window_start = now
         self.totals.add(finished)
 
     # -- control requests ------------------------------------------------------------------
@@ -140,7 +140,7 @@ class Daemon:
 
     def _cmd_status(self, live: LivePipeline) -> dict[str, Any]:
         current = live.stats
-        window, seconds = self._window or (current, time.perf_counter() - self._window_start)
+        window, seconds = self.window or (current, time.perf_counter() - self.window_start)
         latency = percentiles(window.latency_ms)
         records = current.frames[-1:] or window.frames[-1:]
         support = restyle_support(live.config)
