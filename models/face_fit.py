@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .canonical_mesh import CanonicalMesh
 from .face_model import FaceModel
 from .landmark_correspondence import NUM_SURFACE_LANDMARKS, LandmarkCorrespondence
 
@@ -57,14 +56,6 @@ class PortraitFit:
     def project(self, vertices: np.ndarray) -> np.ndarray:
         """(N, 3) model points -> (N, 3) image u, v (pixels, v down) and depth towards the camera (pixels, larger is nearer)."""
         return project(vertices, self.rotation, self.scale, self.translation).astype(np.float32)
-
-
-def face_oval(canonical: CanonicalMesh) -> np.ndarray:
-    """Landmarks on the canonical mesh's outer boundary (its edges used by one triangle): the face outline."""
-    tris = canonical.triangles
-    edges = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    return np.unique(unique[counts == 1])
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -163,7 +154,8 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, oval: np.ndarra
     `landmarks_px`: MediaPipe's (478, 3) landmarks in pixels (x times the image
     width, y times its height, z times its width: MediaPipe scales z like x);
     `blendshapes`: its (52,) scores; `head_rotation`: the rotation part of its
-    facial transformation matrix, the starting pose. `oval`: `face_oval()`.
+    facial transformation matrix, the starting pose. `oval`: the face-oval
+    landmarks (`FaceContours.oval`).
     """
     lm = np.asarray(landmarks_px[:NUM_SURFACE_LANDMARKS], np.float64)
     target = np.stack([lm[:, 0], lm[:, 1], -lm[:, 2]], axis=1)  # MediaPipe z grows away from the camera
