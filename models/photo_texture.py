@@ -1,0 +1,273 @@
+"""Bake a portrait into the face model's skin texture.
+
+The fitted mesh is drawn in UV space: each skin texel learns where its surface
+point lands in the photo, how squarely it faces the camera, whether something
+in front hides it, and where its mirror image (the same point on the other
+half of the face) lies in the texture. Then:
+
+1. Photo: texels that face the camera, are not hidden and fall inside the
+   tracked face outline (not in the eye or mouth openings) take the photo's
+   colour, weighted so the weight fades out towards grazing angles and the
+   outline instead of cutting off.
+2. Mirror: a texel the photo shows poorly takes its mirror texel's colour
+   where that one is well seen (a face turned a little still shows one whole
+   cheek).
+3. Fill: everything else (back and top of the head, the neck, under the
+   chin, the ears) is extrapolated smoothly from the skin-coloured texels by
+   push-pull (Gortler et al., The Lumigraph, 1996), settling on the face's
+   median skin colour far away, so there are no holes and no hard seams.
+   The insides of the mouth and eye sockets get a darker, redder skin tone.
+
+The atlas holds the skin materials side by side, each in a square tile with
+the OBJ convention (v up, so the image is upright): `SKIN_TILES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .attribute_raster import AttributeRasterizer
+from .face_contours import FaceContours
+from .face_fit import PortraitFit
+from .face_model import FaceModel, RenderMesh
+
+#: Skin materials, one square atlas tile each, left to right.
+SKIN_TILES = ("M_Face", "M_BackHead")
+#: Texels turned further than this from the camera (cosine of the angle) take nothing from the photo...
+FACING_MIN = 0.25
+#: ...and from this on they take it fully.
+FACING_FULL = 0.55
+#: Visibility: a texel is hidden when the mesh in front of it is nearer by more than this (cm).
+DEPTH_TOLERANCE_CM = 0.3
+#: Photo trust margins, as fractions of the distance between the eyes: the face
+#: outline is pulled in by OVAL_INSET, the eye and mouth openings pushed out by
+#: OPENING_MARGIN, and both edges are feathered by FEATHER.
+OVAL_INSET = 0.06
+OPENING_MARGIN = 0.04
+FEATHER = 0.05
+#: Where the cheeks are on the neutral face (cm): |x| and y ranges.
+CHEEK_X_CM = (2.5, 5.5)
+CHEEK_Y_CM = (-2.5, 1.5)
+#: Away from the seen skin, the fill fades to the median skin colour over this fraction of a tile.
+FILL_FADE = 0.05
+#: Tints (times the skin colour) for the inside of the mouth and of the eye sockets.
+MOUTH_TINT = np.array([0.55, 0.28, 0.28], np.float32)
+SOCKET_TINT = np.array([0.45, 0.38, 0.36], np.float32)
+
+
+@dataclass(frozen=True)
+class BakedTexture:
+    image: np.ndarray  # (S, S * len(SKIN_TILES), 3) uint8 RGB atlas, upright (row 0 = v 1)
+    photo_weight: np.ndarray  # (S, S * tiles) float32: share of each texel seen in the photo, directly or mirrored
+    covered: np.ndarray  # (S, S * tiles) bool: texels inside a skin triangle
+    skin_rgb: np.ndarray  # (3,) float32: the face's median skin colour, 0..255
+
+
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted unit normals; triangles are counter-clockwise from outside."""
+    a, b, c = (vertices[triangles[:, k]] for k in range(3))
+    face = np.cross(b - a, c - a)
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, triangles[:, k], face)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
+def mirror_vertices(points: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    """For each point of `subset`, the index (into `points`, within `subset`) of the one
+    nearest to its mirror image (x -> -x); -1 elsewhere. Use a symmetric mesh (the neutral)."""
+    p = np.ascontiguousarray(points[subset], np.float32)
+    index = cv2.flann_Index(p, {"algorithm": 1, "trees": 4})  # k-d trees
+    nearest, _ = index.knnSearch(p * np.array([-1, 1, 1], np.float32), 1, params={"checks": 64})
+    out = np.full(len(points), -1, np.intp)
+    out[subset] = subset[nearest[:, 0]]
+    return out
+
+
+def mirror_corners(tri_vertices: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each triangle corner, (triangle, corner) of the same corner on the mirrored
+    triangle, and whether that triangle exists (the mesh is symmetric almost everywhere)."""
+    n = int(tri_vertices.max()) + 1
+    key = np.sort(tri_vertices, axis=1).astype(np.int64)
+    keys = (key[:, 0] * n + key[:, 1]) * n + key[:, 2]
+    order = np.argsort(keys)
+    mirrored = mirror[tri_vertices]
+    mkey = np.sort(mirrored, axis=1).astype(np.int64)
+    mkeys = (mkey[:, 0] * n + mkey[:, 1]) * n + mkey[:, 2]
+    pos = np.clip(np.searchsorted(keys[order], mkeys), 0, len(keys) - 1)
+    partner = order[pos]
+    found = keys[partner] == mkeys
+    corner = np.argmax(tri_vertices[partner][:, None, :] == mirrored[:, :, None], axis=2)  # (T, 3)
+    return partner, np.where(found[:, None], corner, -1)
+
+
+def push_pull(color: np.ndarray, weight: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Fill a (S, S, C) image everywhere from weighted samples, smoothly; `prior` where nothing is near.
+
+    Down: each level averages the weighted samples below (weights add up, capped
+    at 1). Up: each level keeps what its own samples say in proportion to their
+    weight and takes the rest from the coarser level. S must be a power of two.
+    """
+    levels = [(color * weight[..., None], weight)]
+    while levels[-1][1].shape[0] > 1:
+        cw, w = levels[-1]
+        h = w.shape[0] // 2
+        cw2 = cw.reshape(h, 2, h, 2, -1).sum((1, 3))
+        w2 = w.reshape(h, 2, h, 2).sum((1, 3))
+        scale = np.minimum(w2, 1.0) / np.maximum(w2, 1e-8)
+        levels.append((cw2 * scale[..., None], np.minimum(w2, 1.0)))
+    cw, w = levels[-1]
+    filled = cw + (1.0 - w[..., None]) * prior
+    for cw, w in reversed(levels[:-1]):
+        up = cv2.resize(filled, (w.shape[1], w.shape[0]), interpolation=cv2.INTER_LINEAR)
+        up = up.reshape(w.shape + (-1,))
+        filled = cw + (1.0 - w[..., None]) * up
+    return filled
+
+
+def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: how far each photo pixel can be trusted to show the face's skin."""
+    h, w = shape
+    eyes = [landmarks_px[e, :2] for e in contours.eyes]
+    iod = float(np.linalg.norm(eyes[0].mean(0) - eyes[1].mean(0)))
+    feather = max(FEATHER * iod, 1.0)
+
+    def polygon_mask(points: np.ndarray, grow: float) -> np.ndarray:
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round(points * 4).astype(np.int32)], 1, shift=2)
+        r = int(round(abs(grow)))
+        if r:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            mask = cv2.dilate(mask, kernel) if grow > 0 else cv2.erode(mask, kernel)
+        return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), feather / 2)
+
+    region = polygon_mask(landmarks_px[contours.oval, :2], -OVAL_INSET * iod)
+    for opening in (*contours.eyes, contours.mouth):
+        region *= 1.0 - polygon_mask(landmarks_px[opening, :2], OPENING_MARGIN * iod)
+    return np.clip(region, 0.0, 1.0)
+
+
+def cheek_vertices(model: FaceModel) -> np.ndarray:
+    """(V,) 1 on the cheeks of the neutral face (between the eyes' and the mouth's height, beside the nose):
+    the skin a portrait almost always shows bare, so the reference for the skin colour."""
+    x, y = model.neutral[:, 0], model.neutral[:, 1]
+    start, end = model.regions["face"]
+    inside = (np.abs(x) > CHEEK_X_CM[0]) & (np.abs(x) < CHEEK_X_CM[1]) & (y > CHEEK_Y_CM[0]) & (y < CHEEK_Y_CM[1])
+    inside[:start] = inside[end:] = False
+    return inside.astype(np.float32)
+
+
+def _skin_triangles(model: FaceModel, mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray]:
+    """Render triangles of the skin materials, and each one's atlas tile."""
+    material = mesh.material[mesh.triangles[:, 0]]
+    tiles = np.full(len(material), -1)
+    for k, name in enumerate(SKIN_TILES):
+        tiles[material == model.material_names.index(name)] = k
+    keep = tiles >= 0
+    return mesh.triangles[keep], tiles[keep]
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.float32)[None] / 255.0, cv2.COLOR_RGB2Lab)[0]
+
+
+def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, photo: np.ndarray, landmarks_px: np.ndarray,
+                       contours: FaceContours, tile_size: int, raster: AttributeRasterizer) -> BakedTexture:
+    """The skin atlas for the fitted identity, from `photo` (H, W, 3) uint8 RGB."""
+    if tile_size & (tile_size - 1):
+        raise ValueError(f"tile_size must be a power of two, got {tile_size}")
+    h, w = photo.shape[:2]
+    n_tiles = len(SKIN_TILES)
+    tris, tile_of = _skin_triangles(model, mesh)
+
+    # The fitted mesh, in the photo and in camera space.
+    vertices = model.evaluate(fit.identity, fit.expression)
+    projected = fit.project(vertices)  # (V, 3): u, v, depth (pixels, larger nearer)
+    facing = (vertex_normals(vertices, model.triangles) @ fit.rotation.T)[:, 2]
+    src = mesh.source[tris]  # (T, 3) model vertices
+
+    # Visibility: the nearest skin surface at every photo pixel.
+    depth = projected[:, 2]
+    near, far = float(depth.max()), float(depth.min())
+    z = 0.01 + 0.98 * (near - depth) / max(near - far, 1e-6)
+    img_pos = np.stack([projected[:, 0] / w, projected[:, 1] / h, z], axis=1)[src]
+    depth_map, depth_covered = raster.rasterize(img_pos, depth[src][..., None], (w, h), depth_test=True)
+
+    # Every skin texel: its photo position, depth, facing, mirror texel, socket flags.
+    uv = mesh.uv[tris]  # (T, 3, 2) tile-local
+    atlas_pos = np.stack([(tile_of[:, None] + uv[..., 0]) / n_tiles, 1.0 - uv[..., 1]], axis=-1)
+    mirror = mirror_vertices(model.neutral, np.unique(src))
+    partner, corner = mirror_corners(src, mirror)
+    has_mirror = (corner >= 0).astype(np.float32)
+    mirror_pos = atlas_pos[partner[:, None], np.maximum(corner, 0)]
+    mouth = np.zeros(model.num_vertices, np.float32)
+    mouth[model.region_vertices("mouth_socket")] = 1.0
+    socket = np.zeros(model.num_vertices, np.float32)
+    socket[np.concatenate([model.region_vertices("eye_socket_left"), model.region_vertices("eye_socket_right")])] = 1.0
+    attrs = np.concatenate([projected[src], facing[src][..., None], mirror_pos, has_mirror[..., None],
+                            mouth[src][..., None], socket[src][..., None], cheek_vertices(model)[src][..., None]], axis=-1)
+    size = (tile_size * n_tiles, tile_size)
+    texel, covered = raster.rasterize(atlas_pos, attrs, size)
+    u_img, v_img, t_depth, t_facing = texel[..., 0], texel[..., 1], texel[..., 2], texel[..., 3]
+    mx, my, t_has_mirror, t_mouth, t_socket, t_cheek = (texel[..., k] for k in range(4, 10))
+
+    # 1. Photo weight and colour.
+    px, py = u_img - 0.5, v_img - 0.5  # pixel centres sit at integer positions for remap
+    inside = covered & (px >= 0) & (py >= 0) & (px <= w - 1) & (py <= h - 1)
+    iy, ix = np.clip(np.round(py).astype(int), 0, h - 1), np.clip(np.round(px).astype(int), 0, w - 1)
+    visible = depth_covered[iy, ix] & (t_depth >= depth_map[iy, ix, 0] - DEPTH_TOLERANCE_CM * fit.scale)
+    trust = trusted_photo_region((h, w), landmarks_px, contours)
+    weight = (cv2.remap(trust, px, py, cv2.INTER_LINEAR, borderValue=0) * _smoothstep(FACING_MIN, FACING_FULL, t_facing)
+              * (inside & visible) * (1.0 - np.maximum(t_mouth, t_socket)))  # socket walls are painted, not photographed
+    colour = cv2.remap(photo.astype(np.float32), px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    # 2. Mirror where the photo shows the other side better.
+    mpx, mpy = mx * size[0] - 0.5, my * size[1] - 0.5
+    m_weight = cv2.remap(weight, mpx, mpy, cv2.INTER_LINEAR, borderValue=0) * (t_has_mirror > 0.99) * covered
+    m_colour = cv2.remap(colour, mpx, mpy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    total = weight + (1.0 - weight) * m_weight
+    seen = (weight[..., None] * colour + ((1.0 - weight) * m_weight)[..., None] * m_colour) / np.maximum(total, 1e-6)[..., None]
+
+    # 3. Skin colour and fill.
+    face_tile = np.zeros(total.shape, bool)
+    face_tile[:, :tile_size] = True
+    reliable = face_tile & (weight > 0.8)
+    if np.count_nonzero(reliable & (t_cheek > 0.5)) >= 64:
+        reliable &= t_cheek > 0.5
+    if np.count_nonzero(reliable) < 16:
+        raise ValueError("the photo shows too little of the face to take its colour")
+    skin_rgb = np.median(colour[reliable], axis=0)
+    skin_lab = _to_lab(skin_rgb[None])[0]
+    seen_lab = _to_lab(seen.reshape(-1, 3)).reshape(seen.shape)
+    d_light = (seen_lab[..., 0] - skin_lab[0]) / 20.0
+    d_chroma = np.linalg.norm(seen_lab[..., 1:] - skin_lab[1:], axis=-1) / 10.0
+    skin_like = np.exp(-0.5 * (d_light**2 + d_chroma**2))
+    out = np.empty_like(seen)
+    for k in range(n_tiles):
+        cols = slice(k * tile_size, (k + 1) * tile_size)
+        # Extrapolate how the skin near the seen part differs from the median, and let
+        # that difference fade with distance: far away (and on both sides of every
+        # seam between tiles) the fill is the median skin colour itself.
+        source = (total * skin_like)[:, cols]
+        residual = push_pull(seen[:, cols] - skin_rgb, source, np.zeros(3))
+        distance = cv2.distanceTransform((source < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+        fade = np.exp(-distance / (FILL_FADE * tile_size))[..., None]
+        fill = skin_rgb + residual * fade
+        out[:, cols] = total[:, cols, None] * seen[:, cols] + (1.0 - total[:, cols, None]) * fill
+    out = out * (1 - t_mouth[..., None]) + t_mouth[..., None] * skin_rgb * MOUTH_TINT
+    out = out * (1 - t_socket[..., None]) + t_socket[..., None] * skin_rgb * SOCKET_TINT
+    # Gutters between UV islands continue their islands' edges, so filtering never blends in a foreign colour.
+    for k in range(n_tiles):
+        cols = slice(k * tile_size, (k + 1) * tile_size)
+        grown = push_pull(out[:, cols], covered[:, cols].astype(np.float32), skin_rgb)
+        out[:, cols] = np.where(covered[:, cols, None], out[:, cols], grown)
+    image = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return BakedTexture(image, (total * covered).astype(np.float32), covered, skin_rgb.astype(np.float32))
