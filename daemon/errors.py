@@ -32,3 +32,7 @@ class PrivacyError(VeilCamError):
 
 class AvatarPackError(VeilCamError):
     """An avatar pack is malformed, corrupt or unsafe to read."""
+
+
+class PortraitError(VeilCamError):
+    """A portrait cannot be made into a photo avatar (unreadable, no face)."""
