@@ -15,11 +15,12 @@ half of the face) lies in the texture. Then:
 3. Fill: everything else (back and top of the head, the neck, under the
    chin, the ears) is extrapolated smoothly from the skin-coloured texels by
    push-pull (Gortler et al., The Lumigraph, 1996), settling on the face's
-   median skin colour far away, so there are no holes and no hard seams.
-   The insides of the mouth and eye sockets get a darker, redder skin tone.
+   median skin colour (taken from the cheeks) away from the seen part, so there
+   are no holes, and the texture's edges meet the rest of the head, which the
+   renderer paints in that same colour, without a seam.
 
-The atlas holds the skin materials side by side, each in a square tile with
-the OBJ convention (v up, so the image is upright): `SKIN_TILES`.
+The texture is UV tile 0 of the model, the face skin (material M_Face), with
+row 0 at the top (v = 1): the layout of `FaceLook.texture`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ from .attribute_raster import AttributeRasterizer
 from .face_contours import FaceContours
 from .face_fit import PortraitFit
 from .face_model import FaceModel, RenderMesh
+from .mask_rig import vertex_normals
 
-#: Skin materials, one square atlas tile each, left to right.
-SKIN_TILES = ("M_Face", "M_BackHead")
+#: The textured material: the face skin, UV tile 0.
+FACE_MATERIAL = "M_Face"
+#: What can hide face skin from the camera: the skin of the head (a turned head's nose, its cheek).
+OCCLUDING_MATERIALS = ("M_Face", "M_BackHead")
 #: Texels turned further than this from the camera (cosine of the angle) take nothing from the photo...
 FACING_MIN = 0.25
 #: ...and from this on they take it fully.
@@ -53,27 +57,14 @@ CHEEK_X_CM = (2.5, 5.5)
 CHEEK_Y_CM = (-2.5, 1.5)
 #: Away from the seen skin, the fill fades to the median skin colour over this fraction of a tile.
 FILL_FADE = 0.05
-#: Tints (times the skin colour) for the inside of the mouth and of the eye sockets.
-MOUTH_TINT = np.array([0.55, 0.28, 0.28], np.float32)
-SOCKET_TINT = np.array([0.45, 0.38, 0.36], np.float32)
 
 
 @dataclass(frozen=True)
 class BakedTexture:
-    image: np.ndarray  # (S, S * len(SKIN_TILES), 3) uint8 RGB atlas, upright (row 0 = v 1)
-    photo_weight: np.ndarray  # (S, S * tiles) float32: share of each texel seen in the photo, directly or mirrored
-    covered: np.ndarray  # (S, S * tiles) bool: texels inside a skin triangle
+    image: np.ndarray  # (S, S, 3) uint8 RGB, upright (row 0 = v 1)
+    photo_weight: np.ndarray  # (S, S) float32: share of each texel seen in the photo, directly or mirrored
+    covered: np.ndarray  # (S, S) bool: texels inside a face triangle
     skin_rgb: np.ndarray  # (3,) float32: the face's median skin colour, 0..255
-
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit normals; triangles are counter-clockwise from outside."""
-    a, b, c = (vertices[triangles[:, k]] for k in range(3))
-    face = np.cross(b - a, c - a)
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
 def mirror_vertices(points: np.ndarray, subset: np.ndarray) -> np.ndarray:
@@ -165,14 +156,9 @@ def cheek_vertices(model: FaceModel) -> np.ndarray:
     return inside.astype(np.float32)
 
 
-def _skin_triangles(model: FaceModel, mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray]:
-    """Render triangles of the skin materials, and each one's atlas tile."""
-    material = mesh.material[mesh.triangles[:, 0]]
-    tiles = np.full(len(material), -1)
-    for k, name in enumerate(SKIN_TILES):
-        tiles[material == model.material_names.index(name)] = k
-    keep = tiles >= 0
-    return mesh.triangles[keep], tiles[keep]
+def face_triangles(model: FaceModel, mesh: RenderMesh) -> np.ndarray:
+    """Render triangles of the textured face skin."""
+    return mesh.triangles[mesh.material[mesh.triangles[:, 0]] == model.material_names.index(FACE_MATERIAL)]
 
 
 def _to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -180,13 +166,12 @@ def _to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, photo: np.ndarray, landmarks_px: np.ndarray,
-                       contours: FaceContours, tile_size: int, raster: AttributeRasterizer) -> BakedTexture:
-    """The skin atlas for the fitted identity, from `photo` (H, W, 3) uint8 RGB."""
-    if tile_size & (tile_size - 1):
-        raise ValueError(f"tile_size must be a power of two, got {tile_size}")
+                       contours: FaceContours, size: int, raster: AttributeRasterizer) -> BakedTexture:
+    """The (size, size) face texture for the fitted identity, from `photo` (H, W, 3) uint8 RGB."""
+    if size < 2 or size & (size - 1):
+        raise ValueError(f"texture size must be a power of two, got {size}")
     h, w = photo.shape[:2]
-    n_tiles = len(SKIN_TILES)
-    tris, tile_of = _skin_triangles(model, mesh)
+    tris = face_triangles(model, mesh)
 
     # The fitted mesh, in the photo and in camera space.
     vertices = model.evaluate(fit.identity, fit.expression)
@@ -194,80 +179,65 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     facing = (vertex_normals(vertices, model.triangles) @ fit.rotation.T)[:, 2]
     src = mesh.source[tris]  # (T, 3) model vertices
 
-    # Visibility: the nearest skin surface at every photo pixel.
+    # Visibility: the nearest skin at every photo pixel (eyes and lashes do not hide skin a photo shows).
+    skin = np.isin(mesh.material[mesh.triangles[:, 0]], [model.material_names.index(m) for m in OCCLUDING_MATERIALS])
+    occluders = mesh.source[mesh.triangles[skin]]
     depth = projected[:, 2]
     near, far = float(depth.max()), float(depth.min())
     z = 0.01 + 0.98 * (near - depth) / max(near - far, 1e-6)
-    img_pos = np.stack([projected[:, 0] / w, projected[:, 1] / h, z], axis=1)[src]
-    depth_map, depth_covered = raster.rasterize(img_pos, depth[src][..., None], (w, h), depth_test=True)
+    img_pos = np.stack([projected[:, 0] / w, projected[:, 1] / h, z], axis=1)
+    depth_map, depth_covered = raster.rasterize(img_pos[occluders], depth[occluders][..., None], (w, h), depth_test=True)
 
-    # Every skin texel: its photo position, depth, facing, mirror texel, socket flags.
-    uv = mesh.uv[tris]  # (T, 3, 2) tile-local
-    atlas_pos = np.stack([(tile_of[:, None] + uv[..., 0]) / n_tiles, 1.0 - uv[..., 1]], axis=-1)
+    # Every face texel: its photo position, depth, facing, mirror texel, cheek flag.
+    uv = mesh.uv[tris]  # (T, 3, 2)
+    tex_pos = np.stack([uv[..., 0], 1.0 - uv[..., 1]], axis=-1)  # row 0 at the top
     mirror = mirror_vertices(model.neutral, np.unique(src))
     partner, corner = mirror_corners(src, mirror)
     has_mirror = (corner >= 0).astype(np.float32)
-    mirror_pos = atlas_pos[partner[:, None], np.maximum(corner, 0)]
-    mouth = np.zeros(model.num_vertices, np.float32)
-    mouth[model.region_vertices("mouth_socket")] = 1.0
-    socket = np.zeros(model.num_vertices, np.float32)
-    socket[np.concatenate([model.region_vertices("eye_socket_left"), model.region_vertices("eye_socket_right")])] = 1.0
+    mirror_pos = tex_pos[partner[:, None], np.maximum(corner, 0)]
     attrs = np.concatenate([projected[src], facing[src][..., None], mirror_pos, has_mirror[..., None],
-                            mouth[src][..., None], socket[src][..., None], cheek_vertices(model)[src][..., None]], axis=-1)
-    size = (tile_size * n_tiles, tile_size)
-    texel, covered = raster.rasterize(atlas_pos, attrs, size)
-    u_img, v_img, t_depth, t_facing = texel[..., 0], texel[..., 1], texel[..., 2], texel[..., 3]
-    mx, my, t_has_mirror, t_mouth, t_socket, t_cheek = (texel[..., k] for k in range(4, 10))
+                            cheek_vertices(model)[src][..., None]], axis=-1)
+    texel, covered = raster.rasterize(tex_pos, attrs, (size, size))
+    u_img, v_img, t_depth, t_facing, mx, my, t_has_mirror, t_cheek = (texel[..., k] for k in range(8))
 
     # 1. Photo weight and colour.
-    px, py = u_img - 0.5, v_img - 0.5  # pixel centres sit at integer positions for remap
+    px, py = u_img - 0.5, v_img - 0.5  # remap puts pixel centres at integer positions
     inside = covered & (px >= 0) & (py >= 0) & (px <= w - 1) & (py <= h - 1)
     iy, ix = np.clip(np.round(py).astype(int), 0, h - 1), np.clip(np.round(px).astype(int), 0, w - 1)
     visible = depth_covered[iy, ix] & (t_depth >= depth_map[iy, ix, 0] - DEPTH_TOLERANCE_CM * fit.scale)
     trust = trusted_photo_region((h, w), landmarks_px, contours)
     weight = (cv2.remap(trust, px, py, cv2.INTER_LINEAR, borderValue=0) * _smoothstep(FACING_MIN, FACING_FULL, t_facing)
-              * (inside & visible) * (1.0 - np.maximum(t_mouth, t_socket)))  # socket walls are painted, not photographed
+              * (inside & visible))
     colour = cv2.remap(photo.astype(np.float32), px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     # 2. Mirror where the photo shows the other side better.
-    mpx, mpy = mx * size[0] - 0.5, my * size[1] - 0.5
+    mpx, mpy = mx * size - 0.5, my * size - 0.5
     m_weight = cv2.remap(weight, mpx, mpy, cv2.INTER_LINEAR, borderValue=0) * (t_has_mirror > 0.99) * covered
     m_colour = cv2.remap(colour, mpx, mpy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     total = weight + (1.0 - weight) * m_weight
     seen = (weight[..., None] * colour + ((1.0 - weight) * m_weight)[..., None] * m_colour) / np.maximum(total, 1e-6)[..., None]
 
-    # 3. Skin colour and fill.
-    face_tile = np.zeros(total.shape, bool)
-    face_tile[:, :tile_size] = True
-    reliable = face_tile & (weight > 0.8)
+    # 3. Skin colour (from the cheeks when they are seen well) and fill.
+    reliable = weight > 0.8
     if np.count_nonzero(reliable & (t_cheek > 0.5)) >= 64:
         reliable &= t_cheek > 0.5
     if np.count_nonzero(reliable) < 16:
-        raise ValueError("the photo shows too little of the face to take its colour")
+        raise ValueError("the photo shows too little of the face to take its colours")
     skin_rgb = np.median(colour[reliable], axis=0)
     skin_lab = _to_lab(skin_rgb[None])[0]
     seen_lab = _to_lab(seen.reshape(-1, 3)).reshape(seen.shape)
     d_light = (seen_lab[..., 0] - skin_lab[0]) / 20.0
     d_chroma = np.linalg.norm(seen_lab[..., 1:] - skin_lab[1:], axis=-1) / 10.0
     skin_like = np.exp(-0.5 * (d_light**2 + d_chroma**2))
-    out = np.empty_like(seen)
-    for k in range(n_tiles):
-        cols = slice(k * tile_size, (k + 1) * tile_size)
-        # Extrapolate how the skin near the seen part differs from the median, and let
-        # that difference fade with distance: far away (and on both sides of every
-        # seam between tiles) the fill is the median skin colour itself.
-        source = (total * skin_like)[:, cols]
-        residual = push_pull(seen[:, cols] - skin_rgb, source, np.zeros(3))
-        distance = cv2.distanceTransform((source < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
-        fade = np.exp(-distance / (FILL_FADE * tile_size))[..., None]
-        fill = skin_rgb + residual * fade
-        out[:, cols] = total[:, cols, None] * seen[:, cols] + (1.0 - total[:, cols, None]) * fill
-    out = out * (1 - t_mouth[..., None]) + t_mouth[..., None] * skin_rgb * MOUTH_TINT
-    out = out * (1 - t_socket[..., None]) + t_socket[..., None] * skin_rgb * SOCKET_TINT
+    # Extrapolate how the skin near the seen part differs from the median, and let
+    # that difference fade with distance, so far away the fill is the median itself.
+    source = total * skin_like
+    residual = push_pull(seen - skin_rgb, source, np.zeros(3, np.float32))
+    distance = cv2.distanceTransform((source < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    fill = skin_rgb + residual * np.exp(-distance / (FILL_FADE * size))[..., None]
+    out = total[..., None] * seen + (1.0 - total[..., None]) * fill
     # Gutters between UV islands continue their islands' edges, so filtering never blends in a foreign colour.
-    for k in range(n_tiles):
-        cols = slice(k * tile_size, (k + 1) * tile_size)
-        grown = push_pull(out[:, cols], covered[:, cols].astype(np.float32), skin_rgb)
-        out[:, cols] = np.where(covered[:, cols, None], out[:, cols], grown)
+    grown = push_pull(out, covered.astype(np.float32), skin_rgb)
+    out = np.where(covered[..., None], out, grown)
     image = np.clip(np.round(out), 0, 255).astype(np.uint8)
     return BakedTexture(image, (total * covered).astype(np.float32), covered, skin_rgb.astype(np.float32))

@@ -18,19 +18,7 @@ from veilcam.daemon.avatars import build_renderer, find_avatar, list_avatars
 from veilcam.daemon.config import Config
 from veilcam.daemon.errors import VeilCamError
 
-
-def _files(identity: np.ndarray | None = None) -> dict[str, bytes]:
-    rng = np.random.default_rng(0)
-    ident = rng.normal(size=100).astype(np.float32) if identity is None else identity
-    albedo = rng.integers(0, 255, (64, 128, 3), np.uint8)
-    preview = np.full((32, 32, 3), 128, np.uint8)
-    return {"identity.npz": ap.encode_npz({"identity": ident}), "albedo.png": ap.encode_png(albedo), "preview.png": ap.encode_png(preview)}
-
-
-def make_pack(root: Path, name: str = "alice", files: dict[str, bytes] | None = None, description: str = "") -> Path:
-    files = files or _files()
-    manifest = new_manifest(name, "photo", {"identity": "identity.npz", "albedo": "albedo.png"}, files, "preview.png", description)
-    return write_pack(root, manifest, files)
+from packs import make_pack, pack_files
 
 
 def rewrite_manifest(pack: Path, edit) -> None:
@@ -65,7 +53,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_round_trip(root: Path) -> None:
-    files = _files()
+    files = pack_files()
     pack = make_pack(root, description='a "quoted" description')
     loaded = load_pack(pack)
     m = loaded.manifest
@@ -96,12 +84,12 @@ def test_write_is_atomic_and_refuses_to_clobber(root: Path) -> None:
         make_pack(root)
     one_line(exc, "'alice' already exists", "veilcam avatar remove alice")
     # A pack that would not load is never installed, and its temp folder is gone.
-    bad = _files(identity=np.zeros(99, np.float32))
+    bad = pack_files(identity=np.zeros(99, np.float32))
     with pytest.raises(AvatarPackError):
         make_pack(root, "bob", bad)
     assert sorted(p.name for p in root.iterdir()) == ["alice"]
     # Replacing swaps the whole folder.
-    files = _files(identity=np.ones(100, np.float32))
+    files = pack_files(identity=np.ones(100, np.float32))
     manifest = new_manifest("alice", "photo", {"identity": "identity.npz", "albedo": "albedo.png"}, files, "preview.png")
     write_pack(root, manifest, files, replace=True)
     assert np.all(load_pack(root / "alice").arrays["identity"]["identity"] == 1)
