@@ -22,11 +22,11 @@ Layout (`manifest.toml`):
     preview = "preview.png"
 
     [photo]                      # the kind's own fields: each names a listed file
-    identity = "identity.npz"
+    face = "face.npz"
     albedo = "albedo.png"
 
     [[files]]                    # every data file, preview included
-    path = "identity.npz"
+    path = "face.npz"
     sha256 = "..."
     size = 1234
 
@@ -112,11 +112,12 @@ PHOTO_IDENTITY_MODES = 100
 #: Kind -> the files its manifest table names, and what each must hold. A pack
 #: of a kind not listed here is refused (made by a newer VeilCam).
 KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
-    # A face fitted to one portrait: identity coefficients, and the photo
-    # projected into the face model's UV layout as the skin texture.
+    # A face fitted to one portrait: its identity coefficients and skin colour
+    # (for the head around the face), and the photo projected into the face
+    # model's face tile (UV tile 0) as the skin texture.
     "photo": (
-        FieldSpec("identity", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"),)),
-        FieldSpec("albedo", image=ImageSpec(channels=(3,), min_side=64, max_side=8192)),
+        FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("skin_rgb", (3,), "uint8"))),
+        FieldSpec("albedo", image=ImageSpec(channels=(3,), min_side=64, max_side=8192, aspect=1.0)),
     ),
 }
 

@@ -35,7 +35,7 @@ from .errors import ModelFileError, PortraitError
 from .model_store import ModelStore
 
 KIND = "photo"
-IDENTITY_FILE = "identity.npz"
+FACE_FILE = "face.npz"
 ALBEDO_FILE = "albedo.png"
 PREVIEW_FILE = "preview.png"
 #: Larger photos are scaled down first: the texture cannot use more detail.
@@ -162,15 +162,16 @@ def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, t
                 raise PortraitError(f"{photo}: {exc}; use a photo where the face is clearly visible") from exc
         t = _stage(bar, seconds, "texture", t)
 
-        preview = render_preview(data.model, fit.identity, baked.image)
+        skin_rgb = np.clip(np.round(baked.skin_rgb), 0, 255).astype(np.uint8)
+        preview = render_preview(data.model, fit.identity, skin_rgb, baked.image)
         t = _stage(bar, seconds, "preview", t)
 
         files = {
-            IDENTITY_FILE: ap.encode_npz({"identity": fit.identity.astype(np.float32)}),
+            FACE_FILE: ap.encode_npz({"identity": fit.identity.astype(np.float32), "skin_rgb": skin_rgb}),
             ALBEDO_FILE: ap.encode_png(baked.image),
             PREVIEW_FILE: ap.encode_png(preview),
         }
-        manifest = ap.new_manifest(name, KIND, {"identity": IDENTITY_FILE, "albedo": ALBEDO_FILE}, files, PREVIEW_FILE,
+        manifest = ap.new_manifest(name, KIND, {"face": FACE_FILE, "albedo": ALBEDO_FILE}, files, PREVIEW_FILE,
                                    description, generator=f"veilcam {_version()}")
         pack = ap.write_pack(root, manifest, files, replace=replace)
         _stage(bar, seconds, "write", t)

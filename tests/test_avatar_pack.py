@@ -60,8 +60,8 @@ def test_round_trip(root: Path) -> None:
     assert (m.name, m.kind, m.version, m.schema) == ("alice", "photo", 1, 1)
     assert m.description == 'a "quoted" description'
     assert {f.path for f in m.files} == set(files)
-    np.testing.assert_array_equal(loaded.arrays["identity"]["identity"], np.load(ap.io.BytesIO(files["identity.npz"]))["identity"])
-    assert loaded.images["albedo"].shape == (64, 128, 3)
+    np.testing.assert_array_equal(loaded.arrays["face"]["identity"], np.load(ap.io.BytesIO(files["face.npz"]))["identity"])
+    assert loaded.images["albedo"].shape == (64, 64, 3)
     assert loaded.images["preview"].shape == (32, 32, 3)
     assert read_manifest(pack) == m
     assert [p.name for p in root.iterdir()] == ["alice"]  # no temp folder left behind
@@ -90,9 +90,9 @@ def test_write_is_atomic_and_refuses_to_clobber(root: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["alice"]
     # Replacing swaps the whole folder.
     files = pack_files(identity=np.ones(100, np.float32))
-    manifest = new_manifest("alice", "photo", {"identity": "identity.npz", "albedo": "albedo.png"}, files, "preview.png")
+    manifest = new_manifest("alice", "photo", {"face": "face.npz", "albedo": "albedo.png"}, files, "preview.png")
     write_pack(root, manifest, files, replace=True)
-    assert np.all(load_pack(root / "alice").arrays["identity"]["identity"] == 1)
+    assert np.all(load_pack(root / "alice").arrays["face"]["identity"] == 1)
     assert sorted(p.name for p in root.iterdir()) == ["alice"]
 
 
@@ -106,7 +106,7 @@ def test_write_is_atomic_and_refuses_to_clobber(root: Path) -> None:
         (lambda t: t.replace('name = "alice"', 'name = "../etc"'), ["'name'", "not a safe avatar name"]),
         (lambda t: t.replace('kind = "photo"', 'kind = "hologram"'), ["'hologram' is not a kind"]),
         (lambda t: t.replace('albedo = "albedo.png"', 'albedo = "../albedo.png"'), ["photo.albedo", "not a plain file name"]),
-        (lambda t: t.replace('albedo = "albedo.png"', 'albedo = "identity.npz"'), ["photo.albedo", "must be a .png file"]),
+        (lambda t: t.replace('albedo = "albedo.png"', 'albedo = "face.npz"'), ["photo.albedo", "must be a .png file"]),
         (lambda t: t.replace('albedo = "albedo.png"\n', ""), ["'photo.albedo' is missing"]),
         (lambda t: t.replace('preview = "preview.png"', 'preview = "other.png"'), ["preview other.png is not in [[files]]"]),
         (lambda t: t.replace("size = ", "size = -", 1), ["size must be between"]),
@@ -144,17 +144,17 @@ def test_wrong_checksum(root: Path) -> None:
 
 def test_truncated_file(root: Path) -> None:
     pack = make_pack(root)
-    path = pack / "identity.npz"
+    path = pack / "face.npz"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AvatarPackError) as exc:
         read_manifest(pack)
-    one_line(exc, "identity.npz has", "truncated")
+    one_line(exc, "face.npz has", "truncated")
     # Truncated with a manifest that agrees: the content check still catches it.
-    relist(pack, "identity.npz", data[: len(data) // 2])
+    relist(pack, "face.npz", data[: len(data) // 2])
     with pytest.raises(AvatarPackError) as exc:
         load_pack(pack)
-    one_line(exc, "identity.npz", "truncated or corrupt")
+    one_line(exc, "face.npz", "truncated or corrupt")
 
 
 def test_truncated_png(root: Path) -> None:
@@ -166,23 +166,27 @@ def test_truncated_png(root: Path) -> None:
     one_line(exc, "photo.albedo (albedo.png) cannot be decoded")
 
 
+SKIN = np.array([200, 160, 140], np.uint8)
+
+
 @pytest.mark.parametrize(
     "arrays, needles",
     [
-        ({"identity": np.zeros(99, np.float32)}, ["array 'identity' is float32 (99,), expected float32 (100,)"]),
-        ({"identity": np.zeros(100, np.float64)}, ["expected float32 (100,)"]),
-        ({"identity": np.full(100, np.nan, np.float32)}, ["NaN or infinite"]),
-        ({"coeffs": np.zeros(100, np.float32)}, ["unexpected array 'coeffs.npy'"]),
-        ({"identity": np.zeros(100, np.float32), "extra": np.zeros(3)}, ["unexpected array 'extra.npy'"]),
-        ({"identity": np.zeros(10**6, np.float32)}, ["larger than a float32 array of shape (100,)"]),
+        ({"identity": np.zeros(99, np.float32), "skin_rgb": SKIN}, ["array 'identity' is float32 (99,), expected float32 (100,)"]),
+        ({"identity": np.zeros(100, np.float64), "skin_rgb": SKIN}, ["expected float32 (100,)"]),
+        ({"identity": np.full(100, np.nan, np.float32), "skin_rgb": SKIN}, ["NaN or infinite"]),
+        ({"identity": np.zeros(100, np.float32)}, ["has no array 'skin_rgb'"]),
+        ({"coeffs": np.zeros(100, np.float32), "skin_rgb": SKIN}, ["unexpected array 'coeffs.npy'"]),
+        ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "extra": np.zeros(3)}, ["unexpected array 'extra.npy'"]),
+        ({"identity": np.zeros(10**6, np.float32), "skin_rgb": SKIN}, ["larger than a float32 array of shape (100,)"]),
     ],
 )
 def test_wrong_arrays(root: Path, arrays: dict[str, np.ndarray], needles: list[str]) -> None:
     pack = make_pack(root)
-    relist(pack, "identity.npz", ap.encode_npz(arrays))
+    relist(pack, "face.npz", ap.encode_npz(arrays))
     with pytest.raises(AvatarPackError) as exc:
         load_pack(pack)
-    one_line(exc, "photo.identity (identity.npz)", *needles)
+    one_line(exc, "photo.face (face.npz)", *needles)
 
 
 def test_safetensors_arrays_are_checked_like_npz() -> None:
@@ -341,13 +345,13 @@ def test_build_renderer_refuses_a_corrupt_pack_before_building(data_home: Path) 
     """A pack whose manifest lists fine but whose data is corrupt fails in build_renderer, as one error and before any GL work."""
     pack = make_pack(data_home, "alice")
     entry = find_avatar("alice")
-    path = pack / "identity.npz"
+    path = pack / "face.npz"
     data = bytearray(path.read_bytes())
     data[-30] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(VeilCamError) as exc:
         build_renderer(entry, Config(), store=None)  # type: ignore[arg-type]
-    one_line(exc, "identity.npz does not match its sha256")
+    one_line(exc, "face.npz does not match its sha256")
 
 
 def test_remove_pack(root: Path) -> None:
