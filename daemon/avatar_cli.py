@@ -85,6 +85,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     store = model_store(load_config(args.config))
     result = create_photo_avatar(Path(args.photo), name, store, paths.avatars_dir(), tile_size=args.texture_size,
                                  description=args.description, replace=args.force, progress=not args.quiet)
+    if args.report:
+        from .report import write_report
+
+        write_report(result.to_report(), Path(args.report))
     if not args.quiet:
         print(f"created avatar {name} in {result.pack}")
         print(f"  landmark fit: median {result.fit_error_px:.2f} px, 90th percentile {result.fit_error_p90_px:.2f} px "
@@ -126,6 +130,7 @@ def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--texture-size", type=_texture_size, default=DEFAULT_TILE_SIZE,
                    help=f"texture tile size in pixels, a power of two (default: {DEFAULT_TILE_SIZE})")
     p.add_argument("--force", action="store_true", help="replace an existing pack of that name")
+    p.add_argument("--report", help="write the fit error and stage times as JSON here")
     p.add_argument("--config", type=Path, help="config file (for the model settings)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     p.set_defaults(func=cmd_create)

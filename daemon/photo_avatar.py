@@ -62,6 +62,20 @@ class PhotoAvatarResult:
     def fit_error_p90_px(self) -> float:
         return float(np.percentile(self.fit.error_px, 90))
 
+    def to_report(self) -> dict[str, object]:
+        return {
+            "pack": str(self.pack),
+            "fit": {
+                "median_px": round(self.fit_error_px, 3),
+                "p90_px": round(self.fit_error_p90_px, 3),
+                "max_px": round(float(self.fit.error_px.max()), 3),
+                "eye_distance_px": round(self.eye_distance_px, 1),
+                "median_per_eye_distance": round(self.fit_error_px / self.eye_distance_px, 4),
+            },
+            "seconds": {stage: round(s, 3) for stage, s in self.seconds.items()},
+            "total_s": round(sum(self.seconds.values()), 3),
+        }
+
 
 def read_portrait(path: Path) -> np.ndarray:
     """The photo as RGB uint8, scaled down to MAX_PHOTO_SIDE."""
