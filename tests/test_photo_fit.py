@@ -79,20 +79,22 @@ def test_correspondence_fits_the_canonical_face_and_keeps_its_symmetry(data):
 
 @pytest.mark.parametrize("name", PORTRAITS)
 def test_fitted_landmarks_reproject_onto_the_tracked_ones(name, data, tracked, fits):
-    """Bound: median 3% and 90th percentile 6% of the eye distance.
+    """Bound: median 3% and 90th percentile 8% of the eye distance.
 
     What the fit cannot remove: MediaPipe's own landmark noise on a still (~1%
     of the eye distance), the correspondence error (up to ~2 mm, 3% of a 6.3 cm
     eye distance, at the lid creases) and shape detail beyond 100 identity
-    modes. Measured on these portraits: median 1.2-1.6%, 90th percentile
-    2.8-3.6%. A wrong correspondence, a mirrored face or a wrong pose gives 10%
-    and more, so the bound has room for other faces and still catches those.
+    modes and 53 expressions. Measured on these portraits: median 1.2-1.6%,
+    90th percentile 2.8-3.6%; on 60 frames of the four talking-head videos
+    (puckers, puffed cheeks, head turns): median at most 2.4%, 90th percentile
+    at most 6.1%. A wrong correspondence, a mirrored face or a wrong pose gives
+    10% and more, so the bound has room for other faces and still catches those.
     """
     _, landmarks, _ = tracked[name]
     fit = fits[name]
     eyes = eye_distance(landmarks, data.contours)
     assert np.median(fit.error_px) < 0.03 * eyes
-    assert np.percentile(fit.error_px, 90) < 0.06 * eyes
+    assert np.percentile(fit.error_px, 90) < 0.08 * eyes
     # The identity stays a plausible face: coefficients are ~N(0, 1).
     assert np.abs(fit.identity).max() < 4.0 and np.sqrt(np.mean(fit.identity**2)) < 1.5
     assert np.all((fit.expression >= 0) & (fit.expression <= 1))
