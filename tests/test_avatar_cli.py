@@ -44,14 +44,14 @@ def avatars(tmp_path: Path) -> Path:
 def test_list_show_remove(env: dict[str, str], avatars: Path) -> None:
     make_pack(avatars, "alice", description="my photo avatar")
     broken = make_pack(avatars, "bob")
-    (broken / "identity.npz").unlink()
+    (broken / "face.npz").unlink()
 
     proc = _veilcam(["avatar", "list"], env)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split()[:2] for line in proc.stdout.splitlines() if line.strip()]
     assert rows[0] == ["porcelain", "mask"]
     assert rows[-2:] == [["alice", "photo"], ["bob", "broken"]]
-    assert "my photo avatar" in proc.stdout and "BROKEN" in proc.stdout and "identity.npz is missing" in proc.stdout
+    assert "my photo avatar" in proc.stdout and "BROKEN" in proc.stdout and "face.npz is missing" in proc.stdout
     assert str(avatars) in proc.stderr
 
     proc = _veilcam(["avatar", "show", "alice"], env)
@@ -59,7 +59,7 @@ def test_list_show_remove(env: dict[str, str], avatars: Path) -> None:
     assert "kind:        photo" in proc.stdout and f"preview:     {avatars / 'alice' / 'preview.png'}" in proc.stdout
     assert "checksums:   all match" in proc.stdout
 
-    _one_line_error(_veilcam(["avatar", "show", "bob"], env), "identity.npz is missing", "veilcam avatar remove bob")
+    _one_line_error(_veilcam(["avatar", "show", "bob"], env), "face.npz is missing", "veilcam avatar remove bob")
     _one_line_error(_veilcam(["avatar", "remove", "porcelain"], env), "built-in avatar")
     _one_line_error(_veilcam(["avatar", "remove", "nobody"], env), "no avatar called 'nobody'")
 
