@@ -240,6 +240,27 @@ class RenderMesh:
     moving: int  # render vertices [0, moving) are the ones expressions can move
     eyeballs: tuple[tuple[int, int], tuple[int, int]]  # render-vertex ranges (sclera shells), right eye then left
 
+    def with_triangles(self, triangles: np.ndarray) -> "RenderMesh":
+        """The same mesh drawn with other triangles over its vertices (a simplified
+        version): unused vertices are dropped, the order and blocks are kept."""
+        used = np.zeros(len(self.source), bool)
+        used[triangles.ravel()] = True
+        new_index = np.cumsum(used) - 1
+        kept = np.cumsum(used)  # kept[i] = used vertices in [0, i]
+
+        def count_before(i: int) -> int:
+            return int(kept[i - 1]) if i > 0 else 0
+
+        return RenderMesh(
+            source=self.source[used],
+            uv=self.uv[used],
+            tile=self.tile[used],
+            material=self.material[used],
+            triangles=new_index[triangles].astype(np.int32),
+            moving=count_before(self.moving),
+            eyeballs=tuple((count_before(a), count_before(b)) for a, b in self.eyeballs),  # type: ignore[arg-type]
+        )
+
 
 def build_render_mesh(model: FaceModel) -> RenderMesh:
     hidden = [model.material_names.index(n) for n in HIDDEN_MATERIALS]

@@ -125,6 +125,31 @@ void main() {
 }
 """
 
+#: Single-sampled scenes are resolved with a light edge filter instead: where the
+#: neighbours differ strongly (a silhouette, a lid line), blend towards their mean.
+_EDGE_COMPOSITE_FRAGMENT = """
+#version 330
+uniform sampler2D u_scene;
+uniform ivec2 u_offset;
+uniform bool u_premultiplied;
+out vec4 f_color;
+float luma(vec4 c) {
+    return dot(c.rgb, vec3(0.3, 0.59, 0.11)) + c.a;
+}
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy) - u_offset;
+    vec4 c = texelFetch(u_scene, p, 0);
+    vec4 n = texelFetch(u_scene, p + ivec2(0, 1), 0);
+    vec4 s = texelFetch(u_scene, p - ivec2(0, 1), 0);
+    vec4 e = texelFetch(u_scene, p + ivec2(1, 0), 0);
+    vec4 w = texelFetch(u_scene, p - ivec2(1, 0), 0);
+    float lc = luma(c), ln = luma(n), ls = luma(s), le = luma(e), lw = luma(w);
+    float range = max(max(max(ln, ls), max(le, lw)), lc) - min(min(min(ln, ls), min(le, lw)), lc);
+    c = mix(c, 0.25 * (n + s + e + w), 0.5 * smoothstep(0.08, 0.4, range));
+    f_color = u_premultiplied ? c : (c.a > 0.0 ? vec4(c.rgb / c.a, c.a) : vec4(0.0));
+}
+"""
+
 _COMPOSITE_FRAGMENT = f"""
 #version 330
 uniform sampler2DMS u_scene;
@@ -278,22 +303,29 @@ def render_backdrop(
 
 
 class MsaaCrop:
-    """A multisampled colour+depth buffer that covers only the avatar this frame.
+    """A colour+depth buffer that covers only the avatar this frame.
 
     `place` picks where it sits in the frame (centred on the avatar's pixel box,
     kept inside the frame), `projection` crops the full-frame projection to it,
-    and `resolve` averages the samples onto the bound output framebuffer inside
-    the box, straight alpha or premultiplied over what is there.
+    `clear` clears the box, and `resolve` puts it onto the bound output
+    framebuffer inside the box, straight alpha or premultiplied over what is
+    there. With `samples` > 1 it is multisampled and resolving averages the
+    samples; with 1 (cheaper for a busy mesh on a software rasterizer, whose
+    cost grows with the samples) resolving smooths the edges instead.
     """
 
-    def __init__(self, ctx: moderngl.Context, frame: tuple[int, int], scene: tuple[int, int], margin: int) -> None:
+    def __init__(self, ctx: moderngl.Context, frame: tuple[int, int], scene: tuple[int, int], margin: int,
+                 samples: int = SAMPLES) -> None:
         self.ctx = ctx
         self.frame = frame
         self.size = (min(scene[0], frame[0]), min(scene[1], frame[1]))
         self.margin = margin
-        self.texture = ctx.texture(self.size, 4, samples=SAMPLES)
-        self.fbo = ctx.framebuffer([self.texture], ctx.depth_renderbuffer(self.size, samples=SAMPLES))
-        self._program = ctx.program(vertex_shader=FULLSCREEN_VERTEX, fragment_shader=_COMPOSITE_FRAGMENT)
+        self.samples = samples
+        multisampled = samples > 1
+        self.texture = ctx.texture(self.size, 4, samples=samples if multisampled else 0)
+        self.fbo = ctx.framebuffer([self.texture], ctx.depth_renderbuffer(self.size, samples=samples if multisampled else 0))
+        fragment = _COMPOSITE_FRAGMENT if multisampled else _EDGE_COMPOSITE_FRAGMENT
+        self._program = ctx.program(vertex_shader=FULLSCREEN_VERTEX, fragment_shader=fragment)
         self._vao = ctx.vertex_array(self._program, [])
 
     def place(self, pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -311,6 +343,11 @@ class MsaaCrop:
         crop[0, 0], crop[0, 3] = w / sw, (w - 2 * origin[0]) / sw - 1
         crop[1, 1], crop[1, 3] = h / sh, (h - 2 * origin[1]) / sh - 1
         return crop @ full
+
+    def clear(self, origin: np.ndarray, box: tuple[int, int, int, int]) -> None:
+        """Bind the buffer and clear (to transparent, far depth) only where the avatar is."""
+        self.fbo.use()
+        self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0, viewport=(box[0] - int(origin[0]), box[1] - int(origin[1]), box[2], box[3]))
 
     def resolve(self, output: moderngl.Framebuffer, origin: np.ndarray, box: tuple[int, int, int, int], premultiplied: bool) -> None:
         ctx = self.ctx
