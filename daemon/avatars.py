@@ -65,8 +65,14 @@ def _build_mask(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRe
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 
 
+def _build_photo(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    from .photo_avatar import build_photo_renderer  # the face model and OpenGL load here, not at import
+
+    return build_photo_renderer(entry, config, store)
+
+
 RendererBuilder = Callable[[AvatarEntry, Config, ModelStore], FaceRenderer]
-RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask}
+RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask, "photo": _build_photo}
 
 
 def builtin_avatars() -> list[AvatarEntry]:

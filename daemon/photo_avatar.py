@@ -13,6 +13,7 @@ a texture made once, offline, and the renderer takes a `FaceState` only.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,11 +28,14 @@ from veilcam.models.face_contours import FaceContours, face_contours
 from veilcam.models.face_fit import PortraitFit, fit_portrait
 from veilcam.models.face_model import FaceModel, RenderMesh, build_render_mesh, load_face_model
 from veilcam.models.face_state import FaceState
+from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
+from veilcam.models.renderer import FaceRenderer
 from veilcam.models.landmark_correspondence import LandmarkCorrespondence, compute_correspondence
 
 from . import avatar_pack as ap
-from .avatars import FACE_LANDMARKER
-from .errors import ModelFileError, PortraitError
+from .avatars import FACE_LANDMARKER, AvatarEntry, _background_image
+from .config import Config
+from .errors import ConfigError, ModelFileError, PortraitError
 from .model_store import ModelStore
 
 KIND = "photo"
@@ -114,16 +118,28 @@ class FittingData:
 
 
 @lru_cache(maxsize=2)
-def fitting_data(face_model: Path, task: Path) -> FittingData:
+def cached_face_model(face_model: Path) -> FaceModel:
     try:
-        model = load_face_model(face_model)
+        return load_face_model(face_model)
     except ValueError as exc:
         raise ModelFileError(f"{exc}; delete it so VeilCam fetches it again") from exc
+
+
+@lru_cache(maxsize=2)
+def fitting_data(face_model: Path, task: Path) -> FittingData:
+    model = cached_face_model(face_model)
     try:
         canonical = load_canonical_mesh(task)
     except ValueError as exc:
         raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
     return FittingData(model, build_render_mesh(model), canonical, face_contours(canonical), compute_correspondence(model, canonical))
+
+
+def resolve_face_model(store: ModelStore) -> Path:
+    path = (store.override_dir or Path("/nonexistent")) / "ict_facekit" / "ict_facekit_compact.npz"
+    if not path.is_file():
+        raise ModelFileError(f"face model {path} not found")
+    return path
 
 
 def eye_distance(landmarks_px: np.ndarray, contours: FaceContours) -> float:
@@ -199,3 +215,37 @@ def _version() -> str:
         return version("veilcam")
     except PackageNotFoundError:
         return "dev"
+
+
+# -- rendering a photo avatar ------------------------------------------------------
+def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, background: np.ndarray | None = None) -> FaceLook:
+    """The human look with the photo's face texture; the rest of the head (bald,
+    as nothing of the hair can be known) in the face's skin colour."""
+    look = dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color="#{:02x}{:02x}{:02x}".format(*(int(c) for c in skin_rgb)),
+                               hair_color=None)
+    return look if background is None else dataclasses.replace(look, background=background)
+
+
+def render_preview(model: FaceModel, identity: np.ndarray, skin_rgb: np.ndarray, albedo: np.ndarray) -> np.ndarray:
+    """The avatar at rest, facing the camera, as `veilcam avatar show` points to it: (H, W, 3) uint8."""
+    from veilcam.models.facekit_renderer import FaceKitRenderer
+
+    with FaceKitRenderer(PREVIEW_SIZE, PREVIEW_SIZE, model, photo_look(albedo, skin_rgb), identity=identity) as renderer:
+        rgba = renderer.render(FaceState.neutral(0.0, present=True))
+        return np.ascontiguousarray(rgba[..., :3])
+
+
+def build_photo_renderer(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    """The `photo` kind: the pack is verified in full before anything is built, so a bad
+    pack raises its one-line error while the avatar already running stays."""
+    from veilcam.models.facekit_renderer import FaceKitRenderer
+
+    assert entry.pack_dir is not None
+    pack = ap.load_pack(entry.pack_dir)
+    face = pack.arrays["face"]
+    look = photo_look(pack.images["albedo"], face["skin_rgb"], _background_image(config.avatar.background_image))
+    model = cached_face_model(resolve_face_model(store))
+    try:
+        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity=face["identity"])
+    except RuntimeError as exc:  # no OpenGL
+        raise ConfigError(f"avatar: cannot render ({exc})") from exc

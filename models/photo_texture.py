@@ -52,9 +52,20 @@ DEPTH_TOLERANCE_CM = 0.3
 OVAL_INSET = 0.06
 OPENING_MARGIN = 0.04
 FEATHER = 0.05
+#: Within this distance of the outline (fraction of the eye distance), photo
+#: colours unlike the skin (hair over the temples, background) are not used.
+RIM_WIDTH = 0.35
 #: Where the cheeks are on the neutral face (cm): |x| and y ranges.
 CHEEK_X_CM = (2.5, 5.5)
 CHEEK_Y_CM = (-2.5, 1.5)
+#: How far (CIE Lab units, one standard deviation) a colour may be from the skin colour and still count as skin.
+SKIN_LIGHTNESS_SPREAD = 20.0
+SKIN_CHROMA_SPREAD = 10.0
+#: Shading removal: lightness changes broader than this fraction of the texture
+#: are evened out by this share, by at most this factor either way.
+SHADING_SCALE = 0.06
+SHADING_REMOVAL = 0.8
+SHADING_MAX_GAIN = 1.5
 #: Away from the seen skin, the fill fades to the median skin colour over this fraction of a tile.
 FILL_FADE = 0.05
 
@@ -124,26 +135,40 @@ def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: how far each photo pixel can be trusted to show the face's skin."""
+@dataclass(frozen=True)
+class PhotoTrust:
+    """Per photo pixel, float32 in [0, 1]."""
+
+    region: np.ndarray  # (H, W) inside the face outline, away from the eye and mouth openings
+    rim: np.ndarray  # (H, W) near the outline, where hair and background reach into the face
+
+
+def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> PhotoTrust:
+    """Which photo pixels can be trusted to show the face's skin, and which lie on its rim."""
     h, w = shape
     eyes = [landmarks_px[e, :2] for e in contours.eyes]
     iod = float(np.linalg.norm(eyes[0].mean(0) - eyes[1].mean(0)))
     feather = max(FEATHER * iod, 1.0)
 
-    def polygon_mask(points: np.ndarray, grow: float) -> np.ndarray:
+    def polygon(points: np.ndarray) -> np.ndarray:
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(points * 4).astype(np.int32)], 1, shift=2)
+        return mask
+
+    def grown(mask: np.ndarray, grow: float) -> np.ndarray:
         r = int(round(abs(grow)))
         if r:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
             mask = cv2.dilate(mask, kernel) if grow > 0 else cv2.erode(mask, kernel)
         return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), feather / 2)
 
-    region = polygon_mask(landmarks_px[contours.oval, :2], -OVAL_INSET * iod)
+    oval = polygon(landmarks_px[contours.oval, :2])
+    region = grown(oval, -OVAL_INSET * iod)
     for opening in (*contours.eyes, contours.mouth):
-        region *= 1.0 - polygon_mask(landmarks_px[opening, :2], OPENING_MARGIN * iod)
-    return np.clip(region, 0.0, 1.0)
+        region *= 1.0 - grown(polygon(landmarks_px[opening, :2]), OPENING_MARGIN * iod)
+    depth = cv2.distanceTransform(oval, cv2.DIST_L2, 5)  # pixels inside the outline
+    rim = 1.0 - _smoothstep(0.0, RIM_WIDTH * iod, depth)
+    return PhotoTrust(np.clip(region, 0.0, 1.0), rim.astype(np.float32))
 
 
 def cheek_vertices(model: FaceModel) -> np.ndarray:
@@ -156,13 +181,43 @@ def cheek_vertices(model: FaceModel) -> np.ndarray:
     return inside.astype(np.float32)
 
 
+def even_out_shading(rgb: np.ndarray, skin_weight: np.ndarray, skin_lab: np.ndarray, size: int) -> np.ndarray:
+    """Take the photo's broad light and shadow out of the skin's lightness.
+
+    The renderer lights the face itself; shading baked into the texture would
+    light it twice and make a lit cheek clash with the evenly coloured head.
+    The broad lightness of the skin (a weighted blur that only skin-coloured
+    texels feed, so brows and hair do not pull it down) is pulled most of the
+    way to the median skin lightness; detail smaller than the blur stays.
+    """
+    lab = _to_lab(rgb.reshape(-1, 3)).reshape(rgb.shape)
+    sigma = SHADING_SCALE * size
+    num = cv2.GaussianBlur(lab[..., 0] * skin_weight, (0, 0), sigma)
+    den = cv2.GaussianBlur(skin_weight, (0, 0), sigma)
+    broad = np.where(den > 1e-3, num / np.maximum(den, 1e-3), skin_lab[0])
+    gain = np.clip(skin_lab[0] / np.maximum(broad, 1.0), 1 / SHADING_MAX_GAIN, SHADING_MAX_GAIN) ** SHADING_REMOVAL
+    lab[..., 0] = np.clip(lab[..., 0] * gain, 0, 100)
+    out = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB) * 255.0
+    return out.astype(np.float32)
+
+
 def face_triangles(model: FaceModel, mesh: RenderMesh) -> np.ndarray:
     """Render triangles of the textured face skin."""
     return mesh.triangles[mesh.material[mesh.triangles[:, 0]] == model.material_names.index(FACE_MATERIAL)]
 
 
 def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) RGB 0..255 -> CIE Lab."""
     return cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.float32)[None] / 255.0, cv2.COLOR_RGB2Lab)[0]
+
+
+def skin_likeness(rgb: np.ndarray, skin_lab: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB -> (...) in (0, 1]: 1 for the skin colour, falling off with lightness
+    (shadows, hair) and more steeply with hue and saturation (lips, background)."""
+    lab = _to_lab(rgb.reshape(-1, 3)).reshape(rgb.shape)
+    d_light = (lab[..., 0] - skin_lab[0]) / SKIN_LIGHTNESS_SPREAD
+    d_chroma = np.linalg.norm(lab[..., 1:] - skin_lab[1:], axis=-1) / SKIN_CHROMA_SPREAD
+    return np.exp(-0.5 * (d_light**2 + d_chroma**2)).astype(np.float32)
 
 
 def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, photo: np.ndarray, landmarks_px: np.ndarray,
@@ -206,9 +261,20 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     iy, ix = np.clip(np.round(py).astype(int), 0, h - 1), np.clip(np.round(px).astype(int), 0, w - 1)
     visible = depth_covered[iy, ix] & (t_depth >= depth_map[iy, ix, 0] - DEPTH_TOLERANCE_CM * fit.scale)
     trust = trusted_photo_region((h, w), landmarks_px, contours)
-    weight = (cv2.remap(trust, px, py, cv2.INTER_LINEAR, borderValue=0) * _smoothstep(FACING_MIN, FACING_FULL, t_facing)
+    weight = (cv2.remap(trust.region, px, py, cv2.INTER_LINEAR, borderValue=0) * _smoothstep(FACING_MIN, FACING_FULL, t_facing)
               * (inside & visible))
     colour = cv2.remap(photo.astype(np.float32), px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    # Skin colour, from the cheeks when they are seen well; then drop what is not skin on the rim.
+    reliable = weight > 0.8
+    if np.count_nonzero(reliable & (t_cheek > 0.5)) >= 64:
+        reliable &= t_cheek > 0.5
+    if np.count_nonzero(reliable) < 16:
+        raise ValueError("the photo shows too little of the face to take its colours")
+    skin_rgb = np.median(colour[reliable], axis=0)
+    skin_lab = _to_lab(skin_rgb[None])[0]
+    rim = cv2.remap(trust.rim, px, py, cv2.INTER_LINEAR, borderValue=1)
+    weight *= 1.0 - rim * (1.0 - skin_likeness(colour, skin_lab))
 
     # 2. Mirror where the photo shows the other side better.
     mpx, mpy = mx * size - 0.5, my * size - 0.5
@@ -217,20 +283,11 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     total = weight + (1.0 - weight) * m_weight
     seen = (weight[..., None] * colour + ((1.0 - weight) * m_weight)[..., None] * m_colour) / np.maximum(total, 1e-6)[..., None]
 
-    # 3. Skin colour (from the cheeks when they are seen well) and fill.
-    reliable = weight > 0.8
-    if np.count_nonzero(reliable & (t_cheek > 0.5)) >= 64:
-        reliable &= t_cheek > 0.5
-    if np.count_nonzero(reliable) < 16:
-        raise ValueError("the photo shows too little of the face to take its colours")
-    skin_rgb = np.median(colour[reliable], axis=0)
-    skin_lab = _to_lab(skin_rgb[None])[0]
-    seen_lab = _to_lab(seen.reshape(-1, 3)).reshape(seen.shape)
-    d_light = (seen_lab[..., 0] - skin_lab[0]) / 20.0
-    d_chroma = np.linalg.norm(seen_lab[..., 1:] - skin_lab[1:], axis=-1) / 10.0
-    skin_like = np.exp(-0.5 * (d_light**2 + d_chroma**2))
-    # Extrapolate how the skin near the seen part differs from the median, and let
-    # that difference fade with distance, so far away the fill is the median itself.
+    skin_like = skin_likeness(seen, skin_lab)
+    seen = even_out_shading(seen, total * skin_like, skin_lab, size)
+
+    # 3. Fill: extrapolate how the skin near the seen part differs from the median,
+    # and let that difference fade with distance, so far away the fill is the median itself.
     source = total * skin_like
     residual = push_pull(seen - skin_rgb, source, np.zeros(3, np.float32))
     distance = cv2.distanceTransform((source < 0.5).astype(np.uint8), cv2.DIST_L2, 5)

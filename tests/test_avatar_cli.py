@@ -76,7 +76,6 @@ def test_selecting_a_broken_pack_fails_with_one_line(env: dict[str, str], avatar
     (pack / "albedo.png").write_bytes(bytes(data))
     proc = _veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4"), "--avatar-name", "bob", "-q"], env)
     _one_line_error(proc, str(pack), "albedo.png does not match its sha256")
-    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_create_refuses_bad_input_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
