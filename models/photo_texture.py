@@ -61,6 +61,8 @@ CHEEK_Y_CM = (-2.5, 1.5)
 #: How far (CIE Lab units, one standard deviation) a colour may be from the skin colour and still count as skin.
 SKIN_LIGHTNESS_SPREAD = 20.0
 SKIN_CHROMA_SPREAD = 10.0
+#: Skin in shadow is much darker than the median: the shading estimate accepts that.
+SHADED_SKIN_LIGHTNESS_SPREAD = 35.0
 #: Shading removal: lightness changes broader than this fraction of the texture
 #: are evened out by this share, by at most this factor either way.
 SHADING_SCALE = 0.06
@@ -211,11 +213,11 @@ def _to_lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.float32)[None] / 255.0, cv2.COLOR_RGB2Lab)[0]
 
 
-def skin_likeness(rgb: np.ndarray, skin_lab: np.ndarray) -> np.ndarray:
+def skin_likeness(rgb: np.ndarray, skin_lab: np.ndarray, lightness_spread: float = SKIN_LIGHTNESS_SPREAD) -> np.ndarray:
     """(..., 3) RGB -> (...) in (0, 1]: 1 for the skin colour, falling off with lightness
     (shadows, hair) and more steeply with hue and saturation (lips, background)."""
     lab = _to_lab(rgb.reshape(-1, 3)).reshape(rgb.shape)
-    d_light = (lab[..., 0] - skin_lab[0]) / SKIN_LIGHTNESS_SPREAD
+    d_light = (lab[..., 0] - skin_lab[0]) / lightness_spread
     d_chroma = np.linalg.norm(lab[..., 1:] - skin_lab[1:], axis=-1) / SKIN_CHROMA_SPREAD
     return np.exp(-0.5 * (d_light**2 + d_chroma**2)).astype(np.float32)
 
@@ -283,8 +285,8 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     total = weight + (1.0 - weight) * m_weight
     seen = (weight[..., None] * colour + ((1.0 - weight) * m_weight)[..., None] * m_colour) / np.maximum(total, 1e-6)[..., None]
 
+    seen = even_out_shading(seen, total * skin_likeness(seen, skin_lab, SHADED_SKIN_LIGHTNESS_SPREAD), skin_lab, size)
     skin_like = skin_likeness(seen, skin_lab)
-    seen = even_out_shading(seen, total * skin_like, skin_lab, size)
 
     # 3. Fill: extrapolate how the skin near the seen part differs from the median,
     # and let that difference fade with distance, so far away the fill is the median itself.
