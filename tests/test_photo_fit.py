@@ -179,8 +179,8 @@ def test_texture_has_no_holes_and_unseen_skin_matches_the_face(name, baked):
 
 @pytest.mark.parametrize("name", ["s42", "s12"])
 def test_texture_reprojects_onto_the_photo(name, data, tracked, fits, baked):
-    """Drawing the fitted face with the baked texture from the photo's camera gives the photo back
-    inside the face (a flipped, mirrored or shifted texture would not)."""
+    """Drawing the fitted face with the baked texture from the photo's camera gives the photo's
+    detail back inside the face (a flipped, mirrored or shifted texture would not)."""
     rgb, landmarks, _ = tracked[name]
     fit, tex, model, mesh = fits[name], baked[name], data.model, data.mesh
     h, w = rgb.shape[:2]
@@ -201,7 +201,13 @@ def test_texture_reprojects_onto_the_photo(name, data, tracked, fits, baked):
         hole = np.zeros((h, w), np.uint8)
         cv2.fillPoly(hole, [np.round(landmarks[opening, :2]).astype(np.int32)], 1)
         face &= ~cv2.dilate(hole, np.ones((9, 9), np.uint8)).astype(bool)
-    error = np.abs(drawn[face] - rgb[face].astype(np.float32)).mean()
-    shifted = np.abs(np.roll(drawn, 6, axis=1)[face] - rgb[face].astype(np.float32)).mean()
-    assert error < 8, error
-    assert error < 0.7 * shifted  # the match is sharp, not just the right average colour
+    # Compare detail, not absolute colour: the bake evens out the photo's broad shading.
+    def detail(image: np.ndarray) -> np.ndarray:
+        grey = image.astype(np.float32).mean(axis=2)
+        return grey - cv2.GaussianBlur(grey, (0, 0), 4)
+
+    photo_detail = detail(rgb)[face]
+    match = np.corrcoef(detail(drawn)[face], photo_detail)[0, 1]
+    shifted = np.corrcoef(detail(np.roll(drawn, 4, axis=1))[face], photo_detail)[0, 1]
+    assert match > 0.65, match  # measured 0.78 and 0.84
+    assert shifted < match - 0.2  # the match is sharp (4 px off: 0.49 and 0.45), not just the right average colour
