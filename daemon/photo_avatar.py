@@ -39,6 +39,7 @@ from .errors import ConfigError, ModelFileError, PortraitError
 from .model_store import ModelStore
 
 KIND = "photo"
+FACE_MODEL = "ict_facekit/ict_facekit_compact.npz"
 FACE_FILE = "face.npz"
 ALBEDO_FILE = "albedo.png"
 PREVIEW_FILE = "preview.png"
@@ -136,10 +137,11 @@ def fitting_data(face_model: Path, task: Path) -> FittingData:
 
 
 def resolve_face_model(store: ModelStore) -> Path:
-    path = (store.override_dir or Path("/nonexistent")) / "ict_facekit" / "ict_facekit_compact.npz"
-    if not path.is_file():
-        raise ModelFileError(f"face model {path} not found")
-    return path
+    """The ICT-FaceKit compact model, from the model folder (VEILCAM_MODEL_DIR or [models] dir)."""
+    if store.override_dir is not None and (store.override_dir / FACE_MODEL).is_file():
+        return store.override_dir / FACE_MODEL
+    where = store.override_dir or "no model folder is set"
+    raise ModelFileError(f"face model {FACE_MODEL} not found ({where}); set VEILCAM_MODEL_DIR to the folder that has it")
 
 
 def eye_distance(landmarks_px: np.ndarray, contours: FaceContours) -> float:

@@ -193,10 +193,16 @@ def even_out_shading(rgb: np.ndarray, skin_weight: np.ndarray, skin_lab: np.ndar
     way to the median skin lightness; detail smaller than the blur stays.
     """
     lab = _to_lab(rgb.reshape(-1, 3)).reshape(rgb.shape)
-    sigma = SHADING_SCALE * size
-    num = cv2.GaussianBlur(lab[..., 0] * skin_weight, (0, 0), sigma)
-    den = cv2.GaussianBlur(skin_weight, (0, 0), sigma)
-    broad = np.where(den > 1e-3, num / np.maximum(den, 1e-3), skin_lab[0])
+    # The estimate is smooth, so it is made on a grid 8x coarser and scaled back up.
+    small = (max(size // 8, 1),) * 2
+    sigma = SHADING_SCALE * small[0]
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(cv2.resize(x.astype(np.float32), small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+
+    num, den = blur(lab[..., 0] * skin_weight), blur(skin_weight)
+    broad = cv2.resize(np.where(den > 1e-3, num / np.maximum(den, 1e-3), skin_lab[0]).astype(np.float32), (size, size),
+                       interpolation=cv2.INTER_LINEAR)
     gain = np.clip(skin_lab[0] / np.maximum(broad, 1.0), 1 / SHADING_MAX_GAIN, SHADING_MAX_GAIN) ** SHADING_REMOVAL
     lab[..., 0] = np.clip(lab[..., 0] * gain, 0, 100)
     out = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB) * 255.0
