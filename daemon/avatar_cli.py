@@ -83,7 +83,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     if name in {a.name for a in builtin_avatars()}:
         raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
     store = model_store(load_config(args.config))
-    result = create_photo_avatar(Path(args.photo), name, store, paths.avatars_dir(), tile_size=args.texture_size,
+    result = create_photo_avatar(Path(args.photo), name, store, paths.avatars_dir(), texture_size=args.texture_size,
                                  description=args.description, replace=args.force, progress=not args.quiet)
     if args.report:
         from .report import write_report
@@ -121,14 +121,14 @@ def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.set_defaults(func=cmd_remove)
 
-    from .photo_avatar import DEFAULT_TILE_SIZE
+    from .photo_avatar import DEFAULT_TEXTURE_SIZE
 
     p = commands.add_parser("create", help="make an avatar from one portrait photo")
     p.add_argument("--photo", required=True, help="portrait photo (JPEG or PNG): one face, looking at the camera")
     p.add_argument("--name", required=True, help="avatar name: letters, digits, '_' or '-'")
     p.add_argument("--description", default="", help="a line shown by `veilcam avatar list`")
-    p.add_argument("--texture-size", type=_texture_size, default=DEFAULT_TILE_SIZE,
-                   help=f"texture tile size in pixels, a power of two (default: {DEFAULT_TILE_SIZE})")
+    p.add_argument("--texture-size", type=_texture_size, default=DEFAULT_TEXTURE_SIZE,
+                   help=f"face texture size in pixels, a power of two (default: {DEFAULT_TEXTURE_SIZE})")
     p.add_argument("--force", action="store_true", help="replace an existing pack of that name")
     p.add_argument("--report", help="write the fit error and stage times as JSON here")
     p.add_argument("--config", type=Path, help="config file (for the model settings)")

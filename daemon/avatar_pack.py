@@ -192,6 +192,11 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_one_line(text: str) -> bool:
+    """Short, printable, no line breaks: safe to show in a listing."""
+    return len(text) <= MAX_DESCRIPTION and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def _require(where: _Where, data: dict, key: str, kind: type | tuple[type, ...], label: str) -> object:
     if key not in data:
         raise where.error(f"manifest field '{key}' is missing")
@@ -226,7 +231,7 @@ def parse_manifest(text: str, where: _Where) -> PackManifest:
     description = data.get("description", "")
     generator = data.get("generator", "")
     for key, value in (("description", description), ("generator", generator)):
-        if not isinstance(value, str) or len(value) > MAX_DESCRIPTION or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if not isinstance(value, str) or not is_one_line(value):
             raise where.error(f"manifest field '{key}' must be one line of at most {MAX_DESCRIPTION} characters")
     preview = _check_file_name(where, "manifest field 'preview'", _require(where, data, "preview", str, "a file name"))
     if not preview.endswith(IMAGE_SUFFIXES):
@@ -613,6 +618,9 @@ def load_pack(path: Path) -> AvatarPack:
 def new_manifest(name: str, kind: str, fields: Mapping[str, str], files: Mapping[str, bytes], preview: str,
                  description: str = "", generator: str = "", version: int = 1) -> PackManifest:
     """A manifest for `files` (name -> bytes), dated now, with their sizes and checksums."""
+    for key, value in (("description", description), ("generator", generator)):
+        if not is_one_line(value):
+            raise AvatarPackError(f"{key} {_show(value)} must be one line of at most {MAX_DESCRIPTION} characters")
     listed = tuple(PackFile(p, hashlib.sha256(b).hexdigest(), len(b)) for p, b in sorted(files.items()))
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     return PackManifest(check_name(name), kind, version, created, preview, listed, dict(fields), description, generator)

@@ -47,7 +47,7 @@ PREVIEW_FILE = "preview.png"
 MAX_PHOTO_SIDE = 2048
 #: Below this distance between the eyes (pixels) the face is too small to texture.
 MIN_EYE_DISTANCE_PX = 24
-DEFAULT_TILE_SIZE = 1024
+DEFAULT_TEXTURE_SIZE = 1024
 PREVIEW_SIZE = 512
 
 
@@ -156,13 +156,15 @@ def _stage(bar: tqdm, seconds: dict[str, float], name: str, start: float) -> flo
     return now
 
 
-def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, tile_size: int = DEFAULT_TILE_SIZE,
+def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, texture_size: int = DEFAULT_TEXTURE_SIZE,
                         description: str = "", replace: bool = False, progress: bool = True) -> PhotoAvatarResult:
     """Make the photo avatar `name` from `photo` and install it under `root`; see the module docstring."""
     from veilcam.models.attribute_raster import AttributeRasterizer
     from veilcam.models.photo_texture import bake_photo_texture
 
     ap.check_name(name)
+    if not ap.is_one_line(description):
+        raise ap.AvatarPackError(f"--description must be one line of at most {ap.MAX_DESCRIPTION} characters")
     if not replace and ((root / name).exists() or (root / f"{name}.zip").exists()):
         raise ap.AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or --force to replace it")
     seconds: dict[str, float] = {}
@@ -189,7 +191,7 @@ def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, t
 
         with AttributeRasterizer() as raster:
             try:
-                baked = bake_photo_texture(data.model, data.mesh, fit, rgb, landmarks, data.contours, tile_size, raster)
+                baked = bake_photo_texture(data.model, data.mesh, fit, rgb, landmarks, data.contours, texture_size, raster)
             except ValueError as exc:
                 raise PortraitError(f"{photo}: {exc}; use a photo where the face is clearly visible") from exc
         t = _stage(bar, seconds, "texture", t)
