@@ -358,3 +358,16 @@ def test_remove_pack(root: Path) -> None:
     pack = make_pack(root)
     ap.remove_pack(pack)
     assert list(root.iterdir()) == []
+
+
+def test_installed_zip_pack_is_listed_and_loads(data_home: Path, tmp_path: Path) -> None:
+    pack = make_pack(tmp_path / "made", "carol")
+    data_home.mkdir(parents=True)
+    with zipfile.ZipFile(data_home / "carol.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in pack.iterdir():
+            zf.write(f, f"carol/{f.name}")
+    entry = find_avatar("carol")
+    assert entry.kind == "photo" and entry.pack_dir == data_home / "carol.zip"
+    assert load_pack(entry.pack_dir).manifest.name == "carol"
+    ap.remove_pack(entry.pack_dir)
+    assert "carol" not in [a.name for a in list_avatars()]
