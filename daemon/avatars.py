@@ -65,6 +65,14 @@ def _build_mask(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRe
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 
 
+def _build_facekit(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    from veilcam.models.facekit_looks import FACEKIT_LOOKS
+
+    from .facekit_avatar import make_facekit_renderer
+
+    return make_facekit_renderer(config, store, FACEKIT_LOOKS[entry.name], background=_background_image(config.avatar.background_image))
+
+
 def _build_photo(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
     from .photo_avatar import build_photo_renderer  # the face model and OpenGL load here, not at import
 
@@ -72,13 +80,15 @@ def _build_photo(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceR
 
 
 RendererBuilder = Callable[[AvatarEntry, Config, ModelStore], FaceRenderer]
-RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask, "photo": _build_photo}
+RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask, "facekit": _build_facekit, "photo": _build_photo}
 
 
 def builtin_avatars() -> list[AvatarEntry]:
+    from veilcam.models.facekit_looks import FACEKIT_LOOKS
     from veilcam.models.mask_renderer import MASK_LOOKS
 
-    return [AvatarEntry(name, "mask", f"{name} mask on the MediaPipe face geometry") for name in MASK_LOOKS]
+    masks = [AvatarEntry(name, "mask", f"{name} mask on the MediaPipe face geometry") for name in MASK_LOOKS]
+    return masks + [AvatarEntry(name, "facekit", f"{name} look on the ICT-FaceKit 3D face model") for name in FACEKIT_LOOKS]
 
 
 def installed_avatars(builtin_names: set[str]) -> list[AvatarEntry]:

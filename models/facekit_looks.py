@@ -44,8 +44,8 @@ class FaceLook:
     iris_color: str = "#5a3d26"
     sclera_color: str = "#e9e4df"
     teeth_color: str = "#e8e0d0"
-    gum_color: str = "#b8636a"
-    mouth_color: str = "#4a1f22"
+    gum_color: str = "#9a4a52"
+    mouth_color: str = "#3a1618"
     specular: float = 0.35
     gloss: float = 40.0
     subsurface: float = 0.5

@@ -20,6 +20,7 @@ from .scene import linear_rgb
 #: Brow half-thickness (cm) from the inner end (t = 0) to the tail (t = 1).
 _BROW_HALF_WIDTH = (0.42, 0.14)
 _LID_LINE_HALF_WIDTH = 0.1
+_BROW_DROP = 0.6
 
 
 def _rgb(hex_color: str) -> np.ndarray:
@@ -31,9 +32,18 @@ def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def _polyline_distance(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _polyline_distance(points: np.ndarray, line: np.ndarray, reach: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """2D distance from each point to a polyline, and the arc-length parameter
-    (0..1 from its first point) of the nearest point on it."""
+    (0..1 from its first point) of the nearest point on it. Points farther than
+    `reach` from the line's bounding box get distance inf (cheap to skip)."""
+    near = np.all((points >= line.min(axis=0) - reach) & (points <= line.max(axis=0) + reach), axis=1)
+    dist, param = np.full(len(points), np.inf), np.zeros(len(points))
+    if near.any():
+        dist[near], param[near] = _nearest_on_polyline(points[near], line)
+    return dist, param
+
+
+def _nearest_on_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = line[:-1], line[1:]
     seg = b - a
     length = np.linalg.norm(seg, axis=1)
@@ -81,7 +91,8 @@ def hair_coverage(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         [front, front - 0.3, front - 1.6, eye_y + 1.6, eye_y + 1.2, eye_y - 1.0, chin_y + 1.0, chin_y + 0.5],
     )
     ragged = (_noise(points, 3.0) - 0.5) * 0.5
-    return _smoothstep(-0.15, 0.15, points[:, 1] - line + ragged)
+    ears = _smoothstep(6.2, 7.0, np.abs(points[:, 0])) * (1.0 - _smoothstep(eye_y + 2.0, eye_y + 3.0, points[:, 1]))
+    return _smoothstep(-0.15, 0.15, points[:, 1] - line + ragged) * (1.0 - ears)
 
 
 def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, features: bool = True) -> np.ndarray:
@@ -103,22 +114,22 @@ def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, featur
             out = _mix(out, _rgb(look.blush_color), (look.blush * np.exp(-d2 / 1.6) * front)[:, None])
         # lips: inside the outer lip contour, softened at the border
         lips = landmarks[48:60, :2]
-        d, _ = _polyline_distance(xy, np.vstack([lips, lips[:1]]))
-        inside = _inside(xy, lips)
+        d, _ = _polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
+        inside = np.isfinite(d) & _inside(np.where(np.isfinite(d)[:, None], xy, 0.0), lips)
         lip = np.where(inside, _smoothstep(0.0, 0.12, d), 0.0) * front
         lip_rgb = np.tile(_rgb(look.lip_color), (len(points), 1))
         lip_rgb *= np.where(xy[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]  # upper lip in shadow
         out = _mix(out, lip_rgb, (look.lip_strength * lip)[:, None])
         # lid lines along the upper lids: read as lashes from a distance
         for upper in (landmarks[36:40], landmarks[42:46]):
-            d, t = _polyline_distance(xy, upper[:, :2])
+            d, t = _polyline_distance(xy, upper[:, :2], reach=0.2)
             width = _LID_LINE_HALF_WIDTH * (0.6 + 0.8 * np.sin(np.pi * t))
             line = (1.0 - _smoothstep(0.5 * width, width, d)) * (xy[:, 1] >= np.interp(xy[:, 0], *_sorted_xy(upper)) - 0.02)
             out = _mix(out, _rgb(look.lash_color), (0.9 * line * front)[:, None])
         # brows: strokes along the brow landmarks, thick at the inner end, thin at the tail
         for brow in (landmarks[21:16:-1], landmarks[22:27]):  # inner end first
-            centre = brow[:, :2] - (0.0, 0.12)
-            d, t = _polyline_distance(xy, centre)
+            centre = brow[:, :2] - (0.0, _BROW_DROP)
+            d, t = _polyline_distance(xy, centre, reach=_BROW_HALF_WIDTH[0])
             half = _BROW_HALF_WIDTH[0] + (_BROW_HALF_WIDTH[1] - _BROW_HALF_WIDTH[0]) * t**1.5
             strokes = 0.85 + 0.15 * np.sin(40.0 * (xy[:, 1] - centre[0, 1]) + 9.0 * t)
             body = (1.0 - _smoothstep(0.5 * half, half, d)) * strokes * front * (1.0 - 0.3 * _smoothstep(0.6, 1.0, t))
@@ -173,6 +184,8 @@ def vertex_albedo(model: FaceModel, mesh: RenderMesh, rest: np.ndarray, landmark
     depth = _smoothstep(0.3, 2.0, lip_z - rest[:, 2])
     inner = _mix(_rgb(look.lip_color), _rgb(look.mouth_color), depth[:, None])
     out[socket] = inner[socket]
+    mouth = np.isin(material, ("M_GumsTongue", "M_Teeth"))  # less light reaches the back of the mouth
+    out[mouth] *= (1.0 - 0.7 * _smoothstep(0.8, 3.5, lip_z - rest[mouth, 2]))[:, None]
     return out
 
 

@@ -50,24 +50,28 @@ HEADROOM = 0.04  # head centre this far (fraction of frame height) above the fra
 #: The head turns about the top of the neck, not about the model's origin.
 NECK_PIVOT = np.array([0.0, -5.0, -1.5], np.float32)
 #: The neck fades out over this range of rest heights (cm), so its cut end never shows.
-NECK_FADE = (-19.0, -15.5)
+NECK_FADE = (-16.5, -12.0)
 #: The atlas holds the face's albedo (its UV tile, TEXTURE_SIZE square) above a
 #: band with the eyeball image (EYE_SIZE square, bottom left).
 TEXTURE_SIZE = 1024
 EYE_SIZE = 256
-_TEX_WIDTH = 1024  # width of the per-frame position texture (vertex i at (i % W, i / W))
+_TEX_WIDTH = 1024
+#: Upper and lower inner-lip landmarks (iBUG 68), facing pairs.
+_INNER_LIPS = ((61, 62, 63), (67, 66, 65))
+#: Lips further apart than at rest by less than this (cm) hide the teeth and gums.
+MOUTH_CLOSED_MARGIN = 0.08
+_BOUND_STRIDE = 7  # width of the per-frame position texture (vertex i at (i % W, i / W))
 _KINDS = {"skin": 0, "teeth": 1, "mouth": 2, "eye": 3}
 
 _FACE_VERTEX = (
     """
-#version 330
 uniform sampler2D u_positions;
 uniform isampler2D u_ring;
 uniform mat4 u_projection;
 uniform mat4 u_model;
 uniform vec3 u_eye_pivot[2];
 uniform float u_eye_radius;
-uniform int u_style;  // 0 skin, 1 clay, 2 toon
+uniform int u_style;  // 0 skin, 1 clay (2 toon is compiled with TOON defined)
 uniform float u_specular;
 uniform float u_gloss;
 uniform float u_subsurface;
@@ -81,8 +85,10 @@ out vec3 v_albedo;
 out vec3 v_light;  // reflected by the albedo
 out vec3 v_added;  // added on top: highlights and rim
 out vec2 v_material;  // textured, alpha
-out vec3 v_normal;  // toon only: for the bands and the ink
+#ifdef TOON
+out vec3 v_normal;  // for the bands and the ink, per pixel
 out vec3 v_position;
+#endif
 """
     + LIGHTING_GLSL
     + """
@@ -114,23 +120,23 @@ void main() {
     float edge = 1.0 - max(dot(n, v), 0.0);
     float fresnel = 0.04 + 0.96 * edge * edge * edge * edge * edge;
     float specular = eye ? 1.2 : (kind == 2 ? 0.3 : u_specular);
-    if (u_style == 2) {  // toon: flat fill here; banded key light and ink per pixel
-        v_light = 0.45 * mix(u_ground, u_sky, 0.5 + 0.5 * n.y) * mix(0.55, 1.0, occlusion);
-        v_added = vec3(specular);  // the fragment shader turns it into a crisp highlight
-    } else {
-        v_light = u_key * key_light(n) * mix(0.35, 1.0, occlusion) + soft_light(n) * ao;
-        if (u_style == 0 && kind == 0) {  // light scattered under the skin warms the terminator
-            float wrap = max((dot(n, KEY_DIR) + 0.5) / 1.5, 0.0) - max(dot(n, KEY_DIR), 0.0);
-            v_light += u_subsurface * u_key * vec3(0.55, 0.18, 0.1) * wrap * occlusion;
-        }
-        v_added = rim_light(n, v) * occlusion * (kind == 0 ? 1.0 : 0.3)
-                + u_key * specular * (0.25 + fresnel) * occlusion * power(nh, eye ? 200.0 : u_gloss);
+#ifdef TOON  // flat fill here; banded key light and ink per pixel
+    v_light = 0.45 * mix(u_ground, u_sky, 0.5 + 0.5 * n.y) * mix(0.6, 1.0, smoothstep(0.3, 0.8, occlusion));
+    v_added = vec3(specular);  // the fragment shader turns it into a crisp highlight
+    v_normal = n;
+    v_position = world.xyz;
+#else
+    v_light = u_key * key_light(n) * mix(0.35, 1.0, occlusion) + soft_light(n) * ao;
+    if (u_style == 0 && kind == 0) {  // light scattered under the skin warms the terminator
+        float wrap = max((dot(n, KEY_DIR) + 0.5) / 1.5, 0.0) - max(dot(n, KEY_DIR), 0.0);
+        v_light += u_subsurface * u_key * vec3(0.55, 0.18, 0.1) * wrap * occlusion;
     }
+    v_added = rim_light(n, v) * occlusion * (kind == 0 ? 1.0 : 0.3)
+            + u_key * specular * (0.25 + fresnel) * occlusion * power(nh, eye ? 200.0 : u_gloss);
+#endif
     v_material = vec2(in_params.x, in_params.w);
     v_uv = in_uv;
     v_albedo = in_albedo;
-    v_normal = n;
-    v_position = world.xyz;
     gl_Position = u_projection * world;
 }
 """
@@ -138,9 +144,7 @@ void main() {
 
 _FACE_FRAGMENT = (
     """
-#version 330
 uniform sampler2D u_atlas;
-uniform int u_style;
 uniform float u_gloss;
 uniform float u_outline;
 in vec2 v_uv;
@@ -148,8 +152,10 @@ in vec3 v_albedo;
 in vec3 v_light;
 in vec3 v_added;
 in vec2 v_material;
+#ifdef TOON
 in vec3 v_normal;
 in vec3 v_position;
+#endif
 out vec4 f_color;
 """
     + LIGHTING_GLSL
@@ -157,18 +163,20 @@ out vec4 f_color;
 void main() {
     vec3 t = texture(u_atlas, v_uv).rgb;
     vec3 albedo = mix(v_albedo, t * t, v_material.x);
+#ifdef TOON  // bands of key light, a crisp highlight, ink at the silhouette
     vec3 c;
-    if (u_style == 2) {  // toon: bands of key light, a crisp highlight, ink at the silhouette
+    {
         vec3 n = normalize(v_normal);
         vec3 v = normalize(-v_position);
         float key = key_light(n);
-        float band = key > 0.55 ? 1.0 : (key > 0.12 ? 0.62 : 0.38);
+        float band = smoothstep(0.33, 0.37, key) * 0.45 + 0.55;
         c = albedo * (u_key * band + v_light);
-        c += u_key * v_added * step(0.93, power(max(dot(n, normalize(KEY_DIR + v)), 0.0), u_gloss));
+        c += u_key * v_added * 0.6 * smoothstep(0.95, 0.97, power(max(dot(n, normalize(KEY_DIR + v)), 0.0), u_gloss));
         c = mix(c, vec3(0.02, 0.015, 0.02), (1.0 - smoothstep(0.2, 0.38, dot(n, v))) * u_outline);
-    } else {
-        c = albedo * v_light + v_added;
     }
+#else
+    vec3 c = albedo * v_light + v_added;
+#endif
     f_color = vec4(to_display(c) * v_material.y, v_material.y);  // premultiplied, as the crop buffer resolves it
 }
 """
@@ -188,6 +196,20 @@ def _ring_pairs(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray]:
     pairs = np.stack([nxt[order], prv[order]], axis=1).astype(np.int32)
     ring = np.stack([starts[mesh.source], counts[mesh.source]], axis=1).astype(np.int32)
     return ring, pairs
+
+
+def _drawing_order(model: FaceModel, mesh: RenderMesh) -> tuple[RenderMesh, int]:
+    """The mesh with the teeth and gums drawn last, and how many triangles they
+    are: with closed lips nothing of them shows, and they need not be drawn."""
+    names = np.array(model.material_names)[mesh.material[mesh.triangles[:, 0]]]
+    inside = np.isin(names, ("M_Teeth", "M_GumsTongue"))
+    return mesh.with_triangles(np.concatenate([mesh.triangles[~inside], mesh.triangles[inside]])), int(inside.sum())
+
+
+def _without_lower_neck(model: FaceModel, mesh: RenderMesh) -> RenderMesh:
+    """Drop the triangles that the neck fade makes invisible."""
+    y = model.neutral[mesh.source, 1]
+    return mesh.with_triangles(mesh.triangles[np.any(y[mesh.triangles] > NECK_FADE[0], axis=1)])
 
 
 def _texture_rows(count: int) -> int:
@@ -223,11 +245,16 @@ class FaceKitRenderer(FaceRenderer):
             look = FACEKIT_LOOKS[look]
         self.look = look
         self.model = model
-        self.rig = FaceRig(model, identity, mesh or simplified_render_mesh(model))
+        mesh, self._mouth_triangles = _drawing_order(model, _without_lower_neck(model, mesh or simplified_render_mesh(model)))
+        self.rig = FaceRig(model, identity, mesh)
         self.ctx = create_headless_context()
         self._frame = np.zeros((height, width, 4), np.uint8)
         rest = self.rig.rest
         self._landmarks = model.landmark_positions(self.rig.identity)
+        lips = model.landmarks68[list(_INNER_LIPS)]
+        self._lip_rest = model.evaluate(self.rig.identity, None, lips.ravel()).reshape(2, -1, 3)
+        self._lip_basis = model.exp_basis[:, lips.ravel()].reshape(model.num_expressions, 2, -1, 3)
+        self._closed_gap = float(np.max(self._lip_rest[0, :, 1] - self._lip_rest[1, :, 1])) + MOUTH_CLOSED_MARGIN
 
         top, chin = float(rest[:, 1].max()), float(self._landmarks[8, 1])
         self._projection = perspective(FOV_Y_DEG, width / height)
@@ -237,7 +264,7 @@ class FaceKitRenderer(FaceRenderer):
         anchor = np.array([0.0, -centre_y + HEADROOM * visible, -distance], np.float32)
         self._follower = HeadFollower(anchor)
         self._head_centre = np.array([0.0, centre_y, 0.0], np.float32)
-        self._margin = 3
+        self._margin = 4
         self._scene_size = (math.ceil(0.8 * height), height)
         self._positions = np.zeros((_texture_rows(len(rest)) * _TEX_WIDTH, 3), np.float32)
         with self.ctx:  # several renderers (contexts) may live in one process
@@ -307,13 +334,14 @@ class FaceKitRenderer(FaceRenderer):
 
     def _build_gl(self) -> None:
         ctx, look, mesh = self.ctx, self.look, self.rig.mesh
-        program = self._program = ctx.program(vertex_shader=_FACE_VERTEX, fragment_shader=_FACE_FRAGMENT)
+        header = "#version 330\n" + ("#define TOON\n" if look.style == "toon" else "")
+        program = self._program = ctx.program(vertex_shader=header + _FACE_VERTEX, fragment_shader=header + _FACE_FRAGMENT)
         set_lights(program, look)
-        program["u_style"].value = STYLES.index(look.style)
-        program["u_specular"].value = look.specular
-        program["u_gloss"].value = look.gloss
-        program["u_subsurface"].value = look.subsurface
-        program["u_outline"].value = look.outline
+        uniforms = {"u_style": STYLES.index(look.style), "u_specular": look.specular, "u_gloss": look.gloss,
+                    "u_subsurface": look.subsurface, "u_outline": look.outline}
+        for name, value in uniforms.items():
+            if name in program:  # each variant uses some of them
+                program[name].value = value
         program["u_eye_pivot"].value = [tuple(p) for p in self.rig.eye_pivots]
         program["u_eye_radius"].value = float(self.rig.eye_radius.mean())
         program["u_positions"].value = 0
@@ -352,17 +380,21 @@ class FaceKitRenderer(FaceRenderer):
         return follow @ pivot
 
     def render(self, state: FaceState) -> np.ndarray:
-        positions = self.rig.pose(self.model.expression_weights(state.blendshapes), gaze_rotations(state.blendshapes))
+        weights = self.model.expression_weights(state.blendshapes)
+        positions = self.rig.pose(weights, gaze_rotations(state.blendshapes))
         self._positions[: len(positions)] = positions
         model = self.model_matrix(state)
-        lo, hi = positions.min(axis=0), positions.max(axis=0)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], np.float32)
-        origin, box = self._crop.place(to_pixels(corners, self._projection @ model, (self.width, self.height)))
+        outline = positions[:: _BOUND_STRIDE]  # enough points to bound the head within a pixel or two
+        origin, box = self._crop.place(to_pixels(outline, self._projection @ model, (self.width, self.height)))
         with self.ctx:
-            self._draw(model, origin, box)
+            self._draw(model, origin, box, self._mouth_open(weights))
         return self._frame
 
-    def _draw(self, model: np.ndarray, origin: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    def _mouth_open(self, weights: np.ndarray) -> bool:
+        lips = self._lip_rest + np.tensordot(weights, self._lip_basis, axes=1)
+        return float(np.max(lips[0, :, 1] - lips[1, :, 1])) > self._closed_gap
+
+    def _draw(self, model: np.ndarray, origin: np.ndarray, box: tuple[int, int, int, int], mouth_open: bool) -> None:
         ctx = self.ctx
         self._position_texture.write(self._positions)
         self._output_fbo.use()
@@ -377,7 +409,8 @@ class FaceKitRenderer(FaceRenderer):
             self._position_texture.use(0)
             self._ring.use(1)
             self._albedo.use(2)
-            self._vao.render(moderngl.TRIANGLES)
+            skipped = 0 if mouth_open else self._mouth_triangles
+            self._vao.render(moderngl.TRIANGLES, vertices=3 * (len(self.rig.mesh.triangles) - skipped))
             self._crop.resolve(self._output_fbo, origin, box, premultiplied=self.look.background is not None)
         self._output_fbo.read_into(self._frame, components=4)
 

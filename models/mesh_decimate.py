@@ -139,16 +139,18 @@ def _no_flips(cand: np.ndarray, tris: np.ndarray, poses: np.ndarray) -> np.ndarr
     rows = np.repeat(np.arange(len(cand)), count)
     offsets = np.arange(len(rows)) - np.repeat(np.cumsum(count) - count, count)
     corner = order[start[u][rows] + offsets]
-    t = tris[corner // 3]
+    tri_index = corner // 3
+    t = tris[tri_index]
     keep = ~np.any(t == v[rows, None], axis=1)  # triangles on the edge disappear
-    rows, t, slot = rows[keep], t[keep], (corner % 3)[keep]
+    rows, t, slot, tri_index = rows[keep], t[keep], (corner % 3)[keep], tri_index[keep]
     moved = t.copy()
     moved[np.arange(len(t)), slot] = v[rows]
     good = np.ones(len(rows), bool)
     for pose in poses:
-        before = np.cross(pose[t[:, 1]] - pose[t[:, 0]], pose[t[:, 2]] - pose[t[:, 0]])
+        normals = np.cross(pose[tris[:, 1]] - pose[tris[:, 0]], pose[tris[:, 2]] - pose[tris[:, 0]])
+        before = normals[tri_index]
         after = np.cross(pose[moved[:, 1]] - pose[moved[:, 0]], pose[moved[:, 2]] - pose[moved[:, 0]])
-        nb, na = np.linalg.norm(before, axis=1), np.linalg.norm(after, axis=1)
+        nb, na = np.sqrt(np.einsum("ij,ij->i", before, before)), np.sqrt(np.einsum("ij,ij->i", after, after))
         good &= (np.einsum("ij,ij->i", before, after) > _MAX_NORMAL_TURN_COS * nb * na) & (na > 0.05 * nb)
     bad = np.bincount(rows, ~good, minlength=len(cand))
     return bad == 0
