@@ -82,8 +82,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     name = check_name(args.name)
     if name in {a.name for a in builtin_avatars()}:
         raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
-    store = model_store(load_config(args.config))
-    result = create_photo_avatar(Path(args.photo), name, store, paths.avatars_dir(), texture_size=args.texture_size,
+    config = load_config(args.config)
+    result = create_photo_avatar(Path(args.photo), name, config, model_store(config), paths.avatars_dir(), texture_size=args.texture_size,
                                  description=args.description, replace=args.force, progress=not args.quiet)
     if args.report:
         from .report import write_report

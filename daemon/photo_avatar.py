@@ -26,7 +26,7 @@ from tqdm import tqdm
 from veilcam.models.canonical_mesh import CanonicalMesh, load_canonical_mesh
 from veilcam.models.face_contours import FaceContours, face_contours
 from veilcam.models.face_fit import PortraitFit, fit_portrait
-from veilcam.models.face_model import FaceModel, RenderMesh, build_render_mesh, load_face_model
+from veilcam.models.face_model import FaceModel, RenderMesh, build_render_mesh
 from veilcam.models.face_state import FaceState
 from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
 from veilcam.models.renderer import FaceRenderer
@@ -34,12 +34,12 @@ from veilcam.models.landmark_correspondence import LandmarkCorrespondence, compu
 
 from . import avatar_pack as ap
 from .avatars import FACE_LANDMARKER, AvatarEntry, _background_image
-from .config import Config
-from .errors import ConfigError, ModelFileError, PortraitError
+from .config import Config, config_from_dict
+from .errors import ModelFileError, PortraitError
+from .facekit_avatar import make_facekit_renderer, open_face_model
 from .model_store import ModelStore
 
 KIND = "photo"
-FACE_MODEL = "ict_facekit/ict_facekit_compact.npz"
 FACE_FILE = "face.npz"
 ALBEDO_FILE = "albedo.png"
 PREVIEW_FILE = "preview.png"
@@ -119,29 +119,12 @@ class FittingData:
 
 
 @lru_cache(maxsize=2)
-def cached_face_model(face_model: Path) -> FaceModel:
-    try:
-        return load_face_model(face_model)
-    except ValueError as exc:
-        raise ModelFileError(f"{exc}; delete it so VeilCam fetches it again") from exc
-
-
-@lru_cache(maxsize=2)
-def fitting_data(face_model: Path, task: Path) -> FittingData:
-    model = cached_face_model(face_model)
+def fitting_data(model: FaceModel, task: Path) -> FittingData:
     try:
         canonical = load_canonical_mesh(task)
     except ValueError as exc:
         raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
     return FittingData(model, build_render_mesh(model), canonical, face_contours(canonical), compute_correspondence(model, canonical))
-
-
-def resolve_face_model(store: ModelStore) -> Path:
-    """The ICT-FaceKit compact model, from the model folder (VEILCAM_MODEL_DIR or [models] dir)."""
-    if store.override_dir is not None and (store.override_dir / FACE_MODEL).is_file():
-        return store.override_dir / FACE_MODEL
-    where = store.override_dir or "no model folder is set"
-    raise ModelFileError(f"face model {FACE_MODEL} not found ({where}); set VEILCAM_MODEL_DIR to the folder that has it")
 
 
 def eye_distance(landmarks_px: np.ndarray, contours: FaceContours) -> float:
@@ -156,7 +139,7 @@ def _stage(bar: tqdm, seconds: dict[str, float], name: str, start: float) -> flo
     return now
 
 
-def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, texture_size: int = DEFAULT_TEXTURE_SIZE,
+def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStore, root: Path, texture_size: int = DEFAULT_TEXTURE_SIZE,
                         description: str = "", replace: bool = False, progress: bool = True) -> PhotoAvatarResult:
     """Make the photo avatar `name` from `photo` and install it under `root`; see the module docstring."""
     from veilcam.models.attribute_raster import AttributeRasterizer
@@ -182,7 +165,7 @@ def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, t
         landmarks = state.landmarks * np.array([w, h, w], np.float32)  # MediaPipe scales z like x
         t = _stage(bar, seconds, "track", t)
 
-        data = fitting_data(resolve_face_model(store), task)
+        data = fitting_data(open_face_model(store), task)
         eyes = eye_distance(landmarks, data.contours)
         if eyes < MIN_EYE_DISTANCE_PX:
             raise PortraitError(f"{photo}: the face is too small ({eyes:.0f} px between the eyes, need {MIN_EYE_DISTANCE_PX}); use a closer or larger photo")
@@ -197,7 +180,7 @@ def create_photo_avatar(photo: Path, name: str, store: ModelStore, root: Path, t
         t = _stage(bar, seconds, "texture", t)
 
         skin_rgb = np.clip(np.round(baked.skin_rgb), 0, 255).astype(np.uint8)
-        preview = render_preview(data.model, fit.identity, skin_rgb, baked.image)
+        preview = render_preview(config, store, photo_look(baked.image, skin_rgb), fit.identity)
         t = _stage(bar, seconds, "preview", t)
 
         files = {
@@ -222,34 +205,25 @@ def _version() -> str:
 
 
 # -- rendering a photo avatar ------------------------------------------------------
-def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, background: np.ndarray | None = None) -> FaceLook:
+def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray) -> FaceLook:
     """The human look with the photo's face texture; the rest of the head (bald,
     as nothing of the hair can be known) in the face's skin colour."""
-    look = dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color="#{:02x}{:02x}{:02x}".format(*(int(c) for c in skin_rgb)),
-                               hair_color=None)
-    return look if background is None else dataclasses.replace(look, background=background)
+    skin = "#{:02x}{:02x}{:02x}".format(*(int(c) for c in skin_rgb))
+    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=skin, hair_color=None)
 
 
-def render_preview(model: FaceModel, identity: np.ndarray, skin_rgb: np.ndarray, albedo: np.ndarray) -> np.ndarray:
+def render_preview(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray:
     """The avatar at rest, facing the camera, as `veilcam avatar show` points to it: (H, W, 3) uint8."""
-    from veilcam.models.facekit_renderer import FaceKitRenderer
-
-    with FaceKitRenderer(PREVIEW_SIZE, PREVIEW_SIZE, model, photo_look(albedo, skin_rgb), identity=identity) as renderer:
-        rgba = renderer.render(FaceState.neutral(0.0, present=True))
-        return np.ascontiguousarray(rgba[..., :3])
+    size = {"output": {"width": PREVIEW_SIZE, "height": PREVIEW_SIZE}}
+    with make_facekit_renderer(config_from_dict(size, "preview", config), store, look, identity) as renderer:
+        return np.ascontiguousarray(renderer.render(FaceState.neutral(0.0, present=True))[..., :3])
 
 
 def build_photo_renderer(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
     """The `photo` kind: the pack is verified in full before anything is built, so a bad
     pack raises its one-line error while the avatar already running stays."""
-    from veilcam.models.facekit_renderer import FaceKitRenderer
-
     assert entry.pack_dir is not None
     pack = ap.load_pack(entry.pack_dir)
     face = pack.arrays["face"]
-    look = photo_look(pack.images["albedo"], face["skin_rgb"], _background_image(config.avatar.background_image))
-    model = cached_face_model(resolve_face_model(store))
-    try:
-        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity=face["identity"])
-    except RuntimeError as exc:  # no OpenGL
-        raise ConfigError(f"avatar: cannot render ({exc})") from exc
+    look = photo_look(pack.images["albedo"], face["skin_rgb"])
+    return make_facekit_renderer(config, store, look, face["identity"], background=_background_image(config.avatar.background_image))

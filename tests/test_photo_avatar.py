@@ -41,7 +41,7 @@ def avatars(model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 @pytest.mark.parametrize("name", ["s42", "s7", "s9", "s12", "d8"])
 def test_every_shared_portrait_makes_a_pack_that_loads(name: str, avatars: Path, tmp_path: Path) -> None:
     """Photo, cartoon (s7) and painting (s9) alike: all five have a trackable face."""
-    result = create_photo_avatar(small_portrait(name, tmp_path), name, ModelStore.from_environment(), avatars,
+    result = create_photo_avatar(small_portrait(name, tmp_path), name, Config(), ModelStore.from_environment(), avatars,
                                  texture_size=TEXTURE, progress=False)
     assert result.pack == avatars / name
     pack = load_pack(result.pack)
@@ -66,7 +66,7 @@ def test_every_shared_portrait_makes_a_pack_that_loads(name: str, avatars: Path,
 
 
 def test_photo_avatar_renders_the_users_expressions(avatars: Path, tmp_path: Path) -> None:
-    create_photo_avatar(small_portrait("s42", tmp_path), "me", ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
+    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
     config = config_from_dict({"output": {"width": 320, "height": 240}, "avatar": {"name": "me"}}, "test")
     entry = find_avatar("me")
     assert entry.kind == "photo"

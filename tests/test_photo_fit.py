@@ -10,6 +10,7 @@ from conftest import shared_file
 from veilcam.daemon.photo_avatar import eye_distance, fitting_data, read_portrait, track_portrait
 from veilcam.models.attribute_raster import AttributeRasterizer
 from veilcam.models.face_fit import fit_portrait
+from veilcam.models.face_model import load_face_model
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
 from veilcam.models.photo_texture import bake_photo_texture, face_triangles, push_pull
 
@@ -20,7 +21,7 @@ TEST_WIDTH = 384
 
 @pytest.fixture(scope="module")
 def data():
-    return fitting_data(shared_file("models/ict_facekit/ict_facekit_compact.npz"), shared_file("models/face_landmarker.task"))
+    return fitting_data(load_face_model(shared_file("models/ict_facekit/ict_facekit_compact.npz")), shared_file("models/face_landmarker.task"))
 
 
 @pytest.fixture(scope="module")
