@@ -72,8 +72,8 @@ def _view_from(direction: np.ndarray) -> np.ndarray:
     return np.stack([x, np.cross(z, x), z]).astype(np.float32)
 
 
-def ambient_occlusion(ctx: moderngl.Context, poses: list[np.ndarray], triangles: np.ndarray, directions: int = 96,
-                      size: int = 384) -> np.ndarray:
+def ambient_occlusion(ctx: moderngl.Context, poses: list[np.ndarray], triangles: np.ndarray, directions: int = 64,
+                      size: int = 256) -> np.ndarray:
     """(N,) fraction in [0, 1] of the cosine-weighted sky each vertex sees: the
     largest over `poses` (e.g. rest and open jaw, so teeth are lit as they show).
     """

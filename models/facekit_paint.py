@@ -115,7 +115,9 @@ def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, featur
         # lips: inside the outer lip contour, softened at the border
         lips = landmarks[48:60, :2]
         d, _ = _polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
-        inside = np.isfinite(d) & _inside(np.where(np.isfinite(d)[:, None], xy, 0.0), lips)
+        near = np.isfinite(d)
+        inside = np.zeros(len(xy), bool)
+        inside[near] = _inside(xy[near], lips)
         lip = np.where(inside, _smoothstep(0.0, 0.12, d), 0.0) * front
         lip_rgb = np.tile(_rgb(look.lip_color), (len(points), 1))
         lip_rgb *= np.where(xy[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]  # upper lip in shadow
@@ -148,12 +150,15 @@ def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
     return a + (b - a) * t
 
 
-def face_texture(position_map: np.ndarray, covered: np.ndarray, landmarks: np.ndarray, look: FaceLook) -> np.ndarray:
-    """The painted albedo of UV tile 0 as an sRGB (S, S, 3) uint8 image (the
-    layout of `FaceLook.texture`); uncovered texels take the nearest paint so
-    filtering never pulls in black at UV island edges."""
+def face_texture(position_map: np.ndarray, covered: np.ndarray, landmarks: np.ndarray, look: FaceLook,
+                 size: int | None = None) -> np.ndarray:
+    """The painted albedo of UV tile 0 as an sRGB (size, size, 3) uint8 image (the
+    layout of `FaceLook.texture`), painted at the position map's resolution;
+    uncovered texels take the nearest paint so filtering never pulls in black at
+    UV island edges."""
     import cv2
 
+    out_size = size or position_map.shape[0]
     size = position_map.shape[0]
     linear = np.zeros((size * size, 3), np.float32)
     mask = covered.ravel()
@@ -164,7 +169,7 @@ def face_texture(position_map: np.ndarray, covered: np.ndarray, landmarks: np.nd
         grown = cv2.dilate(image, np.ones((3, 3), np.uint8))
         image = np.where(holes[:, :, None] > 0, grown, image)
         holes = cv2.erode(holes, np.ones((3, 3), np.uint8))
-    return image
+    return image if out_size == size else cv2.resize(image, (out_size, out_size), interpolation=cv2.INTER_CUBIC)
 
 
 def vertex_albedo(model: FaceModel, mesh: RenderMesh, rest: np.ndarray, landmarks: np.ndarray, look: FaceLook) -> np.ndarray:

@@ -55,6 +55,7 @@ NECK_FADE = (-16.5, -12.0)
 #: band with the eyeball image (EYE_SIZE square, bottom left).
 TEXTURE_SIZE = 1024
 EYE_SIZE = 256
+PAINT_SIZE = 512  # the painted face is smooth: paint at this size and scale it up
 _TEX_WIDTH = 1024
 #: Upper and lower inner-lip landmarks (iBUG 68), facing pairs.
 _INNER_LIPS = ((61, 62, 63), (67, 66, 65))
@@ -320,8 +321,8 @@ class FaceKitRenderer(FaceRenderer):
             face = cv2.resize(look.texture, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
         else:
             material = self.model.material_names.index("M_Face")
-            position_map, covered = uv_position_map(self.ctx, self.rig.mesh, self.rig.rest, material, TEXTURE_SIZE)
-            face = face_texture(position_map, covered, self._landmarks, look)
+            position_map, covered = uv_position_map(self.ctx, self.rig.mesh, self.rig.rest, material, PAINT_SIZE)
+            face = face_texture(position_map, covered, self._landmarks, look, TEXTURE_SIZE)
         eye = eye_image(look, EYE_SIZE)
         band = np.empty((EYE_SIZE, TEXTURE_SIZE, 3), np.uint8)
         band[:] = eye[EYE_SIZE // 2, 0]  # the sclera's colour at the rim
@@ -378,6 +379,11 @@ class FaceKitRenderer(FaceRenderer):
         pivot = np.eye(4, dtype=np.float32)
         pivot[:3, 3] = NECK_PIVOT - follow[:3, :3] @ NECK_PIVOT
         return follow @ pivot
+
+    def project(self, points: np.ndarray, state: FaceState) -> np.ndarray:
+        """Image positions (x right, y down, pixels) of model-space points for
+        `state`: where they appear in the frame `render(state)` drew."""
+        return to_pixels(np.asarray(points, np.float32), self._projection @ self.model_matrix(state), (self.width, self.height))
 
     def render(self, state: FaceState) -> np.ndarray:
         weights = self.model.expression_weights(state.blendshapes)

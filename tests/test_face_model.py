@@ -160,3 +160,32 @@ def test_a_broken_file_is_rejected_with_its_name(tmp_path, model):
 
 def test_all_mediapipe_names_are_known():
     assert len(BLENDSHAPE_NAMES) == NUM_BLENDSHAPES == 52
+
+
+@pytest.mark.parametrize(
+    ("shapes", "landmark", "axis", "sign"),
+    [
+        ({"mouthSmileLeft": 1.0}, 54, 1, +1),  # the subject's left mouth corner (+x) rises
+        ({"mouthSmileRight": 1.0}, 48, 1, +1),
+        ({"browInnerUp": 1.0}, 21, 1, +1),  # both inner brow ends rise
+        ({"browInnerUp": 1.0}, 22, 1, +1),
+        ({"browDownLeft": 1.0}, 24, 1, -1),
+        ({"jawLeft": 1.0}, 8, 0, +1),  # a direction: the chin moves to the subject's left
+        ({"jawRight": 1.0}, 8, 0, -1),
+        ({"mouthLeft": 1.0}, 62, 0, +1),
+        ({"mouthPucker": 1.0}, 62, 2, +1),  # lips push forward
+        ({"jawForward": 1.0}, 8, 2, +1),
+    ],
+)
+def test_each_blendshape_moves_its_region_the_right_way(model, shapes, landmark, axis, sign):
+    rest = model.landmark_positions()[landmark, axis]
+    moved = model.landmark_positions(None, model.expression_weights(scores(**shapes)))[landmark, axis]
+    assert sign * (moved - rest) > 0.1
+
+
+def test_cheek_puff_pushes_both_cheeks_out(model):
+    rest = model.evaluate()
+    puffed = model.evaluate(None, model.expression_weights(scores(cheekPuff=1.0)))
+    moved = np.linalg.norm(puffed - rest, axis=1)
+    left, right = moved[rest[:, 0] > 2].max(), moved[rest[:, 0] < -2].max()
+    assert left > 0.3 and right > 0.3 and abs(left - right) < 0.1 * left
