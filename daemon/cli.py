@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .avatar_cli import add_avatar_commands
 from .config import SECTIONS, Config, config_from_dict, flag_name, load_config
 from .errors import VeilCamError
 
@@ -170,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="list cameras and virtual-camera backends")
     devices.set_defaults(func=cmd_devices)
+
+    from .bench_facemodel import add_parser as add_bench_facemodel
+    from .eval_fidelity import add_parser as add_eval
+
+    add_bench_facemodel(sub, _add_config_flags)
+    add_eval(sub, _add_config_flags)
+    add_avatar_commands(sub)
     return parser
 
 

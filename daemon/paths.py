@@ -23,5 +23,14 @@ def state_dir() -> Path:
     return _xdg("XDG_STATE_HOME", ".local/state") / "veilcam"
 
 
+def data_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "veilcam"
+
+
+def avatars_dir() -> Path:
+    """Where installed avatar packs live (one folder or .zip per avatar)."""
+    return data_dir() / "avatars"
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
