@@ -34,7 +34,7 @@ _CHUNK = 1 << 16
 class ModelSpec:
     """A model file we know how to fetch and verify."""
 
-    name: str  # file name, also the key in MODELS
+    name: str  # relative path ("taesd/taesd_encoder.safetensors"), under the model and cache dirs; the key in MODELS
     url: str
     sha256: str  # lowercase hex
     size: int | None  # bytes; None when unknown (only the checksum is checked)
@@ -49,6 +49,21 @@ MODELS: dict[str, ModelSpec] = {
             "face_landmarker/float16/1/face_landmarker.task",
             sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
             size=3758596,
+        ),
+        # TAESD (SD 1.x/2.x latents), MIT, from madebyollin/taesd. The pins are those
+        # of the bf16 safetensors copies described in shared/data/SOURCES.md: the
+        # upstream files could not be fetched to check them byte for byte.
+        ModelSpec(
+            name="taesd/taesd_encoder.safetensors",
+            url="https://raw.githubusercontent.com/madebyollin/taesd/main/taesd_encoder.safetensors",
+            sha256="a6b8c0fda4aad50784e543389e0239c72c5e31e9775c9e612ea8333bf3a77dcb",
+            size=2450568,
+        ),
+        ModelSpec(
+            name="taesd/taesd_decoder.safetensors",
+            url="https://raw.githubusercontent.com/madebyollin/taesd/main/taesd_decoder.safetensors",
+            sha256="d903e7cc3ae58f21d985a3498a841fa8b230edccff7ac5d27607b0c557945c6f",
+            size=2450590,
         ),
     ]
 }
@@ -138,9 +153,9 @@ class ModelStore:
     def _download(self, spec: ModelSpec, dest: Path) -> Path:
         tmp: Path | None = None
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
             # Same directory as dest, so os.replace is an atomic rename.
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.part-", dir=self.cache_dir)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
             tmp = Path(tmp_name)
             with os.fdopen(fd, "wb") as out:
                 digest = self._fetch(spec, out)
