@@ -22,7 +22,7 @@ def run_benchmark(config: Config, frames: int) -> dict[str, Any]:
     source_cfg = dataclasses.replace(config.source, realtime=True, loop=True)
     config = dataclasses.replace(config, source=source_cfg)
     with open_source(config) as source, open_sink(config) as sink:
-        pipeline = Pipeline(source, processor_factory(config, source), sink, config.output.fps)
+        pipeline = Pipeline(source, processor_factory(config, source), sink, config.output.fps, privacy=config.privacy.enabled)
         try:
             pipeline.start()
             time.sleep(WARMUP_S)

@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with open_source(config) as source, open_sink(config) as sink:
-        pipeline = Pipeline(source, processor_factory(config, source), sink, config.output.fps)
+        pipeline = Pipeline(source, processor_factory(config, source), sink, config.output.fps, privacy=config.privacy.enabled)
         print(f"VeilCam: {config.source.kind} -> {sink.description}. Ctrl-C stops.", file=sys.stderr)
         pipeline.start()
         deadline = None if args.duration is None else time.perf_counter() + args.duration

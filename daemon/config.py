@@ -48,9 +48,13 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class AvatarConfig:
-    kind: str = _opt("mask", "avatar kind", ("mask",))
-    look: str = _opt("porcelain", "built-in look of the mask avatar")
+    name: str = _opt("porcelain", "avatar to show: a built-in or an installed pack (`veilcam avatar list`)")
     background_image: str = _opt("", "image file to use as the background instead of the look's")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    enabled: bool = _opt(True, "privacy mode: only avatars that never see the camera image may reach the output")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
 

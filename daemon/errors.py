@@ -24,3 +24,7 @@ class SourceError(VeilCamError):
 
 class SinkError(VeilCamError):
     """An output (virtual camera, file, window) cannot be opened."""
+
+
+class PrivacyError(VeilCamError):
+    """Something that would see camera pixels was asked for while privacy mode is on."""

@@ -7,17 +7,14 @@ Every failure a user can cause comes out as a one-line `VeilCamError`.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable
-
-import cv2
-import numpy as np
 
 from veilcam.models.face_filter import FaceFilter, FilterSettings
 from veilcam.models.landmarker import FaceLandmarker
 from veilcam.models.renderer import FaceRenderer
 
+from .avatars import FACE_LANDMARKER, build_renderer, find_avatar
 from .compositor import Compositor
 from .config import Config
 from .errors import ConfigError, ModelFileError
@@ -30,8 +27,6 @@ from .sources.base import FrameSource, Source
 from .sources.demo import DemoSource
 from .sources.video_file import VideoFileSource
 from .sources.webcam import WebcamSource
-
-FACE_LANDMARKER = "face_landmarker.task"
 
 
 def model_store(config: Config) -> ModelStore:
@@ -63,36 +58,9 @@ def open_source(config: Config, realtime: bool | None = None) -> Source:
     return WebcamSource(s.device, s.width, s.height, s.fps)
 
 
-def _background_image(path: str) -> np.ndarray | None:
-    if not path:
-        return None
-    bgr = cv2.imread(str(Path(path).expanduser()), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ConfigError(f"avatar.background_image: cannot read {path} as an image (use a PNG or JPEG)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def make_renderer(config: Config, store: ModelStore | None = None) -> FaceRenderer:
-    from veilcam.models.canonical_mesh import load_canonical_mesh
-    from veilcam.models.mask_renderer import MASK_LOOKS, MaskRenderer  # OpenGL loads here, not at import
-
-    a, o = config.avatar, config.output
-    if a.look not in MASK_LOOKS:
-        raise ConfigError(f"avatar.look: unknown look {a.look!r} (choose one of {', '.join(MASK_LOOKS)})")
-    look = MASK_LOOKS[a.look]
-    background = _background_image(a.background_image)
-    if background is not None:
-        look = dataclasses.replace(look, background=background)
-    # The mask's geometry is MediaPipe's canonical face, shipped inside the tracker's model file.
-    task = (store or model_store(config)).resolve(FACE_LANDMARKER)
-    try:
-        mesh = load_canonical_mesh(task)
-    except ValueError as exc:
-        raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
-    try:
-        return MaskRenderer(o.width, o.height, mesh, look)
-    except RuntimeError as exc:  # no OpenGL
-        raise ConfigError(f"avatar: cannot render ({exc})") from exc
+    """The renderer of the configured avatar (`avatar.name`)."""
+    return build_renderer(find_avatar(config.avatar.name), config, store or model_store(config))
 
 
 def open_sink(config: Config, fps: float | None = None) -> Sink:

@@ -40,10 +40,13 @@ class Mailbox(Generic[T]):
             self._taken_seq = self._seq
             return self._item
 
-    def peek(self) -> T | None:
-        """The newest item, taken or not (for readers that may repeat it)."""
+    def wait_newer(self, seen: int, timeout: float) -> tuple[T | None, int]:
+        """The newest item and its sequence number, waiting up to `timeout` for
+        one newer than `seen`; for readers that repeat items (they do not count
+        as taking, so nothing is marked dropped)."""
         with self._cond:
-            return self._item
+            self._cond.wait_for(lambda: self._seq > seen or self._closed, max(timeout, 0.0))
+            return self._item, self._seq
 
     def close(self) -> None:
         """Wake every waiter: the producer is done."""

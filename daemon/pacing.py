@@ -1,64 +1,44 @@
-"""A constant-rate output clock that lines its ticks up with the frames.
+"""When the output thread sends: new frames at once, repeats only when overdue.
 
-The output thread must tick at a fixed rate whatever rendering does. But a
-tick that falls just before a frame is ready makes that frame wait almost a
-whole period, which is most of a call's latency budget. So the clock keeps its
-rate and slowly slides its phase until new frames land a small margin before
-a tick. The slide is bounded per tick, so intervals stay within a few percent
-of the nominal period. The margin adapts: a frame that just missed its tick
-widens it a lot, every frame on time narrows it a little, which settles at a
-few percent of misses whatever the render time jitter is.
+A frame that waits for a fixed clock tick waits up to a whole period (33 ms at
+30 fps), which is most of a call's latency budget. So the output is driven by
+the frames themselves, with a credit that accrues at the output rate: a new
+frame is sent as soon as it is ready if at least half a period of credit is
+there (else it waits until it is); with no new frame, the last one is repeated
+once the credit reaches one and a half periods. The long-run rate therefore
+never exceeds `fps`, a stalled renderer still gets a frame every period, and
+a frame that is ready is never held back for a tick.
+
+Time is passed in, never read, so the policy is tested without sleeping.
 """
 
 from __future__ import annotations
 
-import statistics
-import threading
-import time
-from collections import deque
 
+class SendPacer:
+    SEND_AT = 0.5  # credit (in periods) a new frame needs to go out
+    REPEAT_AT = 1.5  # credit at which the last frame is repeated
 
-class OutputClock:
-    MIN_MARGIN_S = 0.002
-    MISS_WIDEN_S = 0.001
-    HIT_NARROW_S = 0.00004
-
-    def __init__(self, fps: float, margin_s: float = 0.004, gain: float = 0.15, max_slide_s: float = 0.0008) -> None:
+    def __init__(self, fps: float, now: float) -> None:
         self.period = 1.0 / fps
-        self.margin = margin_s
-        self.gain = gain
-        self.max_slide = max_slide_s
-        self.next_tick = time.perf_counter() + self.period
-        self._errors: deque[float] = deque(maxlen=15)
+        self.credit = 1.0
+        self._t = now
 
-    def wait(self, stop: threading.Event | None = None) -> float:
-        """Sleep until the next tick and return its time; skips ticks that are long past."""
-        now = time.perf_counter()
-        if now > self.next_tick + self.period:
-            self.next_tick = now  # we were suspended or starved: do not burst to catch up
-        delay = self.next_tick - now
-        if delay > 0:
-            if stop is not None:
-                stop.wait(delay)
-            else:
-                time.sleep(delay)
-        tick = self.next_tick
-        self.next_tick += self.period
-        return tick
+    def _credit_at(self, now: float) -> float:
+        return min(self.REPEAT_AT, self.credit + (now - self._t) / self.period)
 
-    def frame_ready(self, ready_time: float) -> None:
-        """Report when a new frame became ready; adapts the margin and nudges the phase."""
-        wait = self.next_tick - ready_time  # how long it sits before it is sent
-        # Circular error in (-period/2, period/2]: a frame just after a tick is as
-        # much "late" as it is "a whole period early".
-        error = (wait - self.margin + self.period / 2) % self.period - self.period / 2
-        self._errors.append(error)
-        median = statistics.median(self._errors)
-        if len(self._errors) == self._errors.maxlen and abs(median) < 0.002:
-            # Locked on: a frame later than its margin missed the tick it was meant for.
-            if error < -self.margin:
-                self.margin = min(self.margin + self.MISS_WIDEN_S, self.period / 2)
-            else:
-                self.margin = max(self.margin - self.HIT_NARROW_S, self.MIN_MARGIN_S)
-        slide = self.gain * median
-        self.next_tick -= max(-self.max_slide, min(self.max_slide, slide))
+    def _time_of(self, credit: float, now: float) -> float:
+        return max(now, self._t + (credit - self.credit) * self.period)
+
+    def send_time(self, now: float) -> float:
+        """Earliest time a new frame may be sent (`now` if it may go at once)."""
+        return self._time_of(self.SEND_AT, now)
+
+    def repeat_time(self, now: float) -> float:
+        """When the last frame must be repeated if nothing new arrives."""
+        return self._time_of(self.REPEAT_AT, now)
+
+    def sent(self, now: float) -> None:
+        """A frame (new or repeated) went out at `now`."""
+        self.credit = self._credit_at(now) - 1.0
+        self._t = now

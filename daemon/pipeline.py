@@ -1,10 +1,10 @@
 """The real-time pipeline: Source -> Tracker -> Renderer -> Compositor -> Sink.
 
 Two threads. The worker takes the newest source item, tracks it, renders it
-and publishes the finished frame. The output thread ticks at a constant rate
-and hands the sink whatever is newest: it repeats a frame when rendering is
-late and never waits for tracking or rendering, so the virtual camera never
-stutters or stops.
+and publishes the finished frame. The output thread sends each new frame as
+soon as it is ready (`SendPacer` keeps the rate at most `fps`) and repeats the
+last one when rendering is late, so the virtual camera never stutters or
+stops and a finished frame never waits for a clock tick.
 
 Fail-closed: the only things the output thread can send are frames rendered by
 a `FaceRenderer` (which never receives camera pixels) or the placeholder card.
@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -28,8 +28,9 @@ from veilcam.models.landmarker import FaceLandmarker
 from veilcam.models.renderer import FaceRenderer
 
 from .compositor import Compositor
+from .errors import PrivacyError
 from .mailbox import Mailbox
-from .pacing import OutputClock
+from .pacing import SendPacer
 from .placeholder import placeholder_card
 from .report import RunStats
 from .sinks.base import Sink
@@ -51,11 +52,23 @@ class OutputFrame:
     message: str = ""
 
 
-class FrameProcessor:
-    """Source item in, sink-ready frame out: the part shared by live and offline runs.
+class Processor(Protocol):
+    """Source item in, sink-ready frame out: the part shared by live and offline runs."""
 
-    Camera pixels enter `process` and go to the tracker only; from there on,
-    all that flows is a `FaceState`.
+    stats: RunStats
+
+    def process(self, item: CameraFrame | FaceState) -> OutputFrame: ...
+
+    def warm_up(self) -> None:
+        """Do the slow first-use work (shader compiles, model loads) before frames are timed."""
+
+    def close(self) -> None: ...
+
+
+class FrameProcessor:
+    """The privacy-safe processor: camera pixels enter `process` and go to the
+    tracker only; from there on, all that flows is a `FaceState`. In privacy
+    mode the pipeline accepts no other processor.
     """
 
     def __init__(self, tracker: FaceLandmarker | None, face_filter: FaceFilter, renderer: FaceRenderer, compositor: Compositor, stats: RunStats) -> None:
@@ -66,6 +79,9 @@ class FrameProcessor:
         self.renderer = renderer
         self.compositor = compositor
         self.stats = stats
+
+    def warm_up(self) -> None:
+        self.renderer.render(FaceState.neutral(time.perf_counter()))  # compiles the shaders
 
     def close(self) -> None:
         self.renderer.close()
@@ -104,16 +120,19 @@ class Pipeline:
     The processor is built by `make_processor` on the worker thread, because an
     OpenGL context belongs to the thread that made it: the renderer is created,
     used and closed there. Until its first frame, the output shows the card.
+    With `privacy` on (the default), only a `FrameProcessor` may run: anything
+    else is closed unused and `start` raises `PrivacyError`.
     """
 
-    def __init__(self, source: Source, make_processor: Callable[[RunStats], FrameProcessor], sink: Sink, fps: float) -> None:
+    def __init__(self, source: Source, make_processor: Callable[[RunStats], Processor], sink: Sink, fps: float, privacy: bool = True) -> None:
         if not isinstance(source, (FrameSource, FaceStateSource)):
             raise TypeError(f"unsupported source {type(source).__name__}")
         self.source = source
         self.make_processor = make_processor
-        self.processor: FrameProcessor | None = None
+        self.processor: Processor | None = None
         self.sink = sink
         self.fps = fps
+        self.privacy = privacy
         self.stats = RunStats()
         self._frames: Mailbox[OutputFrame] = Mailbox()
         self._stop = threading.Event()
@@ -164,7 +183,9 @@ class Pipeline:
     def _worker_loop(self) -> None:
         try:
             self.processor = self.make_processor(self.stats)
-            self.processor.renderer.render(FaceState.neutral(time.perf_counter()))  # compile shaders now
+            if self.privacy and not isinstance(self.processor, FrameProcessor):
+                raise PrivacyError(f"privacy mode is on: {type(self.processor).__name__} would see the camera image; turn privacy off to use it")
+            self.processor.warm_up()
         except BaseException as exc:  # reported by start() on the caller's thread
             if self.processor is not None:
                 self.processor.close()
@@ -179,7 +200,7 @@ class Pipeline:
             self.processor.close()
             self._worker_done.set()
 
-    def _process_until_stopped(self, processor: FrameProcessor) -> None:
+    def _process_until_stopped(self, processor: Processor) -> None:
         while not self._stop.is_set():
             try:
                 item = self.source.read(timeout=0.25)
@@ -198,30 +219,35 @@ class Pipeline:
 
     def _output_loop(self) -> None:
         w, h = self.sink.width, self.sink.height
-        clock = OutputClock(self.fps)
-        last_sent: OutputFrame | None = None
-        last_tick_sent = None
+        pacer = SendPacer(self.fps, time.perf_counter())
+        frame: OutputFrame | None = None
+        seen = 0
+        last_send = None
         while not self._stop.is_set():
-            clock.wait(self._stop)
+            now = time.perf_counter()
+            newest, seq = self._frames.wait_newer(seen, pacer.repeat_time(now) - now)
             if self._stop.is_set():
                 break
-            frame = self._frames.peek()
-            if frame is not None and frame is not last_sent and frame.rgb is not None:
-                clock.frame_ready(frame.ready_ts)
+            is_new = seq > seen
+            if is_new:
+                frame, seen = newest, seq
+                delay = pacer.send_time(time.perf_counter()) - time.perf_counter()
+                if delay > 0 and self._stop.wait(delay):
+                    break
             t0 = time.perf_counter()
             self._send(frame, w, h)
             t1 = time.perf_counter()
+            pacer.sent(t0)
             stats = self.stats
             stats.stage("sink", (t1 - t0) * 1000)
-            if last_tick_sent is not None:
-                stats.output_intervals_ms.append((t0 - last_tick_sent) * 1000)
-            last_tick_sent = t0
+            if last_send is not None:
+                stats.output_intervals_ms.append((t0 - last_send) * 1000)
+            last_send = t0
             if frame is not None and frame.rgb is not None:
-                if frame is last_sent:
-                    stats.repeats += 1
-                else:
+                if is_new:
                     stats.latency_ms.append((t0 - frame.capture_ts) * 1000)
-            last_sent = frame
+                else:
+                    stats.repeats += 1
         for _ in range(STOP_CARD_FRAMES):
             self._send_card("stopped", w, h)
             time.sleep(1.0 / self.fps)

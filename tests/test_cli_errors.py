@@ -72,7 +72,7 @@ def test_bad_config_values(env: dict[str, str], tmp_path: Path) -> None:
     config.write_text("[output\n")
     _one_line_error(_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), str(config), "TOML")
     _one_line_error(_veilcam(["run", "--source", "demo", "--out", "null", "--output-fps", "0"], env), "output.fps", "between")
-    _one_line_error(_veilcam(["run", "--source", "demo", "--out", "null", "--avatar-look", "nope"], env), "avatar.look")
+    _one_line_error(_veilcam(["run", "--source", "demo", "--out", "null", "--avatar-name", "nope"], env), "avatar.name")
 
 
 def test_config_file_in_xdg_dir_is_used(env: dict[str, str], tmp_path: Path) -> None:

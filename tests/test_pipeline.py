@@ -17,6 +17,7 @@ from recording_backend import OPENED
 from veilcam.daemon.cli import main
 from veilcam.daemon.compositor import Compositor
 from veilcam.daemon.config import Config, config_from_dict
+from veilcam.daemon.errors import PrivacyError
 from veilcam.daemon.factory import make_filter, make_renderer, open_sink, open_source, processor_factory
 from veilcam.daemon.pipeline import FrameProcessor, Pipeline
 from veilcam.daemon.report import RunStats
@@ -154,3 +155,34 @@ def test_run_demo_to_file(tmp_path: Path) -> None:
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) >= 45
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (320, 180)
+
+
+class _PixelProcessor:
+    """Stands in for a processor that would see camera pixels (restyle)."""
+
+    def __init__(self, stats: RunStats) -> None:
+        self.stats = stats
+        self.closed = False
+
+    def warm_up(self) -> None: ...
+
+    def process(self, item):
+        raise AssertionError("a pixel processor ran in privacy mode")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_privacy_mode_refuses_a_processor_that_sees_pixels() -> None:
+    built: list[_PixelProcessor] = []
+
+    def make(stats: RunStats) -> _PixelProcessor:
+        built.append(_PixelProcessor(stats))
+        return built[-1]
+
+    config = config_from_dict({"source": {"kind": "demo"}, "output": {"sink": "null", "width": 320, "height": 180}}, "test")
+    with open_source(config) as source, open_sink(config) as sink:
+        pipeline = Pipeline(source, make, sink, 30.0)
+        with pytest.raises(PrivacyError, match="privacy mode is on"):
+            pipeline.start()
+    assert built and built[0].closed
