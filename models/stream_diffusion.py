@@ -137,10 +137,13 @@ class StreamDiffusion:
         self._unet: Callable[..., Any] = models.unet
         self._encoder: Callable[[torch.Tensor], torch.Tensor] = models.vae.encoder
         self._decoder: Callable[[torch.Tensor], torch.Tensor] = models.vae.decoder
-        if s.compile:
-            self._unet = torch.compile(models.unet, fullgraph=True)
-            self._encoder = torch.compile(models.vae.encoder, fullgraph=True)
-            self._decoder = torch.compile(models.vae.decoder, fullgraph=True)
+        if s.compile:  # same results; fused q/k/v and channels-last convolutions are faster on GPUs
+            models.unet.fuse_qkv_projections()
+            for module in (models.unet, models.vae):
+                module.to(memory_format=torch.channels_last)
+            self._unet = torch.compile(models.unet, fullgraph=True, dynamic=False)
+            self._encoder = torch.compile(models.vae.encoder, fullgraph=True, dynamic=False)
+            self._decoder = torch.compile(models.vae.decoder, fullgraph=True, dynamic=False)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._primed = False
         self._have_output = False
