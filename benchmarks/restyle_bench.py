@@ -7,10 +7,14 @@ in, a uint8 RGB frame in host memory out (copy into pinned memory, upload,
 encode, UNet, scheduler, decode, download, wait).
 
 Modes: "eager" (plain PyTorch), "graph" (the step captured as one CUDA graph),
-"compiled" (torch.compile, then the CUDA graph). Every non-eager mode is also
-checked against eager on the same frames, including a prompt change.
+"compiled" (torch.compile, then the CUDA graph), "autotune" (the same with
+GEMM autotuning: a much longer compile). Every non-eager mode is also checked
+against eager on the same frames, including a prompt change. A case with
+":2" runs two independent streams at once (two cameras, one thread and CUDA
+stream each, shared weights): the GPU's capacity, where the one-stream cases
+give what one camera sees.
 
-    python benchmarks/restyle_bench.py --taesd DIR --video FILE --json OUT.json
+    python benchmarks/restyle_bench.py --taesd DIR --video FILE --json OUT.json [--cases 1-step:compiled,...]
 
 Prints a table and writes JSON with median (p50), p95, mean and fps per case.
 """
@@ -18,10 +22,12 @@ Prints a table and writes JSON with median (p50), p95, mean and fps per case.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import platform
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +41,8 @@ from veilcam.models.taesd import load_taesd
 
 SIZE = 512
 STEPS = {"1-step": (32,), "2-step": (32, 45)}
+COMPILE_MODES = {"compiled": "default", "autotune": "max-autotune-no-cudagraphs"}
+DEFAULT_CASES = "1-step:eager,2-step:eager,1-step:compiled,2-step:compiled,1-step:compiled:2,2-step:compiled:2,1-step:graph,2-step:graph"
 CHECK_FRAMES = 6
 
 
@@ -65,18 +73,33 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3), "mean": round(float(a.mean()), 3)}
 
 
-def timed_run(stream: StreamDiffusion, frames: list[np.ndarray], count: int) -> dict:
-    for i in range(30):  # settle clocks and caches
-        stream(frames[i % len(frames)])
+def timed_run(streams: list[StreamDiffusion], frames: list[np.ndarray], count: int) -> dict:
+    """`count` frames through each stream; several streams run at once, one thread and CUDA stream each."""
+    n = len(streams)
+    latencies: list[list[float]] = [[] for _ in streams]
+    barrier = threading.Barrier(n + 1)
+    cuda_streams = [torch.cuda.Stream() if torch.cuda.is_available() else None for _ in streams]
+
+    def work(i: int) -> None:
+        with torch.cuda.stream(cuda_streams[i]) if cuda_streams[i] is not None else contextlib.nullcontext():
+            for k in range(30):  # settle clocks and caches
+                streams[i](frames[k % len(frames)])
+            barrier.wait()
+            for k in range(count):
+                t0 = time.perf_counter()
+                streams[i](frames[(k + 7 * i) % len(frames)])
+                latencies[i].append((time.perf_counter() - t0) * 1000)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
     gc.collect()
-    latencies = []
+    barrier.wait()
     start = time.perf_counter()
-    for i in range(count):
-        t0 = time.perf_counter()
-        stream(frames[i % len(frames)])
-        latencies.append((time.perf_counter() - t0) * 1000)
+    for t in threads:
+        t.join()
     wall = time.perf_counter() - start
-    return {"frames": count, "fps": round(count / wall, 1), "latency_ms": stats(latencies)}
+    return {"frames": count * n, "fps": round(count * n / wall, 1), "latency_ms": stats([v for lat in latencies for v in lat])}
 
 
 def outputs_with_prompt_change(stream: StreamDiffusion, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -88,7 +111,32 @@ def outputs_with_prompt_change(stream: StreamDiffusion, frames: list[np.ndarray]
         if i == CHECK_FRAMES // 2:
             stream.set_prompt("a pencil sketch")
         out.append(stream(frame).copy())
+    stream.reset()
     return out
+
+
+def run_case(spec: str, models: DiffusionModels, frames: list[np.ndarray], count: int, references: dict[str, list[np.ndarray]]) -> dict:
+    """One case, "STEPS:MODE[:STREAMS]", e.g. "1-step:compiled:2"."""
+    steps_name, mode, *rest = spec.split(":")
+    n_streams = int(rest[0]) if rest else 1
+    case: dict = {"case": spec, "steps": steps_name, "t_index_list": list(STEPS[steps_name]), "mode": mode, "streams": n_streams}
+    settings = StreamSettings(
+        width=SIZE, height=SIZE, t_index_list=STEPS[steps_name], cfg="none",
+        compile=mode in COMPILE_MODES, compile_mode=COMPILE_MODES.get(mode, "default"), cuda_graph=mode != "eager",
+    )
+    streams = [StreamDiffusion(models, settings, "an oil painting") for _ in range(n_streams)]
+    t0 = time.perf_counter()
+    for stream in streams:
+        stream.warm_up(lambda msg: print(f"[{spec} {time.perf_counter() - t0:6.1f} s] {msg}", flush=True))
+    case["warm_up_s"] = round(time.perf_counter() - t0, 1)
+    outputs = outputs_with_prompt_change(streams[0], frames)
+    if mode == "eager":
+        references[steps_name] = outputs
+    elif steps_name in references:
+        diffs = [np.abs(a.astype(int) - b) for a, b in zip(outputs, references[steps_name])]
+        case["vs_eager"] = {"mean_abs": round(float(np.mean([d.mean() for d in diffs])), 3), "max_abs": int(max(d.max() for d in diffs))}
+    case.update(timed_run(streams, frames, count))
+    return case
 
 
 def main() -> int:
@@ -96,9 +144,8 @@ def main() -> int:
     parser.add_argument("--taesd", type=Path, required=True, help="folder with taesd_encoder/decoder.safetensors")
     parser.add_argument("--video", type=Path, required=True, help="video to take frames from")
     parser.add_argument("--json", type=Path, required=True)
-    parser.add_argument("--frames", type=int, default=300, help="timed frames per case")
-    parser.add_argument("--modes", default="eager,graph,compiled")
-    parser.add_argument("--steps", default="1-step,2-step")
+    parser.add_argument("--frames", type=int, default=300, help="timed frames per stream and case")
+    parser.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated STEPS:MODE[:STREAMS] (modes: eager, graph, " + ", ".join(COMPILE_MODES) + ")")
     parser.add_argument("--device", default="cuda", help="cuda (fp16) or cpu (fp32, for a dry run)")
     args = parser.parse_args()
 
@@ -119,44 +166,30 @@ def main() -> int:
         "cases": [],
     }
     references: dict[str, list[np.ndarray]] = {}
-    for steps_name in args.steps.split(","):
-        for mode in args.modes.split(","):
-            case = {"steps": steps_name, "t_index_list": list(STEPS[steps_name]), "mode": mode}
-            settings = StreamSettings(width=SIZE, height=SIZE, t_index_list=STEPS[steps_name], cfg="none", compile=mode == "compiled", cuda_graph=mode != "eager")
-            try:
-                stream = StreamDiffusion(models, settings, "an oil painting")
-                t0 = time.perf_counter()
-                stream.warm_up(lambda msg: print(f"[{steps_name} {mode} {time.perf_counter() - t0:6.1f} s] {msg}", flush=True))
-                case["warm_up_s"] = round(time.perf_counter() - t0, 1)
-                outputs = outputs_with_prompt_change(stream, frames)
-                if mode == "eager":
-                    references[steps_name] = outputs
-                elif steps_name in references:
-                    diffs = [np.abs(a.astype(int) - b) for a, b in zip(outputs, references[steps_name])]
-                    case["vs_eager"] = {"mean_abs": round(float(np.mean([d.mean() for d in diffs])), 3), "max_abs": int(max(d.max() for d in diffs))}
-                stream.reset()
-                case.update(timed_run(stream, frames, args.frames))
-            except Exception as exc:  # one failing case must not lose the others' numbers
-                case["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-            print(json.dumps(case), flush=True)
-            result["cases"].append(case)
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
+    for spec in args.cases.split(","):
+        try:
+            case = run_case(spec, models, frames, args.frames, references)
+        except Exception as exc:  # one failing case must not lose the others' numbers
+            case = {"case": spec, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        print(json.dumps(case), flush=True)
+        result["cases"].append(case)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
     return 0
 
 
 def print_table(result: dict) -> None:
     print(f"\n{result['what']}\n{result['gpu']}, torch {result['torch']}, CUDA {result['cuda']}, diffusers {result['diffusers']}")
-    print(f"{'case':<18}{'fps':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'warm-up s':>11}{'vs eager':>12}")
+    print(f"{'case':<22}{'fps':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'warm-up s':>11}{'vs eager':>12}")
     for c in result["cases"]:
-        name = f"{c['steps']} {c['mode']}"
+        name = c["case"]
         if "error" in c:
-            print(f"{name:<18} error: {c['error'][:200]}")
+            print(f"{name:<22} error: {c['error'][:200]}")
             continue
         lat = c["latency_ms"]
         check = f"{c['vs_eager']['mean_abs']:.2f}/{c['vs_eager']['max_abs']}" if "vs_eager" in c else "-"
-        print(f"{name:<18}{c['fps']:>8.1f}{lat['p50']:>9.2f}{lat['p95']:>9.2f}{lat['max']:>9.2f}{c['warm_up_s']:>11.1f}{check:>12}")
+        print(f"{name:<22}{c['fps']:>8.1f}{lat['p50']:>9.2f}{lat['p95']:>9.2f}{lat['max']:>9.2f}{c['warm_up_s']:>11.1f}{check:>12}")
 
 
 if __name__ == "__main__":

@@ -85,8 +85,6 @@ def fit_into(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 class RestyleProcessor:
     """Camera frame in, restyled output frame out."""
 
-    privacy_safe = False
-
     def __init__(self, config: Config, stats: RunStats, store: ModelStore) -> None:
         check_restyle_allowed(config)
         import torch

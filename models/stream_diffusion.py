@@ -68,6 +68,7 @@ class StreamSettings:
     similarity_threshold: float | None = None  # None = no similarity filter
     seed: int = 2
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile mode; "max-autotune-no-cudagraphs" tunes GEMMs (much longer compile)
     cuda_graph: bool = False
 
 
@@ -138,12 +139,16 @@ class StreamDiffusion:
         self._encoder: Callable[[torch.Tensor], torch.Tensor] = models.vae.encoder
         self._decoder: Callable[[torch.Tensor], torch.Tensor] = models.vae.decoder
         if s.compile:  # same results; fused q/k/v and channels-last convolutions are faster on GPUs
-            models.unet.fuse_qkv_projections()
+            if getattr(models.unet, "original_attn_processors", None) is None:  # not fused yet (another stream may have)
+                models.unet.fuse_qkv_projections()
             for module in (models.unet, models.vae):
                 module.to(memory_format=torch.channels_last)
-            self._unet = torch.compile(models.unet, fullgraph=True, dynamic=False)
-            self._encoder = torch.compile(models.vae.encoder, fullgraph=True, dynamic=False)
-            self._decoder = torch.compile(models.vae.decoder, fullgraph=True, dynamic=False)
+            compile_args = dict(fullgraph=True, dynamic=False, mode=s.compile_mode)
+            self._unet = torch.compile(models.unet, **compile_args)
+            self._encoder = torch.compile(models.vae.encoder, **compile_args)
+            self._decoder = torch.compile(models.vae.decoder, **compile_args)
+        if dev.type == "cuda" and (s.compile or s.cuda_graph):
+            torch.backends.cudnn.benchmark = True  # shapes never change: time the conv algorithms once, in warm-up
         self._graph: torch.cuda.CUDAGraph | None = None
         self._primed = False
         self._have_output = False

@@ -191,3 +191,22 @@ def test_live_pipeline_runs_restyle_with_privacy_off(tiny_model: Path, short_vid
             pipeline.stop()
     stats = pipeline.stats
     assert stats.errors == 0 and stats.frames_in >= 1 and stats.frames_out > stats.placeholders
+
+
+def test_processor_prompt_change_from_another_thread(tiny_model: Path, short_video: Path) -> None:
+    import threading
+
+    from veilcam.daemon.sources.video_file import VideoFileSource
+
+    config = _config(tiny_model, t_index_list=[30])
+    with VideoFileSource(short_video, realtime=False) as video:
+        items = [video.read() for _ in range(3)]
+    changed = RestyleProcessor(config, RunStats(), model_store(config))
+    same = RestyleProcessor(config, RunStats(), model_store(config))
+    for item in items[:2]:
+        assert np.array_equal(changed.process(item).rgb, same.process(item).rgb)
+    setter = threading.Thread(target=changed.set_prompt, args=("a bronze statue",))
+    setter.start()
+    setter.join()
+    assert np.abs(changed.process(items[2]).rgb.astype(int) - same.process(items[2]).rgb).mean() > 1
+
