@@ -89,9 +89,11 @@ class StylePreset:
     t_index_list: tuple[int, ...] = ()
 
     def steps(self, num_inference_steps: int) -> tuple[int, ...]:
+        """The step indices: `t_index_list`, or the one step where img2img at `strength` starts."""
         if self.t_index_list:
             return self.t_index_list
-        assert self.strength is not None
+        if self.strength is None:
+            raise ValueError("a style needs a strength or a t_index_list")
         return (min(num_inference_steps - 1, round(num_inference_steps * (1 - self.strength))),)
 
 
@@ -106,6 +108,8 @@ STYLE_PRESETS: dict[str, StylePreset] = {
 
 @dataclass(frozen=True)
 class RestyleConfig:
+    """The diffusion restyle (daemon/restyle.py); only usable with privacy off."""
+
     enabled: bool = _opt(False, "restyle the camera image with a diffusion model instead of an avatar (NOT privacy-safe: needs privacy off)")
     model: str = _opt("stabilityai/sd-turbo", "diffusers model: Hugging Face id (HF cache) or local folder")
     scheduler: str = _opt("turbo", "turbo: SD-Turbo one/few-step; lcm: SD 1.5 + LCM-LoRA / LCM models", ("turbo", "lcm"))
@@ -150,18 +154,19 @@ INT_LIST = "tuple[int, ...]"  # the one non-scalar field type: TOML [32, 45], fl
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _coerce(where: str, key: str, f: dataclasses.Field, value: Any) -> Any:
     """Check one value against its field; `where` names the file or the flag."""
     kind = f.type if isinstance(f.type, str) else f.type.__name__
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     ok = {
         "bool": isinstance(value, bool),
-        "int": is_int(value),
+        "int": _is_int(value),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
-        INT_LIST: isinstance(value, (list, tuple)) and all(is_int(v) for v in value),
+        INT_LIST: isinstance(value, (list, tuple)) and all(_is_int(v) for v in value),
     }[kind]
     if not ok:
         raise ConfigError(f"{where}: {key} must be a {'list of integers' if kind == INT_LIST else kind}, got {value!r}")

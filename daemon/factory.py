@@ -85,7 +85,7 @@ def open_sink(config: Config, fps: float | None = None) -> Sink:
 def processor_factory(config: Config, source: Source) -> Callable[[RunStats], Processor]:
     """What turns `source`'s items into output frames, built when (and on the thread where) it is called.
 
-    Restyle in privacy mode is refused here, before anything is opened.
+    Restyle in privacy mode is refused here, before any model is loaded.
     """
     store = model_store(config)
     if config.restyle.enabled:
