@@ -66,6 +66,21 @@ MODELS: dict[str, ModelSpec] = {
             build=facekit_convert.build_compact,
             verify=facekit_convert.is_known_good,
         ),
+        # TAESD (SD 1.x/2.x latents), MIT, from madebyollin/taesd. The pins are those
+        # of the bf16 safetensors copies described in shared/data/SOURCES.md: the
+        # upstream files could not be fetched to check them byte for byte.
+        ModelSpec(
+            name="taesd/taesd_encoder.safetensors",
+            url="https://raw.githubusercontent.com/madebyollin/taesd/main/taesd_encoder.safetensors",
+            sha256="a6b8c0fda4aad50784e543389e0239c72c5e31e9775c9e612ea8333bf3a77dcb",
+            size=2450568,
+        ),
+        ModelSpec(
+            name="taesd/taesd_decoder.safetensors",
+            url="https://raw.githubusercontent.com/madebyollin/taesd/main/taesd_decoder.safetensors",
+            sha256="d903e7cc3ae58f21d985a3498a841fa8b230edccff7ac5d27607b0c557945c6f",
+            size=2450590,
+        ),
     ]
 }
 
