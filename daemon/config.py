@@ -77,7 +77,7 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    watchdog_s: float = _opt(0.5, "show the card and restart the avatar when one frame takes longer than this, seconds", lo=0.1, hi=10)
+    watchdog_s: float = _opt(0.5, "show the card and restart the avatar when one frame takes longer than this (or 5x the recent median frame time, if longer), seconds", lo=0.1, hi=10)
     fallback_avatar: str = _opt("porcelain", "lighter avatar to fall back to when the GPU runs out of memory")
     warm_avatars: int = _opt(1, "previous avatars kept loaded, so switching back is instant", lo=0, hi=4)
 

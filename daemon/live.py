@@ -17,8 +17,11 @@ fails, on that first frame included, leaves the current runner in place. The pre
 switching back is instant.
 
 The supervisor (the pipeline's worker thread) is the watchdog: a frame that
-takes longer than `daemon.watchdog_s` (`RESUME_GRACE` times that for the first
-frame after sitting idle) means the runner is hung. The card goes
+takes longer than `daemon.watchdog_s` means the runner is hung, unless frames
+have lately been slow anyway (an overloaded machine): then the limit is
+`HANG_FACTOR` times the recent median frame time, so a slow machine is not
+mistaken for a hang and flooded with restarts. The first frame after a runner
+sat idle gets `RESUME_GRACE` times the limit. The card goes
 up, the runner is abandoned (its late frame is discarded and it closes its
 processor when it returns) and a fresh one is built. A runner that raises is
 replaced the same way, after a growing back-off; running out of memory steps
@@ -37,9 +40,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import statistics
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,6 +66,8 @@ REHEARSAL_WAIT_S = 1.0  # how long a new runner waits for a source item to rehea
 #: The first frame after a runner sat idle (parked, or a card mode) runs with cold
 #: caches and, with llvmpipe, 2-4x slower; the watchdog gives it this many times its limit.
 RESUME_GRACE = 3.0
+HANG_FACTOR = 5.0  # a frame this many times slower than the recent median is a hang...
+RECENT_DURATIONS = 60  # ...over this many frames (of whichever runner was active)
 
 ProcessorBuilder = Callable[[Selection, Config, RunStats], Processor]
 
@@ -190,6 +196,7 @@ class LivePipeline(Pipeline):
         self._publications = 0  # frames and cards published so far
         self._last_card = 0  # publication number of the newest card
         self._recent: OrderedDict[int, tuple[int, OutputFrame]] = OrderedDict()  # id -> (publication, frame)
+        self._durations: deque[float] = deque(maxlen=RECENT_DURATIONS)  # seconds per processed frame
 
     # -- requests (any thread) ----------------------------------------------------
     def select(self, target: Selection, timeout: float = 60.0) -> float:
@@ -462,8 +469,14 @@ class LivePipeline(Pipeline):
         if busy is None:
             return
         stuck = time.perf_counter() - busy
-        if stuck > self.config.daemon.watchdog_s * (RESUME_GRACE if r.resumed else 1.0):
+        if stuck > self.hang_limit() * (RESUME_GRACE if r.resumed else 1.0):
             self._fail(r, f"{r.describe()} stopped responding ({stuck * 1000:.0f} ms on one frame); restarting it", None)  # type: ignore[arg-type]
+
+    def hang_limit(self) -> float:
+        """Seconds one frame may take before its runner counts as hung."""
+        durations = list(self._durations)
+        typical = statistics.median(durations) if len(durations) >= 10 else 0.0
+        return max(self.config.daemon.watchdog_s, HANG_FACTOR * typical)
 
     def _restart_when_due(self) -> None:
         with self._lock:
@@ -518,6 +531,7 @@ class LivePipeline(Pipeline):
                 kind = "ran out of memory" if is_out_of_memory(exc) else f"failed ({type(exc).__name__}: {exc})"
                 self._fail(r, f"{r.describe()} {kind}; restarting it", exc)
                 return
+            self._durations.append(time.perf_counter() - r.busy_since)
             r.busy_since = None
             r.resumed = False
             self._publish(r, frame)
