@@ -13,13 +13,22 @@ import logging
 import signal
 import sys
 import threading
-import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from veilcam.tray.app import add_tray_commands
+
+from .autostart import add_autostart_command
+from .avatar_cli import add_avatar_commands
+from .bench_facemodel import add_parser as add_bench_facemodel
 from .config import INT_LIST, SECTIONS, Config, config_from_dict, flag_name, load_config
+from .control_cli import add_control_commands
+from .doctor import add_doctor_command
 from .errors import VeilCamError
+from .eval_fidelity import add_parser as add_eval
+from .lifecycle_cli import add_daemon_commands
+from .live_bench import add_live_bench_command
 
 EXIT_ERROR = 1
 
@@ -92,28 +101,25 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return config_from_dict(explicit, "command line", config)
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help="demo | webcam | webcam:N | /dev/videoN | VIDEO_FILE")
+    parser.add_argument("--out", help="virtualcam | virtualcam:/dev/videoN | null | OUTPUT.mp4")
+    _add_mode_flag(parser)
+    _add_config_flags(parser)
+
+
 # -- commands -------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from .factory import open_sink, open_source, processor_factory
-    from .pipeline import Pipeline
+    from .service import Daemon
 
-    config = resolve_config(args)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with open_source(config) as source, open_sink(config) as sink:
-        pipeline = Pipeline(source, processor_factory(config, source), sink, config.output.fps, privacy=config.privacy.enabled)
-        print(f"VeilCam: {config.source.kind} -> {sink.description}. Ctrl-C stops.", file=sys.stderr)
-        pipeline.start()
-        deadline = None if args.duration is None else time.perf_counter() + args.duration
-        try:
-            while not stop.is_set() and (deadline is None or time.perf_counter() < deadline):
-                if pipeline.wait(timeout=0.2):
-                    break
-        finally:
-            pipeline.stop()
-        s = pipeline.stats
-        print(f"VeilCam stopped: {s.frames_out} frames out, {s.frames_in} in, {s.errors} errors.", file=sys.stderr)
+    daemon = Daemon(lambda: resolve_config(args))
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: daemon.stop_event.set())
+    announce = (lambda _: None) if args.detached else (lambda m: print(f"{m}. Ctrl-C stops.", file=sys.stderr))
+    totals = daemon.run(args.duration, announce)
+    if not args.detached:
+        print(f"VeilCam stopped: {totals.frames_out} frames out, {totals.frames_in} in, {totals.errors} errors.", file=sys.stderr)
     return 0
 
 
@@ -163,12 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run in the foreground: camera -> avatar -> virtual camera")
-    run.add_argument("--source", help="demo | webcam | webcam:N | /dev/videoN | VIDEO_FILE")
-    run.add_argument("--out", help="virtualcam | virtualcam:/dev/videoN | null | OUTPUT.mp4")
+    run = sub.add_parser("run", help="run in the foreground: camera -> avatar -> virtual camera, with the control socket")
+    _add_run_options(run)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
-    _add_mode_flag(run)
-    _add_config_flags(run)
+    run.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # started by `daemon start`
     run.set_defaults(func=cmd_run)
 
     render = sub.add_parser("render", help="render a video file through the avatar, as fast as possible")
@@ -191,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="list cameras and virtual-camera backends")
     devices.set_defaults(func=cmd_devices)
+    add_bench_facemodel(sub, _add_config_flags)
+    add_eval(sub, _add_config_flags)
+    add_avatar_commands(sub)
+    add_daemon_commands(sub, _add_run_options, resolve_config)
+    add_control_commands(sub)
+    add_autostart_command(sub)
+    add_doctor_command(sub)
+    add_tray_commands(sub)
+    add_live_bench_command(sub, _add_config_flags, resolve_config)
     return parser
 
 

@@ -140,6 +140,13 @@ class RestyleConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    watchdog_s: float = _opt(0.5, "show the card and restart the avatar when one frame takes longer than this, seconds", lo=0.1, hi=10)
+    fallback_avatar: str = _opt("porcelain", "lighter avatar to fall back to when the GPU runs out of memory")
+    warm_avatars: int = _opt(1, "previous avatars kept loaded, so switching back is instant", lo=0, hi=4)
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -147,6 +154,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     restyle: RestyleConfig = field(default_factory=RestyleConfig)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 
@@ -23,5 +25,33 @@ def state_dir() -> Path:
     return _xdg("XDG_STATE_HOME", ".local/state") / "veilcam"
 
 
+def data_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "veilcam"
+
+
+def avatars_dir() -> Path:
+    """Where installed avatar packs live (one folder or .zip per avatar)."""
+    return data_dir() / "avatars"
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
+
+
+def runtime_dir() -> Path:
+    """Per-user, per-boot files: the control socket, lock and PID file.
+
+    $XDG_RUNTIME_DIR is private to the user (0700) by spec; without it, a
+    0700 folder in the temp dir takes its place, refused if another user owns it.
+    """
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        path = Path(base) / "veilcam"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+    path = Path(tempfile.gettempdir()) / f"veilcam-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{path}: not a private folder of this user; remove it or set XDG_RUNTIME_DIR")
+    return path

@@ -114,6 +114,12 @@ class FrameProcessor:
         return OutputFrame(rgb, item.timestamp, t2, index)
 
 
+def require_privacy_safe(processor: Processor, privacy: bool) -> None:
+    """With privacy on, only a `FrameProcessor` (its renderer never sees pixels) may produce output."""
+    if privacy and not isinstance(processor, FrameProcessor):
+        raise PrivacyError(f"privacy mode is on: {type(processor).__name__} would see the camera image; turn privacy off to use it")
+
+
 class Pipeline:
     """Runs a source through a processor into a sink until stopped.
 
@@ -183,8 +189,7 @@ class Pipeline:
     def _worker_loop(self) -> None:
         try:
             self.processor = self.make_processor(self.stats)
-            if self.privacy and not isinstance(self.processor, FrameProcessor):
-                raise PrivacyError(f"privacy mode is on: {type(self.processor).__name__} would see the camera image; turn privacy off to use it")
+            require_privacy_safe(self.processor, self.privacy)
             self.processor.warm_up()
         except BaseException as exc:  # reported by start() on the caller's thread
             if self.processor is not None:

@@ -6,6 +6,8 @@ never a skip.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,3 +86,13 @@ def test_backend():
     OPENED.clear()
 
 
+@pytest.fixture(autouse=True)
+def private_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Every test (and every process it starts) gets its own runtime and state dirs:
+    daemons lock, log and listen there, never in the real user's. The runtime dir
+    is short, as Unix socket paths must be."""
+    runtime = Path(tempfile.mkdtemp(prefix="vc-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    yield runtime
+    shutil.rmtree(runtime, ignore_errors=True)

@@ -1,1 +1,1 @@
-"""The tray icon: a thin client of the control API (not built yet; see the daemon issue)."""
+"""The tray icon: a thin client of the control API (no pipeline logic lives here)."""

@@ -1,0 +1,324 @@
+"""`veilcam bench-live`: how fast switching, panic and the watchdog are, and
+what they do to the output's rhythm, measured at the sink; with `--soak`, the
+daemon's memory and output gaps over a long run.
+
+The live pipeline runs as in the daemon (paced source, constant-rate output).
+Every frame a runner produces is tagged with its avatar; a sink wrapper
+records when each frame (or card) is handed over, so "switch latency" is from
+the request to the first frame of the new avatar actually sent, and "watchdog
+reaction" from the moment a renderer hangs to the first card sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import Config
+from .factory import open_sink, open_source
+from .faults import FaultPlan, faulty_builder
+from .live import LivePipeline, ProcessorBuilder, default_builder
+from .pipeline import Processor
+from .report import RunStats, write_report
+from .selection import Selection
+from .sinks.base import Sink
+
+WARMUP_S = 2.0
+SETTLE_S = 1.0
+GAP_WINDOW_AFTER_S = 0.5  # a switch's window runs from the request to this long after its first new frame
+TIMEOUT_S = 30.0
+
+
+class TracingSink(Sink):
+    """Passes frames on and records (time sent, what it was: an avatar name or "card")."""
+
+    def __init__(self, inner: Sink, origin: "OrderedDict[int, tuple[str, Any]]") -> None:
+        super().__init__(inner.width, inner.height, inner.fps)
+        self.inner = inner
+        self.origin = origin
+        self.sends: list[tuple[float, str]] = []
+
+    def send(self, rgb: np.ndarray) -> None:
+        tag = self.origin.get(id(rgb))
+        self.sends.append((time.perf_counter(), tag[0] if tag is not None and tag[1] is rgb else "card"))
+        self.inner.send(rgb)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def first(self, what: Callable[[str], bool], after: float, timeout: float = TIMEOUT_S) -> float:
+        """Time of the first send after `after` whose tag satisfies `what`; waits for it."""
+        deadline = time.perf_counter() + timeout
+        seen = 0
+        while time.perf_counter() < deadline:
+            sends = self.sends
+            for t, tag in sends[seen:]:
+                if t > after and what(tag):
+                    return t
+            seen = max(0, len(sends) - 1)
+            time.sleep(0.005)
+        raise TimeoutError("the expected frame never reached the sink")
+
+
+def tagging(base: ProcessorBuilder, origin: "OrderedDict[int, tuple[str, Any]]") -> ProcessorBuilder:
+    """`base`, with each produced frame remembered as coming from its avatar (the array is kept, so ids stay unique)."""
+
+    def build(selection: Selection, config: Config, stats: RunStats) -> Processor:
+        processor = base(selection, config, stats)
+        process = processor.process
+
+        def traced(item):  # type: ignore[no-untyped-def]
+            frame = process(item)
+            origin[id(frame.rgb)] = (selection.avatar, frame.rgb)
+            while len(origin) > 64:
+                origin.popitem(last=False)
+            return frame
+
+        processor.process = traced  # type: ignore[method-assign]
+        return processor
+
+    return build
+
+
+def _summary(values_s: list[float]) -> dict[str, Any]:
+    ms = np.asarray(values_s, np.float64) * 1000
+    if not len(ms):
+        return {"n": 0}
+    return {
+        "n": int(len(ms)),
+        "p50": round(float(np.percentile(ms, 50)), 1),
+        "p95": round(float(np.percentile(ms, 95)), 1),
+        "p99": round(float(np.percentile(ms, 99)), 1),
+        "max": round(float(ms.max()), 1),
+        "over_50ms": int((ms > 50).sum()),
+        "over_100ms": int((ms > 100).sum()),
+    }
+
+
+def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, Any]:
+    from .avatars import builtin_avatars
+
+    names = [a.name for a in builtin_avatars()]
+    config = dataclasses.replace(config, source=dataclasses.replace(config.source, realtime=True, loop=True))
+    cold_config = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon, warm_avatars=0))
+    plan = FaultPlan("hang", at_frame=10**9, hang_s=2.0, avatars=(names[0],))
+    origin: OrderedDict[int, tuple[str, Any]] = OrderedDict()
+    windows: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": [], "mode": [], "hang": []}
+    results: dict[str, list[float]] = {"cold": [], "cold_build": [], "warm": [], "to_card": [], "to_avatar": [], "watchdog": [], "restart": []}
+    with open_source(config) as source, open_sink(config) as inner:
+        sink = TracingSink(inner, origin)
+        live = LivePipeline(source, sink, cold_config, Selection("avatar", names[0]), tagging(faulty_builder(default_builder(source), plan), origin))
+        live.start()
+        try:
+            time.sleep(WARMUP_S)
+            t_start = time.perf_counter()
+            # Cold: every switch builds (nothing kept warm).
+            for i in range(switches):
+                target = names[(i + 1) % len(names)]
+                t0 = time.perf_counter()
+                results["cold_build"].append(live.select(Selection("avatar", target)))
+                t1 = sink.first(lambda tag: tag == target, t0)
+                results["cold"].append(t1 - t0)
+                windows["cold"].append((t0, t1 + GAP_WINDOW_AFTER_S))
+                time.sleep(SETTLE_S)
+            # Warm: back and forth between two avatars, the other one parked.
+            live.config = config
+            pair = (names[0], names[1])
+            live.select(Selection("avatar", pair[0]))
+            live.select(Selection("avatar", pair[1]))
+            time.sleep(SETTLE_S)
+            for i in range(switches):
+                target = pair[i % 2]
+                t0 = time.perf_counter()
+                live.select(Selection("avatar", target))
+                t1 = sink.first(lambda tag: tag == target, t0)
+                results["warm"].append(t1 - t0)
+                windows["warm"].append((t0, t1 + GAP_WINDOW_AFTER_S))
+                time.sleep(SETTLE_S)
+            # Panic and back.
+            for _ in range(max(3, switches // 2)):
+                t0 = time.perf_counter()
+                live.select(Selection("placeholder", pair[0]))
+                t1 = sink.first(lambda tag: tag == "card", t0)
+                time.sleep(0.3)
+                t2 = time.perf_counter()
+                live.select(Selection("avatar", pair[0]))
+                t3 = sink.first(lambda tag: tag == pair[0], t2)
+                results["to_card"].append(t1 - t0)
+                results["to_avatar"].append(t3 - t2)
+                windows["mode"].append((t0, t3 + GAP_WINDOW_AFTER_S))
+                time.sleep(SETTLE_S)
+            # Hangs: the renderer sleeps 2 s inside render(); the watchdog shows the card and rebuilds.
+            for _ in range(hangs):
+                fired = len(plan.fired_at)
+                plan.rearm(plan.frames + 5)
+                deadline = time.perf_counter() + TIMEOUT_S
+                while len(plan.fired_at) == fired:
+                    if time.perf_counter() > deadline:
+                        raise TimeoutError("the injected hang never fired")
+                    time.sleep(0.002)
+                hang_t = plan.fired_at[-1]
+                t_card = sink.first(lambda tag: tag == "card", hang_t)
+                t_back = sink.first(lambda tag: tag == pair[0], t_card)
+                results["watchdog"].append(t_card - hang_t)
+                results["restart"].append(t_back - hang_t)
+                windows["hang"].append((hang_t, t_back + GAP_WINDOW_AFTER_S))
+                time.sleep(SETTLE_S + plan.hang_s)
+            t_end = time.perf_counter()
+        finally:
+            live.stop()
+    sends = np.array([t for t, _ in sink.sends])
+    starts, gaps = sends[:-1], np.diff(sends)
+
+    def in_windows(kind: str) -> np.ndarray:
+        mask = np.zeros(len(gaps), bool)
+        for a, b in windows[kind]:
+            mask |= (starts >= a) & (starts <= b)
+        return mask
+
+    busy = np.zeros(len(gaps), bool)
+    for kind in windows:
+        busy |= in_windows(kind)
+    steady = ~busy & (starts >= t_start) & (starts <= t_end)
+    o = config.output
+    return {
+        "source": config.source.path or config.source.kind,
+        "output": [o.width, o.height, o.fps],
+        "avatars": names,
+        "watchdog_s": config.daemon.watchdog_s,
+        "switch_ms": {
+            "cold": _summary(results["cold"]),
+            "cold_select_returned": _summary(results["cold_build"]),
+            "warm": _summary(results["warm"]),
+            "to_placeholder": _summary(results["to_card"]),
+            "placeholder_to_avatar": _summary(results["to_avatar"]),
+        },
+        "watchdog_ms": {"hang_to_card": _summary(results["watchdog"]), "hang_to_avatar_again": _summary(results["restart"])},
+        "output_interval_ms": {
+            "steady": _summary(list(gaps[steady])),
+            "cold_switch": _summary(list(gaps[in_windows("cold")])),
+            "warm_switch": _summary(list(gaps[in_windows("warm")])),
+            "mode_switch": _summary(list(gaps[in_windows("mode")])),
+            "watchdog_restart": _summary(list(gaps[in_windows("hang")])),
+        },
+    }
+
+
+def _rss_mb() -> float:
+    """Resident memory now (Linux /proc); the peak where there is no /proc."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_soak(config: Config, minutes: float, sample_s: float = 10.0, warmup_s: float = 60.0) -> dict[str, Any]:
+    """The daemon as users run it, for `minutes`: RSS and output gaps over time.
+
+    The growth is measured from the first sample after `warmup_s` (caches,
+    allocator pools and JIT code settle in the first minute)."""
+    from .service import STATS_WINDOW_S, Daemon
+
+    daemon = Daemon(lambda: config)
+    thread = threading.Thread(target=daemon.run, kwargs={"duration": warmup_s + minutes * 60}, name="veilcam-soak", daemon=True)
+    thread.start()
+    if not daemon.ready.wait(120):
+        raise TimeoutError("the daemon did not start")
+    samples: list[dict[str, float]] = []
+    gaps: list[float] = []
+    t0 = time.perf_counter()
+    seen = None
+    while thread.is_alive():
+        time.sleep(min(sample_s, STATS_WINDOW_S))
+        window = daemon.window
+        if window is not None and window[0] is not seen:
+            seen = window[0]
+            intervals = list(window[0].output_intervals_ms)
+            if time.perf_counter() - t0 >= warmup_s:
+                gaps.extend(intervals)
+            samples.append({"t_s": round(time.perf_counter() - t0, 1), "rss_mb": round(_rss_mb(), 1), "max_gap_ms": round(max(intervals, default=0.0), 1)})
+    thread.join()
+    settled = [x for x in samples if x["t_s"] >= warmup_s]
+    first, last = settled[0]["rss_mb"], settled[-1]["rss_mb"]
+    return {
+        "minutes": minutes,
+        "source": config.source.path or config.source.kind,
+        "output": [config.output.width, config.output.height, config.output.fps],
+        "rss_mb": {"after_warmup": first, "end": last, "max": max(x["rss_mb"] for x in settled), "growth_pct": round(100 * (last - first) / first, 2)},
+        "output_interval_ms": _summary([g / 1000 for g in gaps]),
+        "samples": samples,
+    }
+
+
+def format_soak_table(report: dict[str, Any]) -> str:
+    r, g = report["rss_mb"], report["output_interval_ms"]
+    lines = [f"soak {report['minutes']:g} min, source {report['source']}, output {report['output'][0]}x{report['output'][1]} @ {report['output'][2]:g} fps"]
+    lines.append(f"{'RSS MB':<26}after warm-up {r['after_warmup']:.1f}, end {r['end']:.1f}, max {r['max']:.1f}, growth {r['growth_pct']:+.2f} %")
+    lines.append(f"{'output interval ms':<26}n {g['n']}, p50 {g['p50']:.1f}, p99 {g['p99']:.1f}, max {g['max']:.1f}, >100 ms: {g['over_100ms']}")
+    lines.append(f"{'t s':>8}{'RSS MB':>10}{'max gap ms':>12}")
+    step = max(1, len(report["samples"]) // 12)
+    lines += [f"{x['t_s']:>8.0f}{x['rss_mb']:>10.1f}{x['max_gap_ms']:>12.1f}" for x in report["samples"][::step]]
+    return "\n".join(lines)
+
+
+def format_live_table(report: dict[str, Any]) -> str:
+    rows = [
+        ("switch, cold (build + warm-up)", report["switch_ms"]["cold"]),
+        ("switch, warm (parked avatar)", report["switch_ms"]["warm"]),
+        ("avatar -> placeholder (panic)", report["switch_ms"]["to_placeholder"]),
+        ("placeholder -> avatar", report["switch_ms"]["placeholder_to_avatar"]),
+        ("watchdog: hang -> card", report["watchdog_ms"]["hang_to_card"]),
+        ("watchdog: hang -> avatar again", report["watchdog_ms"]["hang_to_avatar_again"]),
+    ]
+    gaps = [(f"output interval, {k.replace('_', ' ')}", v) for k, v in report["output_interval_ms"].items()]
+    lines = [f"{'measure':<34}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"]
+    for name, s in rows:
+        lines.append(f"{name:<34}{s['n']:>6}{s.get('p50', float('nan')):>9.1f}{s.get('p95', float('nan')):>9.1f}{s.get('max', float('nan')):>9.1f}")
+    lines.append("")
+    lines.append(f"{'output interval (sink)':<34}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'>50ms':>7}{'>100ms':>7}")
+    for name, s in gaps:
+        if s["n"]:
+            lines.append(f"{name.removeprefix('output interval, '):<34}{s['n']:>6}{s['p50']:>9.1f}{s['p95']:>9.1f}{s['p99']:>9.1f}{s['max']:>9.1f}{s['over_50ms']:>7}{s['over_100ms']:>7}")
+    o = report["output"]
+    lines.append("")
+    lines.append(f"source {report['source']}, output {o[0]}x{o[1]} @ {o[2]:g} fps, watchdog {report['watchdog_s']:g} s, avatars {', '.join(report['avatars'])}")
+    return "\n".join(lines)
+
+
+def cmd_bench_live(args: argparse.Namespace, resolve: Callable[[argparse.Namespace], Config]) -> int:
+    if args.out is None:
+        args.out = "null"
+    config = resolve(args)
+    if args.soak:
+        config = dataclasses.replace(config, source=dataclasses.replace(config.source, realtime=True, loop=True))
+        report = run_soak(config, args.soak)
+        print(format_soak_table(report))
+    else:
+        report = run_live_benchmark(config, args.switches, args.hangs)
+        print(format_live_table(report))
+    if args.json:
+        write_report(report, Path(args.json))
+    return 0
+
+
+def add_live_bench_command(sub: argparse._SubParsersAction, add_config_flags: Callable[[argparse.ArgumentParser], None], resolve: Callable[[argparse.Namespace], Config]) -> None:
+    p = sub.add_parser("bench-live", help="measure avatar switches, panic and the watchdog, and the output's rhythm meanwhile")
+    p.add_argument("--source", default="demo", help="demo | VIDEO_FILE (default: demo)")
+    p.add_argument("--out", help="null (default) | OUTPUT.mp4")
+    p.add_argument("--switches", type=int, default=12, help="cold and warm avatar switches each (default: 12)")
+    p.add_argument("--hangs", type=int, default=5, help="renderer hangs to inject (default: 5)")
+    p.add_argument("--soak", type=float, metavar="MINUTES", help="instead: run the daemon this long (after a 1 min warm-up); report RSS and output gaps over time")
+    p.add_argument("--json", help="write the report JSON here")
+    add_config_flags(p)
+    p.set_defaults(func=lambda a: cmd_bench_live(a, resolve))

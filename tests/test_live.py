@@ -1,0 +1,142 @@
+"""Hot swap, modes and privacy on a live pipeline, recorded at a registered
+pyvirtualcam backend: what the virtual camera received, frame by frame."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from live_rig import H, W, LiveRig, canary_clip, canary_source, live_config, look_corners, segments  # noqa: F401
+from recording_backend import OPENED
+from veilcam.daemon.errors import PrivacyError, VeilCamError
+from veilcam.daemon.pipeline import OutputFrame
+from veilcam.daemon.restyle_hook import RestyleUnavailableError
+from veilcam.daemon.selection import Selection
+
+pytestmark = pytest.mark.usefixtures("model_dir")
+
+
+def test_switching_avatar_changes_the_output_without_reopening_or_black_frames(test_backend: str) -> None:
+    config = live_config(test_backend)
+    refs = look_corners(config, ("porcelain", "midnight"))
+    builds: list[str] = []
+
+    def counting(base):
+        def build(selection, cfg, stats):
+            builds.append(selection.avatar)
+            return base(selection, cfg, stats)
+
+        return build
+
+    rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=counting)
+    with rig:
+        rig.wait_for(lambda: rig.frames_sent() > 15)
+        requested = time.perf_counter()
+        rig.live.select(Selection("avatar", "midnight"))
+        rig.run_for(0.8)
+        back = time.perf_counter()
+        rig.live.select(Selection("avatar", "porcelain"))
+        rig.run_for(0.5)
+        assert not rig.cam.closed
+    assert builds == ["porcelain", "midnight"], "switching back must reuse the warm (parked) porcelain"
+    assert len(OPENED) == 1 and OPENED[0].closed
+    assert {f.shape for f in rig.frames} == {(H, W, 3)}
+    labels = rig.labels(refs)
+    assert "other" not in labels and "canary" not in labels, "a black or unknown frame reached the camera"
+    # The card only before the first avatar frame and after stop; never during a switch.
+    assert segments(labels) == ["porcelain", "midnight", "porcelain", "card"]
+    first_midnight = labels.index("midnight")
+    assert rig.times[first_midnight] > requested
+    last_midnight = len(labels) - 1 - labels[::-1].index("midnight")
+    assert rig.times[last_midnight + 1] > back
+
+
+def test_modes_panic_and_pause_show_the_card_at_once_and_come_back(test_backend: str, canary_clip: Path) -> None:
+    config = live_config(test_backend, canary_source(canary_clip))
+    refs = look_corners(config, ("porcelain",))
+    with LiveRig(config, Selection("avatar", "porcelain"), reopen=True) as rig:
+        live = rig.live
+        rig.wait_for(lambda: rig.frames_sent() > 10)
+        live.select(Selection("placeholder", "porcelain"))  # panic
+        panicked = time.perf_counter()
+        rig.run_for(0.4)
+        live.select(Selection("avatar", "porcelain"))
+        resumed = time.perf_counter()
+        rig.run_for(0.4)
+        first_source = live.source
+        live.select(Selection("pause", "porcelain"))
+        paused = time.perf_counter()
+        assert live.snapshot()["camera"] == "paused"
+        rig.run_for(0.4)
+        live.select(Selection("avatar", "porcelain"))
+        assert live.source is not first_source, "pause releases the camera; resume opens it again"
+        rig.run_for(0.6)
+    labels = np.array(rig.labels(refs))
+    t = rig.times
+    assert not (labels == "canary").any()
+    # After panic returns, nothing but the card until the avatar is selected again.
+    assert set(labels[(t > panicked) & (t < resumed)]) == {"card"}
+    assert set(labels[(t > paused + 0.001) & (t < paused + 0.4)]) == {"card"}
+    assert segments(list(labels)) == ["porcelain", "card", "porcelain", "card", "porcelain", "card"]
+
+
+class _CameraEcho:
+    """A processor that sees pixels and shows them: what restyle is, as far as privacy goes."""
+
+    def __init__(self, stats) -> None:
+        self.stats = stats
+
+    def warm_up(self) -> None: ...
+
+    def process(self, item) -> OutputFrame:
+        import cv2
+
+        rgb = cv2.resize(item.rgb, (W, H))
+        return OutputFrame(rgb, item.timestamp, time.perf_counter(), item.index)
+
+    def close(self) -> None: ...
+
+
+def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes_on(test_backend: str, canary_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from veilcam.daemon import restyle_hook
+
+    config = live_config(test_backend, canary_source(canary_clip))
+    refs = look_corners(config, ("porcelain",))
+    with LiveRig(config, Selection("avatar", "porcelain")) as rig:
+        live = rig.live
+        rig.wait_for(lambda: rig.frames_sent() > 10)
+        with pytest.raises(PrivacyError, match="privacy mode is on"):
+            live.select(Selection("restyle", "porcelain"))
+        live.set_privacy(False)
+        with pytest.raises(RestyleUnavailableError, match="not available"):
+            live.select(Selection("restyle", "porcelain"))
+        assert live.snapshot()["mode"] == "avatar"
+        # Stand in a pixel processor for restyle: its frames carry the canary.
+        monkeypatch.setattr(restyle_hook, "restyle_support", lambda cfg: restyle_hook.RestyleSupport(True))
+        monkeypatch.setattr(restyle_hook, "build_restyle_processor", lambda cfg, stats, prompt: _CameraEcho(stats))
+        live.select(Selection("restyle", "porcelain"))
+        rig.run_for(0.6)
+        live.set_privacy(True)
+        privacy_on = time.perf_counter()
+        rig.wait_for(lambda: live.snapshot()["mode"] == "avatar" and live.snapshot()["card"] is None)
+        rig.run_for(0.4)
+    labels = np.array(rig.labels(refs))
+    leaked = rig.times[labels == "canary"]
+    assert len(leaked) > 5, "with privacy off, the stand-in restyle shows the camera (the detector works here)"
+    assert leaked.max() < privacy_on, "a camera frame reached the output after privacy came on"
+    assert segments(list(labels)) == ["porcelain", "canary", "card", "porcelain", "card"]
+
+
+def test_restyle_without_a_camera_and_unknown_modes_fail_clearly(test_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from veilcam.daemon import restyle_hook
+
+    monkeypatch.setattr(restyle_hook, "restyle_support", lambda cfg: restyle_hook.RestyleSupport(True))
+    with LiveRig(live_config(test_backend), Selection("avatar", "porcelain")) as rig:
+        rig.live.set_privacy(False)
+        with pytest.raises(VeilCamError, match="restyle needs a camera"):
+            rig.live.select(Selection("restyle", "porcelain"))
+        with pytest.raises(ValueError, match="unknown mode"):
+            Selection("sepia", "porcelain")
