@@ -104,6 +104,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="demo | webcam | webcam:N | /dev/videoN | VIDEO_FILE")
     parser.add_argument("--out", help="virtualcam | virtualcam:/dev/videoN | null | OUTPUT.mp4")
+    _add_mode_flag(parser)
     _add_config_flags(parser)
 
 
@@ -172,7 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # started by `daemon start`
-    _add_mode_flag(run)
     run.set_defaults(func=cmd_run)
 
     render = sub.add_parser("render", help="render a video file through the avatar, as fast as possible")
