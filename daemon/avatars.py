@@ -18,8 +18,10 @@ import numpy as np
 
 from veilcam.models.renderer import FaceRenderer
 
+from . import paths
+from .avatar_pack import installed_packs
 from .config import Config
-from .errors import ConfigError, ModelFileError
+from .errors import AvatarPackError, ConfigError, ModelFileError
 from .model_store import ModelStore
 
 FACE_LANDMARKER = "face_landmarker.task"
@@ -30,7 +32,8 @@ class AvatarEntry:
     name: str
     kind: str  # which builder draws it: "mask", ...
     description: str
-    pack_dir: Path | None = None  # None for built-ins
+    pack_dir: Path | None = None  # None for built-ins; an installed pack's folder or .zip
+    error: str | None = None  # why an installed pack cannot be used (it is listed, never built)
 
 
 def _background_image(path: str) -> np.ndarray | None:
@@ -62,29 +65,76 @@ def _build_mask(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRe
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 
 
+def _build_facekit(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    from veilcam.models.facekit_looks import FACEKIT_LOOKS
+
+    from .facekit_avatar import make_facekit_renderer
+
+    return make_facekit_renderer(config, store, FACEKIT_LOOKS[entry.name], background=_background_image(config.avatar.background_image))
+
+
+def _build_photo(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    from .photo_avatar import build_photo_renderer  # the face model and OpenGL load here, not at import
+
+    return build_photo_renderer(entry, config, store)
+
+
 RendererBuilder = Callable[[AvatarEntry, Config, ModelStore], FaceRenderer]
-RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask}
+RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask, "facekit": _build_facekit, "photo": _build_photo}
 
 
 def builtin_avatars() -> list[AvatarEntry]:
+    from veilcam.models.facekit_looks import FACEKIT_LOOKS
     from veilcam.models.mask_renderer import MASK_LOOKS
 
-    return [AvatarEntry(name, "mask", f"{name} mask on the MediaPipe face geometry") for name in MASK_LOOKS]
+    masks = [AvatarEntry(name, "mask", f"{name} mask on the MediaPipe face geometry") for name in MASK_LOOKS]
+    return masks + [AvatarEntry(name, "facekit", f"{name} look on the ICT-FaceKit 3D face model") for name in FACEKIT_LOOKS]
+
+
+def installed_avatars(builtin_names: set[str]) -> list[AvatarEntry]:
+    """Packs in the avatars folder. A broken pack is listed with its error rather
+    than hidden, so `veilcam avatar list` and the tray can say why it is unusable;
+    only its manifest is read here (checksums are verified when it is built)."""
+    entries = []
+    for pack in installed_packs(paths.avatars_dir()):
+        m = pack.manifest
+        if m is None:
+            entries.append(AvatarEntry(pack.name, "broken", "cannot be used", pack.path, pack.error))
+        elif m.name in builtin_names:
+            error = f"avatar pack {pack.path}: {m.name!r} is the name of a built-in avatar; remove the pack or re-create it under another name"
+            entries.append(AvatarEntry(m.name, m.kind, "cannot be used", pack.path, error))
+        else:
+            description = m.description or f"{m.kind} avatar, created {m.created:%Y-%m-%d}"
+            entries.append(AvatarEntry(m.name, m.kind, description, pack.path))
+    return entries
 
 
 def list_avatars() -> list[AvatarEntry]:
-    """All avatars the user can pick, built-ins first."""
-    return builtin_avatars()
+    """All avatars the user can pick, built-ins first, then installed packs (broken ones included, with their error)."""
+    builtins = builtin_avatars()
+    return builtins + installed_avatars({a.name for a in builtins})
 
 
 def find_avatar(name: str) -> AvatarEntry:
+    """The usable avatar called `name`; a broken pack raises its own error here, before anything is built."""
     avatars = list_avatars()
     for entry in avatars:
         if entry.name == name:
+            if entry.error:
+                raise AvatarPackError(entry.error)
             return entry
     raise ConfigError(f"avatar.name: no avatar called {name!r} (choose one of {', '.join(a.name for a in avatars)}; see `veilcam avatar list`)")
 
 
 def build_renderer(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
-    """The renderer for `entry`, sized to the output. Call it on the thread that will render (GL contexts are per thread)."""
-    return RENDERER_BUILDERS[entry.kind](entry, config, store)
+    """The renderer for `entry`, sized to the output. Call it on the thread that will render (GL contexts are per thread).
+
+    Raises a `VeilCamError` (a bad pack, a missing model) before any renderer
+    exists, so a caller swapping avatars can keep the one it has.
+    """
+    if entry.error:
+        raise AvatarPackError(entry.error)
+    builder = RENDERER_BUILDERS.get(entry.kind)
+    if builder is None:
+        raise ConfigError(f"avatar {entry.name!r}: kind {entry.kind!r} cannot be rendered by this VeilCam (update it)")
+    return builder(entry, config, store)

@@ -20,10 +20,13 @@ from typing import Any, Callable
 from veilcam.tray.app import add_tray_commands
 
 from .autostart import add_autostart_command
-from .config import SECTIONS, Config, config_from_dict, flag_name, load_config
+from .avatar_cli import add_avatar_commands
+from .bench_facemodel import add_parser as add_bench_facemodel
+from .config import INT_LIST, SECTIONS, Config, config_from_dict, flag_name, load_config
 from .control_cli import add_control_commands
 from .doctor import add_doctor_command
 from .errors import VeilCamError
+from .eval_fidelity import add_parser as add_eval
 from .lifecycle_cli import add_daemon_commands
 from .live_bench import add_live_bench_command
 
@@ -31,6 +34,14 @@ EXIT_ERROR = 1
 
 
 # -- flags ----------------------------------------------------------------------
+def _int_list(text: str) -> tuple[int, ...]:
+    """A comma-separated list of integers ("32,45"); empty gives ()."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/veilcam/config.toml)")
     for section, cls in SECTIONS.items():
@@ -40,6 +51,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             dest = f"cfg__{section}__{f.name}"
             if f.type == "bool":
                 group.add_argument(flag_name(section, f.name), dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            elif f.type == INT_LIST:
+                group.add_argument(flag_name(section, f.name), dest=dest, metavar="N,N,...", default=None, help=help_text, type=_int_list)
             else:
                 group.add_argument(flag_name(section, f.name), dest=dest, metavar=f.type.upper(), default=None, help=help_text,
                                    type={"int": int, "float": float, "str": str}[f.type], choices=f.metadata["choices"])
@@ -77,6 +90,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
         short["source"] = _source_overrides(args.source)
     if getattr(args, "out", None):
         short["output"] = _out_overrides(str(args.out))
+    if getattr(args, "mode", None):
+        short["restyle"] = {"enabled": args.mode == "restyle"}
     config = config_from_dict(short, "command line", config)
     explicit: dict[str, dict[str, Any]] = {}
     for key, value in vars(args).items():
@@ -89,6 +104,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="demo | webcam | webcam:N | /dev/videoN | VIDEO_FILE")
     parser.add_argument("--out", help="virtualcam | virtualcam:/dev/videoN | null | OUTPUT.mp4")
+    _add_mode_flag(parser)
     _add_config_flags(parser)
 
 
@@ -142,6 +158,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------
+def _add_mode_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=("avatar", "restyle"),
+                        help="avatar (default) or restyle: the camera image redrawn by a diffusion model; "
+                        "restyle is not privacy-safe and needs --no-privacy-enabled (sets restyle.enabled)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="veilcam", description="A virtual webcam that shows an avatar instead of you.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
@@ -158,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, help="output video file (.mp4)")
     render.add_argument("--report", help="write the report JSON here")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    _add_mode_flag(render)
     _add_config_flags(render)
     render.set_defaults(func=cmd_render)
 
@@ -166,11 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="null (default) | OUTPUT.mp4 (record while measuring)")
     bench.add_argument("--frames", type=int, default=300, help="source frames to measure (default: 300)")
     bench.add_argument("--json", help="write the report JSON here")
+    _add_mode_flag(bench)
     _add_config_flags(bench)
     bench.set_defaults(func=cmd_bench)
 
     devices = sub.add_parser("devices", help="list cameras and virtual-camera backends")
     devices.set_defaults(func=cmd_devices)
+    add_bench_facemodel(sub, _add_config_flags)
+    add_eval(sub, _add_config_flags)
+    add_avatar_commands(sub)
     add_daemon_commands(sub, _add_run_options, resolve_config)
     add_control_commands(sub)
     add_autostart_command(sub)

@@ -83,6 +83,70 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class StylePreset:
+    """A restyle look: a prompt and how far to move from the camera image.
+
+    `strength` is img2img strength for one step (0.5: start half way into the
+    noise); `t_index_list` names the steps out of `num_inference_steps`
+    instead, for a multi-step stream batch. Exactly one of them is set.
+    """
+
+    prompt: str
+    strength: float | None = None
+    t_index_list: tuple[int, ...] = ()
+
+    def steps(self, num_inference_steps: int) -> tuple[int, ...]:
+        """The step indices: `t_index_list`, or the one step where img2img at `strength` starts."""
+        if self.t_index_list:
+            return self.t_index_list
+        if self.strength is None:
+            raise ValueError("a style needs a strength or a t_index_list")
+        return (min(num_inference_steps - 1, round(num_inference_steps * (1 - self.strength))),)
+
+
+STYLE_PRESETS: dict[str, StylePreset] = {
+    "oil-painting": StylePreset("an oil painting portrait, thick impasto brush strokes, rich warm colors", t_index_list=(32, 45)),
+    "anime": StylePreset("anime portrait, cel shading, clean line art, vibrant colors", strength=0.5),
+    "cyberpunk": StylePreset("cyberpunk portrait, neon lights, futuristic city at night, cinematic", t_index_list=(28, 42)),
+    "pencil-sketch": StylePreset("pencil sketch portrait, graphite, cross hatching, white paper", strength=0.45),
+    "watercolor": StylePreset("watercolor portrait, soft washes, paper texture, pastel colors", t_index_list=(32, 45)),
+}
+
+
+@dataclass(frozen=True)
+class RestyleConfig:
+    """The diffusion restyle (daemon/restyle.py); only usable with privacy off."""
+
+    enabled: bool = _opt(False, "restyle the camera image with a diffusion model instead of an avatar (NOT privacy-safe: needs privacy off)")
+    model: str = _opt("stabilityai/sd-turbo", "diffusers model: Hugging Face id (HF cache) or local folder")
+    scheduler: str = _opt("turbo", "turbo: SD-Turbo one/few-step; lcm: SD 1.5 + LCM-LoRA / LCM models", ("turbo", "lcm"))
+    style: str = _opt("oil-painting", "style preset (prompt and steps)", tuple(STYLE_PRESETS))
+    prompt: str = _opt("", "custom prompt instead of the style's")
+    negative_prompt: str = _opt("", "negative prompt (used by cfg=initialize)")
+    t_index_list: tuple[int, ...] = _opt((), "custom denoising steps out of num_inference_steps, e.g. 32,45; empty: the style's", lo=0, hi=999)
+    num_inference_steps: int = _opt(50, "length of the schedule the steps are picked from", lo=1, hi=1000)
+    cfg: str = _opt("none", "residual classifier-free guidance", ("none", "self", "initialize"))
+    guidance_scale: float = _opt(1.2, "guidance strength for cfg self/initialize", lo=0, hi=20)
+    delta: float = _opt(1.0, "weight of the virtual negative noise in residual CFG", lo=0, hi=2)
+    # Raw cosine similarity (the paper's measure) of consecutive webcam frames is about 0.999
+    # even while the user talks, so the paper's 0.98 would freeze a moving face: only a
+    # nearly still picture (sensor noise, > 0.9995) should be skipped.
+    similarity_threshold: float = _opt(0.9995, "skip frames this similar (cosine) to the last processed one, stochastically; 1: never skip", lo=0, hi=1)
+    latent_blend: float = _opt(0.0, "blend each output latent with the previous one (less flicker, some ghosting)", lo=0, hi=0.95)
+    width: int = _opt(512, "width the model works at (multiple of 64)", lo=64, hi=2048)
+    height: int = _opt(512, "height the model works at (multiple of 64)", lo=64, hi=2048)
+    device: str = _opt("auto", "torch device: auto (cuda when available), cuda, cuda:1, cpu")
+    dtype: str = _opt("auto", "auto: float16 on GPU, float32 on CPU", ("auto", "float16", "bfloat16", "float32"))
+    compile: bool = _opt(True, "torch.compile and one CUDA graph per frame (GPU only; the first run compiles for minutes, later runs reuse the cache)")
+    seed: int = _opt(2, "seed of the stream's fixed noise", lo=0, hi=2**31 - 1)
+
+    def preset(self) -> StylePreset:
+        """The style in effect: the named preset with any custom prompt or steps applied."""
+        base = STYLE_PRESETS[self.style]
+        return StylePreset(self.prompt or base.prompt, None, self.t_index_list or base.steps(self.num_inference_steps))
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -91,9 +155,15 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    restyle: RestyleConfig = field(default_factory=RestyleConfig)
 
 
+INT_LIST = "tuple[int, ...]"  # the one non-scalar field type: TOML [32, 45], flag "32,45"
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _coerce(where: str, key: str, f: dataclasses.Field, value: Any) -> Any:
@@ -101,18 +171,21 @@ def _coerce(where: str, key: str, f: dataclasses.Field, value: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     ok = {
         "bool": isinstance(value, bool),
-        "int": isinstance(value, int) and not isinstance(value, bool),
+        "int": _is_int(value),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
+        INT_LIST: isinstance(value, (list, tuple)) and all(_is_int(v) for v in value),
     }[kind]
     if not ok:
-        raise ConfigError(f"{where}: {key} must be a {kind}, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be a {'list of integers' if kind == INT_LIST else kind}, got {value!r}")
     if kind == "float":
         value = float(value)
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{where}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
-    if meta.get("lo") is not None and not meta["lo"] <= value <= meta["hi"]:
+    if kind == INT_LIST:
+        value = tuple(value)
+    if meta.get("lo") is not None and not all(meta["lo"] <= v <= meta["hi"] for v in (value if kind == INT_LIST else (value,))):
         raise ConfigError(f"{where}: {key} must be between {meta['lo']:g} and {meta['hi']:g}, got {value!r}")
     return value
 

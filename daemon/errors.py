@@ -28,3 +28,11 @@ class SinkError(VeilCamError):
 
 class PrivacyError(VeilCamError):
     """Something that would see camera pixels was asked for while privacy mode is on."""
+
+
+class AvatarPackError(VeilCamError):
+    """An avatar pack is malformed, corrupt or unsafe to read."""
+
+
+class PortraitError(VeilCamError):
+    """A portrait cannot be made into a photo avatar (unreadable, no face)."""

@@ -21,7 +21,7 @@ from .errors import ConfigError, ModelFileError
 from .model_store import ModelStore
 from .sinks import NullSink, PreviewSink, TeeSink, VideoFileSink, VirtualCameraSink
 from .sinks.base import Sink
-from .pipeline import FrameProcessor
+from .pipeline import FrameProcessor, Processor
 from .report import RunStats
 from .sources.base import FrameSource, Source
 from .sources.demo import DemoSource
@@ -82,9 +82,19 @@ def open_sink(config: Config, fps: float | None = None) -> Sink:
     return sink
 
 
-def processor_factory(config: Config, source: Source) -> Callable[[RunStats], FrameProcessor]:
-    """What turns `source`'s items into output frames, built when (and on the thread where) it is called."""
+def processor_factory(config: Config, source: Source) -> Callable[[RunStats], Processor]:
+    """What turns `source`'s items into output frames, built when (and on the thread where) it is called.
+
+    Restyle in privacy mode is refused here, before any model is loaded.
+    """
     store = model_store(config)
+    if config.restyle.enabled:
+        from .restyle import RestyleProcessor, check_restyle_allowed  # torch loads here, not at import
+
+        check_restyle_allowed(config)
+        if not isinstance(source, FrameSource):
+            raise ConfigError("restyle needs camera images: use a webcam or video source, not the demo")
+        return lambda stats: RestyleProcessor(config, stats, store)
 
     def build(stats: RunStats) -> FrameProcessor:
         tracker = open_tracker(config, store) if isinstance(source, FrameSource) else None

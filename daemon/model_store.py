@@ -19,11 +19,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import BinaryIO, Callable, Mapping
 
 from tqdm import tqdm
 
-from . import paths
+from . import facekit_convert, paths
 from .errors import ModelFileError
 
 ENV_MODEL_DIR = "VEILCAM_MODEL_DIR"
@@ -32,12 +32,20 @@ _CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model file we know how to fetch and verify."""
+    """A model file we know how to fetch and verify.
 
-    name: str  # file name, also the key in MODELS
+    Most files are downloaded as they are. A file with `build` is made from the
+    download (an upstream release archive) on the user's machine; such a file
+    is checked by `verify` (its content), because rebuilding gives equal
+    content but not equal bytes, and its `sha256`, if any, checks the download.
+    """
+
+    name: str  # relative path in the model folders (may have a subfolder), also the key in MODELS
     url: str
-    sha256: str  # lowercase hex
-    size: int | None  # bytes; None when unknown (only the checksum is checked)
+    sha256: str | None  # lowercase hex of the download; None: not byte-stable upstream (see `verify`)
+    size: int | None  # bytes of the download; None when unknown (only the checksum is checked)
+    build: Callable[[Path, Path, bool], None] | None = None  # (download, output, progress) -> writes the model file
+    verify: Callable[[Path], bool] | None = None  # True when a model file holds the expected content
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -49,6 +57,29 @@ MODELS: dict[str, ModelSpec] = {
             "face_landmarker/float16/1/face_landmarker.task",
             sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
             size=3758596,
+        ),
+        ModelSpec(
+            name=facekit_convert.COMPACT_NAME,
+            url=facekit_convert.ARCHIVE_URL,
+            sha256=None,  # GitHub builds archives on request; the converted arrays are checked instead
+            size=None,
+            build=facekit_convert.build_compact,
+            verify=facekit_convert.is_known_good,
+        ),
+        # TAESD (SD 1.x/2.x latents), MIT, from madebyollin/taesd. The pins are those
+        # of the bf16 safetensors copies described in shared/data/SOURCES.md: the
+        # upstream files could not be fetched to check them byte for byte.
+        ModelSpec(
+            name="taesd/taesd_encoder.safetensors",
+            url="https://raw.githubusercontent.com/madebyollin/taesd/main/taesd_encoder.safetensors",
+            sha256="a6b8c0fda4aad50784e543389e0239c72c5e31e9775c9e612ea8333bf3a77dcb",
+            size=2450568,
+        ),
+        ModelSpec(
+            name="taesd/taesd_decoder.safetensors",
+            url="https://raw.githubusercontent.com/madebyollin/taesd/main/taesd_decoder.safetensors",
+            sha256="d903e7cc3ae58f21d985a3498a841fa8b230edccff7ac5d27607b0c557945c6f",
+            size=2450590,
         ),
     ]
 }
@@ -106,8 +137,9 @@ class ModelStore:
                 if self._is_valid(path, spec):
                     return path
                 # Never touch the user's own folder: tell them what to do instead.
+                expected = f"the expected sha256 {spec.sha256}" if spec.verify is None else "the expected model content"
                 raise ModelFileError(
-                    f"{path}: checksum does not match the expected sha256 {spec.sha256}; "
+                    f"{path}: checksum does not match {expected}; "
                     f"replace it with the file from {spec.url}"
                 )
         cached = self.cache_dir / name
@@ -127,34 +159,49 @@ class ModelStore:
         key = (st.st_size, st.st_mtime_ns)
         if self._verified.get(path) == key:
             return True
-        if spec.size is not None and st.st_size != spec.size:
+        if spec.verify is not None:
+            ok = spec.verify(path)
+        elif spec.size is not None and st.st_size != spec.size:
             return False
-        with path.open("rb") as f:
-            ok = hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
+        else:
+            with path.open("rb") as f:
+                ok = hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
         if ok:
             self._verified[path] = key
         return ok
 
     def _download(self, spec: ModelSpec, dest: Path) -> Path:
-        tmp: Path | None = None
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        temps: list[Path] = []
+
+        def temp() -> Path:
             # Same directory as dest, so os.replace is an atomic rename.
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.part-", dir=self.cache_dir)
-            tmp = Path(tmp_name)
-            with os.fdopen(fd, "wb") as out:
+            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
+            os.close(fd)
+            temps.append(Path(name))
+            return temps[-1]
+
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            download = temp()
+            with download.open("wb") as out:
                 digest = self._fetch(spec, out)
-            if digest != spec.sha256:
+            if spec.sha256 is not None and digest != spec.sha256:
                 raise _Rejected(f"checksum mismatch (got sha256 {digest}, expected {spec.sha256})")
-            os.replace(tmp, dest)
+            if spec.build is not None:
+                built = temp()
+                spec.build(download, built, self.progress)
+                if spec.verify is not None and not spec.verify(built):
+                    raise _Rejected("the file built from it does not hold the expected model")
+                download = built
+            os.replace(download, dest)
         except Exception as exc:
             raise ModelFileError(
                 f"cannot download model file {spec.name} from {spec.url}: {_describe(exc)}; "
                 f"download it by hand to {dest} or set {ENV_MODEL_DIR} to a folder containing it"
             ) from exc
         finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)  # no-op after a successful os.replace
+            for path in temps:
+                path.unlink(missing_ok=True)  # no-op after a successful os.replace
         st = dest.stat()
         self._verified[dest] = (st.st_size, st.st_mtime_ns)
         return dest
@@ -170,7 +217,7 @@ class ModelStore:
                 total=declared or spec.size,
                 unit="B",
                 unit_scale=True,
-                desc=spec.name,
+                desc=Path(spec.name).name,
                 file=sys.stderr,
                 disable=not self.progress,
             ) as bar:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .config import Config
 from .factory import open_sink, processor_factory
-from .report import RunStats
+from .report import FlickerMeter, RunStats
 from .sources.video_file import VideoFileSource
 
 
@@ -24,10 +24,12 @@ def render_video(config: Config, source: Path, out: Path, progress: bool = True)
     """Render `source` to `out` (mp4) and return the report."""
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, sink="file", path=str(out), preview=False))
     stats = RunStats()
+    flicker = FlickerMeter()
     with ExitStack() as stack:
         video = stack.enter_context(VideoFileSource(source, realtime=False))
+        make_processor = processor_factory(config, video)  # refuses what the config does not allow, before the sink opens
         sink = stack.enter_context(open_sink(config, fps=video.fps))
-        processor = processor_factory(config, video)(stats)
+        processor = make_processor(stats)
         stack.callback(processor.close)
         bar = stack.enter_context(tqdm(total=video.frame_count or None, unit="frame", desc="render", disable=not progress, leave=False))
         wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -37,6 +39,7 @@ def render_video(config: Config, source: Path, out: Path, progress: bool = True)
             except EOFError:
                 break
             result = processor.process(frame)
+            flicker.add(frame.rgb, result.rgb)
             t0 = time.perf_counter()
             sink.send(result.rgb)
             stats.stage("sink", (time.perf_counter() - t0) * 1000)
@@ -44,4 +47,4 @@ def render_video(config: Config, source: Path, out: Path, progress: bool = True)
             stats.frames_out += 1
             bar.update()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return stats.to_report(wall, cpu, extra={"source": str(source), "output": str(out), "source_fps": video.fps})
+    return stats.to_report(wall, cpu, extra={"source": str(source), "output": str(out), "source_fps": video.fps, **flicker.figures()})

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 STAGES = ("decode", "track", "render", "composite", "sink")
@@ -81,6 +82,32 @@ class RunStats:
         return report
 
 
+class FlickerMeter:
+    """How much the output changes from frame to frame, relative to the input.
+
+    flicker = mean |out[t] - out[t-1]| / mean |in[t] - in[t-1]| (per pixel and
+    channel, 0-255). About 1: the output moves as much as the camera image;
+    above 1: it adds its own flicker (a restyle whose texture boils).
+    """
+
+    def __init__(self) -> None:
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self._sums = [0.0, 0.0]  # input, output
+        self._pairs = 0
+
+    def add(self, rgb_in: np.ndarray, rgb_out: np.ndarray) -> None:
+        if self._prev is not None:
+            self._sums[0] += float(cv2.absdiff(rgb_in, self._prev[0]).mean())
+            self._sums[1] += float(cv2.absdiff(rgb_out, self._prev[1]).mean())
+            self._pairs += 1
+        self._prev = (rgb_in.copy(), rgb_out.copy())
+
+    def figures(self) -> dict[str, float]:
+        mean_in, mean_out = (total / max(self._pairs, 1) for total in self._sums)
+        ratio = mean_out / mean_in if mean_in > 0 else float("nan")
+        return {"flicker": round(ratio, 4), "input_frame_diff": round(mean_in, 3), "output_frame_diff": round(mean_out, 3)}
+
+
 def write_report(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -103,5 +130,7 @@ def format_table(report: dict[str, Any]) -> str:
     if "cpu_cores" in report:
         summary.append(f"cpu {report['cpu_cores']:.2f} cores")
     summary.append(f"repeats {report['repeats']}")
+    if "flicker" in report:
+        summary.append(f"flicker {report['flicker']:.2f}")
     lines.append(", ".join(summary))
     return "\n".join(lines)

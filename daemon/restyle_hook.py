@@ -2,8 +2,9 @@
 
 Restyle (diffusion img2img of the camera image) sees camera pixels, so the
 live pipeline only asks for it with privacy off and refuses it otherwise.
-This module is the whole contract with the restyle component: until that is
-part of the build, asking for restyle fails with a clear "not available".
+This module is the whole contract with the restyle component
+(`daemon/restyle.py`): without the `restyle` extra installed, asking for
+restyle fails with a clear "not available".
 
 A restyle processor is a `Processor` (`process(CameraFrame) -> OutputFrame`,
 `warm_up`, `close`, `stats`) built and used on one thread; if it has
@@ -18,14 +19,16 @@ the 2-core machine), so the output would stall.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from dataclasses import dataclass, field
 
-from .config import Config
+from .config import STYLE_PRESETS, Config
 from .errors import VeilCamError
 from .pipeline import Processor
 from .report import RunStats
 
-NOT_AVAILABLE = "restyle is not available in this VeilCam build (the diffusion restyle component is not installed); pick an avatar instead"
+NOT_AVAILABLE = "restyle is not available: {missing} is not installed; install it with pip install 'veilcam[restyle]', or pick an avatar instead"
 
 
 class RestyleUnavailableError(VeilCamError):
@@ -41,9 +44,26 @@ class RestyleSupport:
 
 def restyle_support(config: Config) -> RestyleSupport:
     """Whether restyle can be selected at all, and its style presets (called often: cache what is slow)."""
-    return RestyleSupport(False, NOT_AVAILABLE)
+    try:
+        for module in ("torch", "diffusers"):  # the slow imports, done here on purpose
+            importlib.import_module(module)
+    except ImportError as exc:
+        return RestyleSupport(False, NOT_AVAILABLE.format(missing=exc.name or "a restyle package"))
+    return RestyleSupport(True, styles={name: preset.prompt for name, preset in STYLE_PRESETS.items()})
 
 
 def build_restyle_processor(config: Config, stats: RunStats, prompt: str) -> Processor:
-    """The restyle processor for `prompt`; call it on the thread that will run it."""
-    raise RestyleUnavailableError(NOT_AVAILABLE)
+    """The restyle processor for `prompt` (a preset name or a free prompt; empty: the configured style).
+
+    Call it on the thread that will run it."""
+    from .factory import model_store
+    from .restyle import RestyleProcessor
+
+    support = restyle_support(config)
+    if not support.available:
+        raise RestyleUnavailableError(support.reason)
+    if prompt in STYLE_PRESETS:
+        config = dataclasses.replace(config, restyle=dataclasses.replace(config.restyle, style=prompt, prompt=""))
+    elif prompt:
+        config = dataclasses.replace(config, restyle=dataclasses.replace(config.restyle, prompt=prompt))
+    return RestyleProcessor(config, stats, model_store(config))

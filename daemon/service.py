@@ -87,7 +87,7 @@ class Daemon:
         restyle_support(config)  # its heavy imports happen now, not while the output runs
         with open_source(config) as source, open_sink(config) as sink:
             reopen = (lambda: open_source(config)) if config.source.kind == "webcam" else None
-            live = LivePipeline(source, sink, config, Selection("avatar", config.avatar.name), reopen_source=reopen)
+            live = LivePipeline(source, sink, config, Selection("restyle" if config.restyle.enabled else "avatar", config.avatar.name), reopen_source=reopen)
             live.start()
             self.live = live
             self.window_start = time.perf_counter()

@@ -25,27 +25,26 @@ from .face_state import FaceState
 from .gl_context import create_headless_context
 from .mask_rig import MaskRig, MaskShell
 from .renderer import FaceRenderer
+from .scene import (
+    FOV_Y_DEG,
+    LIGHTING_GLSL,
+    Background,
+    Gradient,
+    HeadFollower,
+    MsaaCrop,
+    gl_matrix,
+    linear_rgb,
+    perspective,
+    render_backdrop,
+    set_lights,
+    to_pixels,
+)
 
-FOV_Y_DEG = 42.0
 FACE_FRACTION = 0.5  # mask height / frame height
 HEADROOM = 0.03  # face centre this far (fraction of frame height) above the frame centre
-SAMPLES = 4
 #: Width and height of the multisampled scene buffer, in mask heights: room for a
 #: turned head with the jaw and brows fully open, leaning in to the translation limit.
 SCENE_SIZE = (1.25, 1.45)
-#: Head translation relative to a slowly following reference moves the mask by
-#: GAIN times the difference, softly clamped to LIMIT (cm): framing stays stable.
-TRANSLATION_GAIN = np.array([0.5, 0.5, 0.4], np.float32)
-TRANSLATION_LIMIT = np.array([2.5, 2.0, 5.0], np.float32)
-REFERENCE_TIME_CONSTANT_S = 1.5
-
-
-@dataclass(frozen=True)
-class Gradient:
-    """A vertical background gradient, sRGB hex colours."""
-
-    top: str
-    bottom: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +71,7 @@ class MaskLook:
     ground_color: str = "#5a4d46"
     iris_color: str = "#6a4b2c"
     sclera_color: str = "#ece8e2"
-    background: Gradient | np.ndarray | None = Gradient("#55606f", "#1b1f27")
+    background: Background = Gradient("#55606f", "#1b1f27")
     backdrop_glow: float = 0.35  # lighter halo behind the head
     backdrop_shadow: float = 0.45  # soft shadow the mask casts on the backdrop
 
@@ -142,38 +141,6 @@ MASK_LOOKS: dict[str, MaskLook] = {
     ),
 }
 
-_LIGHTING = """
-const vec3 KEY_DIR = normalize(vec3(-0.55, 0.55, 0.65));
-const vec3 FILL_DIR = normalize(vec3(0.8, 0.05, 0.6));
-const vec3 RIM_DIR = normalize(vec3(0.35, 0.45, -0.8));
-const float WRAP = 0.1;
-uniform vec3 u_key, u_fill, u_rim, u_sky, u_ground;
-uniform float u_rim_strength;
-
-float key_light(vec3 n) {  // per pixel: it is what shapes the face
-    return 1.5 * max((dot(n, KEY_DIR) + WRAP) / (1.0 + WRAP), 0.0);
-}
-
-vec3 soft_light(vec3 n) {  // fill and sky/ground ambient: smooth enough per vertex
-    float fill = max((dot(n, FILL_DIR) + WRAP) / (1.0 + WRAP), 0.0);
-    return 0.3 * u_fill * fill + 0.4 * mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
-}
-
-vec3 rim_light(vec3 n, vec3 v) {
-    float edge = 1.0 - max(dot(n, v), 0.0);
-    return u_rim * u_rim_strength * edge * edge * edge * smoothstep(-0.3, 0.5, dot(n, RIM_DIR) + 0.3);
-}
-
-float power(float x, float n) {  // Schlick's cheap stand-in for pow(x, n), x in [0, 1]
-    return x / (n - n * x + x);
-}
-
-vec3 to_display(vec3 linear) {  // filmic curve (Narkowicz's ACES fit), then gamma 2
-    vec3 x = 0.5 * linear;
-    return sqrt(clamp(x * (2.51 * x + 0.03) / (x * (2.43 * x + 0.59) + 0.14), 0.0, 1.0));
-}
-"""
-
 _MASK_VERTEX = (
     """
 #version 330
@@ -196,7 +163,7 @@ out vec3 v_color;
 out vec3 v_keyed;
 out float v_glaze;
 """
-    + _LIGHTING
+    + LIGHTING_GLSL
     + """
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
@@ -226,7 +193,7 @@ in vec3 v_keyed;
 in float v_glaze;
 out vec4 f_color;
 """
-    + _LIGHTING
+    + LIGHTING_GLSL
     + """
 void main() {
     vec3 n = normalize(v_normal);
@@ -275,7 +242,7 @@ in vec3 v_ball;
 in vec3 v_socket;
 out vec4 f_color;
 """
-    + _LIGHTING
+    + LIGHTING_GLSL
     + """
 void main() {
     vec3 n = normalize(v_normal);
@@ -298,84 +265,6 @@ void main() {
 """
 )
 
-_FULLSCREEN_VERTEX = """
-#version 330
-void main() {
-    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-"""
-
-_BACKGROUND_FRAGMENT = """
-#version 330
-uniform vec2 u_size;
-uniform vec3 u_top;
-uniform vec3 u_bottom;
-uniform bool u_use_image;
-uniform sampler2D u_image;
-uniform vec2 u_image_scale;
-uniform vec2 u_head;
-uniform vec2 u_head_radius;
-uniform float u_glow;
-uniform float u_shadow;
-out vec4 f_color;
-void main() {
-    vec2 uv = gl_FragCoord.xy / u_size;  // uv.y = 0 is the top row of the output image
-    vec3 c;
-    if (u_use_image) {
-        c = texture(u_image, 0.5 + (uv - 0.5) * u_image_scale).rgb;
-        c *= c;
-    } else {
-        c = mix(u_top, u_bottom, smoothstep(0.0, 1.0, uv.y));
-    }
-    vec2 d = (uv - u_head) / u_head_radius;
-    c *= 1.0 + u_glow * exp(-0.35 * dot(d, d));
-    vec2 s = (uv - u_head - vec2(0.35, 0.25) * u_head_radius) / (u_head_radius * vec2(0.85, 0.95));
-    c *= 1.0 - u_shadow * exp(-1.2 * dot(s, s));
-    vec2 q = uv - 0.5;
-    c *= 1.0 - 0.5 * dot(q, q);
-    float dither = fract(sin(dot(gl_FragCoord.xy, vec2(12.9898, 78.233))) * 43758.5453) - 0.5;
-    f_color = vec4(sqrt(clamp(c, 0.0, 1.0)) + dither / 255.0, 1.0);
-}
-"""
-
-_COMPOSITE_FRAGMENT = f"""
-#version 330
-uniform sampler2DMS u_scene;
-uniform ivec2 u_offset;
-uniform bool u_premultiplied;
-out vec4 f_color;
-void main() {{
-    ivec2 p = ivec2(gl_FragCoord.xy) - u_offset;
-    vec4 c = vec4(0.0);
-    for (int i = 0; i < {SAMPLES}; ++i) c += texelFetch(u_scene, p, i);
-    c /= {float(SAMPLES)};  // premultiplied: the scene is cleared to transparent black
-    f_color = u_premultiplied ? c : (c.a > 0.0 ? vec4(c.rgb / c.a, c.a) : vec4(0.0));
-}}
-"""
-
-
-def _linear(hex_color: str) -> tuple[float, float, float]:
-    h = hex_color.lstrip("#")
-    if len(h) != 6:
-        raise ValueError(f"colour {hex_color!r} is not #rrggbb")
-    return tuple((int(h[i : i + 2], 16) / 255.0) ** 2 for i in (0, 2, 4))
-
-
-def _perspective(fov_y_deg: float, aspect: float, near: float = 5.0, far: float = 300.0) -> np.ndarray:
-    """OpenGL perspective with Y flipped, so row 0 of the framebuffer is the image top."""
-    f = 1.0 / math.tan(math.radians(fov_y_deg) / 2)
-    return np.array(
-        [
-            [f / aspect, 0, 0, 0],
-            [0, -f, 0, 0],
-            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
-            [0, 0, -1, 0],
-        ],
-        np.float32,
-    )
-
-
 def _eye_cap(rings: int = 8, segments: int = 24, extent_deg: float = 85.0) -> tuple[np.ndarray, np.ndarray]:
     """The front of a unit sphere around +z (the rest of an eyeball is never seen)."""
     theta = np.linspace(0, np.radians(extent_deg), rings + 1)[:, None]
@@ -385,20 +274,6 @@ def _eye_cap(rings: int = 8, segments: int = 24, extent_deg: float = 85.0) -> tu
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
     tris = np.concatenate([np.stack([a, d, c], -1).reshape(-1, 3), np.stack([a, c, b], -1).reshape(-1, 3)])
     return pts.reshape(-1, 3).astype(np.float32), tris.astype(np.int32)
-
-
-def _rotation(pose: np.ndarray) -> np.ndarray:
-    """The nearest rotation to the pose's 3x3 block (drops scale and shear)."""
-    u, _, vt = np.linalg.svd(pose[:3, :3].astype(np.float64))
-    r = u @ vt
-    if np.linalg.det(r) < 0:
-        r = u @ np.diag([1.0, 1.0, -1.0]) @ vt
-    return r.astype(np.float32)
-
-
-def _mat(m: np.ndarray) -> bytes:
-    """Column-major bytes of a row-major matrix, as GLSL wants them."""
-    return np.ascontiguousarray(m.T, np.float32).tobytes()
 
 
 class MaskRenderer(FaceRenderer):
@@ -421,19 +296,18 @@ class MaskRenderer(FaceRenderer):
         self.rig = MaskRig(mesh)
         self.shell = MaskShell(self.rig)
         self.ctx = create_headless_context()
-        self._reference: np.ndarray | None = None
-        self._last_time = 0.0
         self._frame = np.zeros((height, width, 4), np.uint8)
 
         top, bottom = float(self.rig.base[:, 1].max()), float(self.rig.base[:, 1].min())
-        self._projection = _perspective(FOV_Y_DEG, width / height)
+        self._projection = perspective(FOV_Y_DEG, width / height)
         visible = (top - bottom) / FACE_FRACTION
         distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
-        self._anchor = np.array([0.0, -(top + bottom) / 2 + HEADROOM * visible, -distance], np.float32)
-        self._face_centre = self._anchor + (0.0, (top + bottom) / 2, 3.0)
+        anchor = np.array([0.0, -(top + bottom) / 2 + HEADROOM * visible, -distance], np.float32)
+        self._follower = HeadFollower(anchor)
+        self._face_centre = anchor + (0.0, (top + bottom) / 2, 3.0)
         # the shell (thickness, rim, smoothing) stays within ~0.5 cm of the rig's vertices
         self._margin = math.ceil(0.5 * height / visible) + 2
-        self._scene_size = tuple(min(limit, math.ceil(k * FACE_FRACTION * height)) for k, limit in zip(SCENE_SIZE, (width, height)))
+        self._scene_size = tuple(math.ceil(k * FACE_FRACTION * height) for k in SCENE_SIZE)
         self._eye_points = (self.rig.eye_centers[:, None, :] + self.rig.eye_radius * np.concatenate([np.eye(3), -np.eye(3)])).reshape(-1, 3)
         with self.ctx:  # several renderers (contexts) may live in one process
             self._build_gl()
@@ -443,29 +317,18 @@ class MaskRenderer(FaceRenderer):
 
     def _program(self, vertex: str, fragment: str) -> moderngl.Program:
         program = self.ctx.program(vertex_shader=vertex, fragment_shader=fragment)
-        lights = {
-            "u_key": self.look.key_light,
-            "u_fill": self.look.fill_light,
-            "u_rim": self.look.rim_light,
-            "u_sky": self.look.sky_color,
-            "u_ground": self.look.ground_color,
-        }
-        for name, color in lights.items():
-            if name in program:
-                program[name].value = _linear(color)
-        if "u_rim_strength" in program:
-            program["u_rim_strength"].value = self.look.rim_strength
+        set_lights(program, self.look)
         return program
 
     def _build_gl(self) -> None:
         ctx, look = self.ctx, self.look
         self._mask_program = self._program(_MASK_VERTEX, _MASK_FRAGMENT)
-        self._mask_program["u_base"].value = _linear(look.mask_color)
-        self._mask_program["u_interior"].value = _linear(look.interior_color)
+        self._mask_program["u_base"].value = linear_rgb(look.mask_color)
+        self._mask_program["u_interior"].value = linear_rgb(look.interior_color)
         self._mask_program["u_glaze"].value = look.glaze
         self._mask_program["u_gloss"].value = look.gloss
-        self._mask_program["u_lip"].value = _linear(look.lip_color)
-        self._mask_program["u_blush"].value = _linear(look.blush_color)
+        self._mask_program["u_lip"].value = linear_rgb(look.lip_color)
+        self._mask_program["u_blush"].value = linear_rgb(look.blush_color)
         self._mask_program["u_tint"].value = (look.lip_tint, look.blush)
         self._mask_vbo = ctx.buffer(reserve=self.shell.vertex_count * MaskShell.FLOATS * 4, dynamic=True)
         self._mask_vao = ctx.vertex_array(
@@ -475,105 +338,36 @@ class MaskRenderer(FaceRenderer):
         )
 
         self._eye_program = self._program(_EYE_VERTEX, _EYE_FRAGMENT)
-        self._eye_program["u_iris"].value = _linear(look.iris_color)
-        self._eye_program["u_sclera"].value = _linear(look.sclera_color)
+        self._eye_program["u_iris"].value = linear_rgb(look.iris_color)
+        self._eye_program["u_sclera"].value = linear_rgb(look.sclera_color)
         self._eye_program["u_radius"].value = self.rig.eye_radius
+        self._eye_program["u_center"].value = [tuple(c) for c in self.rig.eye_centers]
         cap, cap_tris = _eye_cap()
         self._eye_vao = ctx.vertex_array(
             self._eye_program, [(ctx.buffer(cap.tobytes()), "3f", "in_position")], index_buffer=ctx.buffer(cap_tris.tobytes())
         )
 
-        self._composite_program = ctx.program(vertex_shader=_FULLSCREEN_VERTEX, fragment_shader=_COMPOSITE_FRAGMENT)
-        self._composite_program["u_premultiplied"].value = look.background is not None
-        self._composite_vao = ctx.vertex_array(self._composite_program, [])
-
         # The mask is drawn multisampled into a buffer around it, then resolved onto the backdrop.
-        scene = self._scene_size
-        self._scene = ctx.texture(scene, 4, samples=SAMPLES)
-        self._scene_fbo = ctx.framebuffer([self._scene], ctx.depth_renderbuffer(scene, samples=SAMPLES))
-        self._eye_program["u_center"].value = [tuple(c) for c in self.rig.eye_centers]
         size = (self.width, self.height)
+        self._crop = MsaaCrop(ctx, size, self._scene_size, self._margin)
         self._output_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
         self._background_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
 
     def _render_background(self) -> None:
-        look, ctx = self.look, self.ctx
-        if look.background is None:
-            self._background_fbo.clear(0.0, 0.0, 0.0, 0.0)
-            return
-        program = self._program(_FULLSCREEN_VERTEX, _BACKGROUND_FRAGMENT)
-        program["u_size"].value = (self.width, self.height)
-        image = None
-        if isinstance(look.background, Gradient):
-            program["u_top"].value = _linear(look.background.top)
-            program["u_bottom"].value = _linear(look.background.bottom)
-            program["u_use_image"].value = False
-        else:
-            pixels = np.ascontiguousarray(look.background, np.uint8)
-            if pixels.ndim != 3 or pixels.shape[2] != 3:
-                raise ValueError(f"background image must be (H, W, 3) RGB, got shape {pixels.shape}")
-            image = ctx.texture((pixels.shape[1], pixels.shape[0]), 3, pixels.tobytes(), alignment=1)
-            image.filter = (moderngl.LINEAR, moderngl.LINEAR)
-            image.use(0)
-            frame_aspect, image_aspect = self.width / self.height, pixels.shape[1] / pixels.shape[0]
-            program["u_image"].value = 0
-            program["u_use_image"].value = True
-            program["u_image_scale"].value = (min(1.0, frame_aspect / image_aspect), min(1.0, image_aspect / frame_aspect))
-        head = self._to_pixels(self._face_centre[None, :], np.eye(4, dtype=np.float32))[0] / (self.width, self.height)
-        program["u_head"].value = tuple(head)
-        program["u_head_radius"].value = (0.5 * FACE_FRACTION * self.height / self.width, 0.5 * FACE_FRACTION)
-        program["u_glow"].value = look.backdrop_glow
-        program["u_shadow"].value = look.backdrop_shadow
-        self._background_fbo.use()
-        ctx.vertex_array(program, []).render(moderngl.TRIANGLES, vertices=3)
-        if image is not None:
-            image.release()
-        program.release()
+        size = (self.width, self.height)
+        head = to_pixels(self._face_centre[None, :], self._projection, size)[0] / size
+        radius = (0.5 * FACE_FRACTION * self.height / self.width, 0.5 * FACE_FRACTION)
+        look = self.look
+        render_backdrop(self.ctx, self._background_fbo, size, look.background, look, tuple(head), radius, look.backdrop_glow, look.backdrop_shadow)
 
     # --- per frame ----------------------------------------------------------------------------
-
-    def _model_matrix(self, state: FaceState) -> np.ndarray:
-        pose = state.head_pose
-        translation = pose[:3, 3].astype(np.float32)
-        dt = min(max(state.timestamp - self._last_time, 0.0), 0.5)
-        self._last_time = state.timestamp
-        if self._reference is None:
-            self._reference = translation.copy()
-        self._reference += (1.0 - math.exp(-dt / REFERENCE_TIME_CONSTANT_S)) * (translation - self._reference)
-        offset = TRANSLATION_LIMIT * np.tanh(TRANSLATION_GAIN * (translation - self._reference) / TRANSLATION_LIMIT)
-        model = np.eye(4, dtype=np.float32)
-        model[:3, :3] = _rotation(pose)
-        model[:3, 3] = self._anchor + offset
-        return model
-
-    def _to_pixels(self, points: np.ndarray, model: np.ndarray) -> np.ndarray:
-        """Window coordinates (x right, y down from the top row) of model-space points."""
-        m = self._projection @ model
-        clip = points @ m[:, :3].T + m[:, 3]
-        ndc = clip[:, :2] / clip[:, 3:4]
-        return (ndc * 0.5 + 0.5) * (self.width, self.height)
-
-    def _crop(self, points: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-        """Where the scene buffer sits in the frame this time (origin), and the mask's pixel box in it."""
-        px = self._to_pixels(points, model)
-        low, high = np.floor(px.min(axis=0)) - self._margin, np.ceil(px.max(axis=0)) + self._margin
-        frame, scene = np.array([self.width, self.height]), np.array(self._scene_size)
-        origin = np.clip(np.round((low + high - scene) / 2), 0, frame - scene).astype(int)
-        low, high = np.maximum(low, origin).astype(int), np.minimum(high, origin + scene).astype(int)
-        return origin, (int(low[0]), int(low[1]), int(max(high[0] - low[0], 0)), int(max(high[1] - low[1], 0)))
-
-    def _cropped_projection(self, origin: np.ndarray) -> bytes:
-        (w, h), (sw, sh) = (self.width, self.height), self._scene_size
-        crop = np.eye(4, dtype=np.float32)
-        crop[0, 0], crop[0, 3] = w / sw, (w - 2 * origin[0]) / sw - 1
-        crop[1, 1], crop[1, 3] = h / sh, (h - 2 * origin[1]) / sh - 1
-        return _mat(crop @ self._projection)
 
     def render(self, state: FaceState) -> np.ndarray:
         frame = self.rig.evaluate(state.blendshapes)
         vertices = self.shell.build(frame)
-        model = self._model_matrix(state)
-        origin, box = self._crop(np.concatenate([frame.vertices, self._eye_points]), model)
+        model = self._follower.model_matrix(state.head_pose, state.timestamp)
+        points = np.concatenate([frame.vertices, self._eye_points])
+        origin, box = self._crop.place(to_pixels(points, self._projection @ model, (self.width, self.height)))
         with self.ctx:
             self._draw(vertices, frame.eye_rotations, model, origin, box)
         return self._frame
@@ -587,31 +381,21 @@ class MaskRenderer(FaceRenderer):
         self._output_fbo.use()
         ctx.copy_framebuffer(self._output_fbo, self._background_fbo)
         if box[2] and box[3]:
-            self._scene_fbo.use()
-            self._scene_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self._crop.fbo.use()
+            self._crop.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             ctx.disable(moderngl.BLEND)
             ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
             ctx.front_face = "cw"  # the Y-flipped projection mirrors the winding
-            projection = self._cropped_projection(origin)
+            projection = gl_matrix(self._crop.projection(self._projection, origin))
             for program in (self._mask_program, self._eye_program):
                 program["u_projection"].write(projection)
-                program["u_model"].write(_mat(model))
+                program["u_model"].write(gl_matrix(model))
             facing_away = model[2, 2] < 0.6  # the mask turned more than ~50 degrees from the camera
             count = len(self.shell.triangles) if facing_away else self.shell.front_triangle_count
             self._mask_vao.render(moderngl.TRIANGLES, vertices=3 * count)
             self._eye_program["u_gaze"].write(np.ascontiguousarray(eye_rotations.transpose(0, 2, 1)).tobytes())
             self._eye_vao.render(moderngl.TRIANGLES, instances=2)
-
-            self._output_fbo.use()
-            self._output_fbo.scissor = box
-            ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-            if self.look.background is not None:
-                ctx.enable(moderngl.BLEND)
-                ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
-            self._scene.use(0)
-            self._composite_program["u_offset"].value = tuple(int(v) for v in origin)
-            self._composite_vao.render(moderngl.TRIANGLES, vertices=3)
-            self._output_fbo.scissor = None  # blits obey the scissor box too
+            self._crop.resolve(self._output_fbo, origin, box, premultiplied=self.look.background is not None)
         self._output_fbo.read_into(self._frame, components=4)
 
     def close(self) -> None:

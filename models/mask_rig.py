@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .canonical_mesh import CanonicalMesh
-from .face_state import BLENDSHAPE_INDEX, MIRROR_PERMUTATION, NUM_BLENDSHAPES, BLENDSHAPE_NAMES
+from .face_state import BLENDSHAPE_INDEX, MIRROR_PERMUTATION, NUM_BLENDSHAPES
+from .gaze import gaze_rotations
 
 RIGHT_EYE_UPPER = (246, 161, 160, 159, 158, 157, 173)
 RIGHT_EYE_LOWER = (33, 7, 163, 144, 145, 153, 154, 155, 133)
@@ -37,8 +38,6 @@ CHIN = 152
 
 JAW_PIVOT = np.array([0.0, -2.0, -3.0], np.float32)
 JAW_MAX_ANGLE = np.radians(22.0)
-GAZE_MAX_YAW = np.radians(28.0)
-GAZE_MAX_PITCH = np.radians(22.0)
 EYE_RADIUS = 1.2
 
 Displacement = Sequence[float] | np.ndarray | Callable[[np.ndarray], np.ndarray]
@@ -314,31 +313,11 @@ class MaskRig:
         rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32)  # chin down and back
         weight = self._jaw_weight * (1.0 - w[_MOUTH_CLOSE] * self._lip_close_weight)
         v += weight[:, None] * ((v - JAW_PIVOT) @ rot.T + JAW_PIVOT - v)
-        return RigFrame(v, vertex_normals(v, self.triangles), self._gaze(w))
-
-    @staticmethod
-    def _gaze(w: np.ndarray) -> np.ndarray:
-        g = {name: w[BLENDSHAPE_INDEX[name]] for name in _GAZE_NAMES}
-        yaws = (  # towards +x
-            (g["eyeLookInRight"] - g["eyeLookOutRight"]) * GAZE_MAX_YAW,
-            (g["eyeLookOutLeft"] - g["eyeLookInLeft"]) * GAZE_MAX_YAW,
-        )
-        pitches = (  # towards +y
-            (g["eyeLookUpRight"] - g["eyeLookDownRight"]) * GAZE_MAX_PITCH,
-            (g["eyeLookUpLeft"] - g["eyeLookDownLeft"]) * GAZE_MAX_PITCH,
-        )
-        out = np.empty((2, 3, 3), np.float32)
-        for i, (yaw, pitch) in enumerate(zip(yaws, pitches)):
-            cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-            r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-            r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
-            out[i] = r_yaw @ r_pitch
-        return out
+        return RigFrame(v, vertex_normals(v, self.triangles), gaze_rotations(w))
 
 
 _JAW_OPEN = BLENDSHAPE_INDEX["jawOpen"]
 _MOUTH_CLOSE = BLENDSHAPE_INDEX["mouthClose"]
-_GAZE_NAMES = tuple(n for n in BLENDSHAPE_NAMES if n.startswith("eyeLook"))
 
 
 def _strip(front: np.ndarray, back: np.ndarray) -> np.ndarray:

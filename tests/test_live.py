@@ -11,9 +11,8 @@ import pytest
 
 from live_rig import H, W, LiveRig, canary_clip, canary_source, live_config, look_corners, segments  # noqa: F401
 from recording_backend import OPENED
-from veilcam.daemon.errors import PrivacyError, VeilCamError
+from veilcam.daemon.errors import ModelFileError, PrivacyError, VeilCamError
 from veilcam.daemon.pipeline import OutputFrame
-from veilcam.daemon.restyle_hook import RestyleUnavailableError
 from veilcam.daemon.selection import Selection
 
 pytestmark = pytest.mark.usefixtures("model_dir")
@@ -105,10 +104,10 @@ class _CameraEcho:
     def close(self) -> None: ...
 
 
-def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes_on(test_backend: str, canary_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes_on(test_backend: str, canary_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from veilcam.daemon import restyle_hook
 
-    config = live_config(test_backend, canary_source(canary_clip))
+    config = live_config(test_backend, canary_source(canary_clip), restyle={"model": str(tmp_path / "no-model")})
     refs = look_corners(config, ("porcelain",))
     with LiveRig(config, Selection("avatar", "porcelain")) as rig:
         live = rig.live
@@ -116,7 +115,7 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
         with pytest.raises(PrivacyError, match="privacy mode is on"):
             live.select(Selection("restyle", "porcelain"))
         live.set_privacy(False)
-        with pytest.raises(RestyleUnavailableError, match="not available"):
+        with pytest.raises(ModelFileError, match="restyle.model: folder .* not found"):  # the real restyle, no model here
             live.select(Selection("restyle", "porcelain"))
         assert live.snapshot()["mode"] == "avatar"
         # Stand in a pixel processor for restyle: its frames carry the canary.

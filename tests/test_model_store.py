@@ -224,3 +224,21 @@ def test_cached_file_changed_on_disk_is_rechecked(tmp_path, server) -> None:
     os.utime(path, ns=(old_mtime + 10**9, old_mtime + 10**9))
     assert store.resolve("m.bin").read_bytes() == PAYLOAD
     assert server.requests == ["/m.bin", "/m.bin"]
+
+
+def test_taesd_resolves_from_the_shared_models_subfolder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_MODEL_DIR, str(SHARED_MODELS))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    store = ModelStore.from_environment(allow_download=False, progress=False)
+    for part in ("encoder", "decoder"):
+        name = f"taesd/taesd_{part}.safetensors"
+        assert store.resolve(name) == SHARED_MODELS / "taesd" / f"taesd_{part}.safetensors"
+        assert MODELS[name].url.startswith("https://raw.githubusercontent.com/madebyollin/taesd/")
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_download_into_a_subfolder_of_the_cache(tmp_path, server) -> None:
+    spec = ModelSpec("sub/m.bin", server.serve("/m.bin", PAYLOAD), PAYLOAD_SHA, len(PAYLOAD))
+    path = _store(tmp_path, spec).resolve("sub/m.bin")
+    assert path == tmp_path / "cache" / "sub" / "m.bin" and path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in (tmp_path / "cache" / "sub").iterdir()) == ["m.bin"]  # no temp file left

@@ -1,0 +1,136 @@
+"""`veilcam avatar list|show|create|remove`: manage the avatar catalog from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import paths
+from .errors import AvatarPackError, ConfigError
+
+
+def _entry_or_error(name: str):
+    from .avatars import list_avatars
+
+    avatars = list_avatars()
+    for entry in avatars:
+        if entry.name == name:
+            return entry
+    raise ConfigError(f"no avatar called {name!r} (see `veilcam avatar list`)")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .avatars import list_avatars
+
+    avatars = list_avatars()
+    width = max(len(a.name) for a in avatars)
+    kinds = max(len(a.kind) for a in avatars)
+    for a in avatars:
+        detail = a.description if a.error is None else f"BROKEN: {a.error}"
+        print(f"{a.name:<{width}}  {a.kind:<{kinds}}  {detail}")
+    print(f"\nInstalled packs live in {paths.avatars_dir()}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .avatar_pack import load_pack
+
+    entry = _entry_or_error(args.name)
+    if entry.pack_dir is None:
+        print(f"name:        {entry.name}\nkind:        {entry.kind} (built in)\ndescription: {entry.description}")
+        return 0
+    if entry.error:
+        raise AvatarPackError(entry.error)
+    pack = load_pack(entry.pack_dir)  # verifies every checksum
+    m = pack.manifest
+    preview = entry.pack_dir / m.preview if entry.pack_dir.is_dir() else f"{entry.pack_dir} -> {m.preview}"
+    lines = [
+        f"name:        {m.name}",
+        f"kind:        {m.kind}",
+        f"version:     {m.version}",
+        f"created:     {m.created.isoformat()}",
+        f"description: {m.description or '-'}",
+        f"made by:     {m.generator or '-'}",
+        f"location:    {entry.pack_dir}",
+        f"preview:     {preview}",
+        "files:       " + ", ".join(f"{f.path} ({f.size:,} bytes)" for f in m.files),
+        "checksums:   all match",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .avatar_pack import remove_pack
+
+    entry = _entry_or_error(args.name)
+    if entry.pack_dir is None:
+        raise ConfigError(f"{entry.name!r} is a built-in avatar and cannot be removed")
+    remove_pack(entry.pack_dir)
+    print(f"removed avatar {entry.name} ({entry.pack_dir})")
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from .avatar_pack import check_name
+    from .avatars import builtin_avatars
+    from .config import load_config
+    from .factory import model_store
+    from .photo_avatar import create_photo_avatar
+
+    name = check_name(args.name)
+    if name in {a.name for a in builtin_avatars()}:
+        raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
+    config = load_config(args.config)
+    result = create_photo_avatar(Path(args.photo), name, config, model_store(config), paths.avatars_dir(), texture_size=args.texture_size,
+                                 description=args.description, replace=args.force, progress=not args.quiet)
+    if args.report:
+        from .report import write_report
+
+        write_report(result.to_report(), Path(args.report))
+    if not args.quiet:
+        print(f"created avatar {name} in {result.pack}")
+        print(f"  landmark fit: median {result.fit_error_px:.2f} px, 90th percentile {result.fit_error_p90_px:.2f} px "
+              f"(eyes {result.eye_distance_px:.0f} px apart)")
+        print("  time: " + ", ".join(f"{stage} {s:.2f} s" for stage, s in result.seconds.items()))
+        print(f"  use it: veilcam run --avatar-name {name}")
+    return 0
+
+
+def _texture_size(value: str) -> int:
+    size = int(value)
+    if size < 64 or size > 4096 or size & (size - 1):
+        raise argparse.ArgumentTypeError("must be a power of two from 64 to 4096")
+    return size
+
+
+def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `veilcam avatar ...` on the top-level subparsers."""
+    avatar = sub.add_parser("avatar", help="list, show, create and remove avatars")
+    commands = avatar.add_subparsers(dest="avatar_command", required=True, metavar="ACTION")
+
+    p = commands.add_parser("list", help="built-in avatars and installed packs")
+    p.set_defaults(func=cmd_list)
+
+    p = commands.add_parser("show", help="details of one avatar (checks a pack's files)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_show)
+
+    p = commands.add_parser("remove", help="delete an installed pack")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_remove)
+
+    from .photo_avatar import DEFAULT_TEXTURE_SIZE
+
+    p = commands.add_parser("create", help="make an avatar from one portrait photo")
+    p.add_argument("--photo", required=True, help="portrait photo (JPEG or PNG): one face, looking at the camera")
+    p.add_argument("--name", required=True, help="avatar name: letters, digits, '_' or '-'")
+    p.add_argument("--description", default="", help="a line shown by `veilcam avatar list`")
+    p.add_argument("--texture-size", type=_texture_size, default=DEFAULT_TEXTURE_SIZE,
+                   help=f"face texture size in pixels, a power of two (default: {DEFAULT_TEXTURE_SIZE})")
+    p.add_argument("--force", action="store_true", help="replace an existing pack of that name")
+    p.add_argument("--report", help="write the fit error and stage times as JSON here")
+    p.add_argument("--config", type=Path, help="config file (for the model settings)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    p.set_defaults(func=cmd_create)

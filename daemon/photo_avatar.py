@@ -1,0 +1,229 @@
+"""Photo avatars: one portrait in, an avatar pack out, and the `photo` kind's renderer.
+
+`create_photo_avatar` tracks the portrait with the same MediaPipe model the
+pipeline uses, fits the ICT face model to its landmarks (identity, expression,
+pose), bakes the photo into the model's skin texture, renders a preview with
+the real renderer and writes the pack atomically. What the pack keeps is the
+fitted identity and the texture; the expression and pose of the photo are
+dropped, because the avatar is driven by the user's.
+
+The photo never reaches the renderer at run time: the pack holds numbers and
+a texture made once, offline, and the renderer takes a `FaceState` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from veilcam.models.canonical_mesh import CanonicalMesh, load_canonical_mesh
+from veilcam.models.face_contours import FaceContours, face_contours
+from veilcam.models.face_fit import PortraitFit, fit_portrait
+from veilcam.models.face_model import FaceModel, RenderMesh, build_render_mesh
+from veilcam.models.face_state import FaceState
+from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
+from veilcam.models.renderer import FaceRenderer
+from veilcam.models.landmark_correspondence import LandmarkCorrespondence, compute_correspondence
+
+from . import avatar_pack as ap
+from .avatars import FACE_LANDMARKER, AvatarEntry, _background_image
+from .config import Config, config_from_dict
+from .errors import ModelFileError, PortraitError
+from .facekit_avatar import make_facekit_renderer, open_face_model
+from .model_store import ModelStore
+
+KIND = "photo"
+FACE_FILE = "face.npz"
+ALBEDO_FILE = "albedo.png"
+PREVIEW_FILE = "preview.png"
+#: Larger photos are scaled down first: the texture cannot use more detail.
+MAX_PHOTO_SIDE = 2048
+#: Below this distance between the eyes (pixels) the face is too small to texture.
+MIN_EYE_DISTANCE_PX = 24
+DEFAULT_TEXTURE_SIZE = 1024
+PREVIEW_SIZE = 512
+
+
+@dataclass(frozen=True)
+class PhotoAvatarResult:
+    pack: Path
+    fit: PortraitFit
+    eye_distance_px: float  # in the (possibly scaled-down) photo the fit was made on
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+    @property
+    def fit_error_px(self) -> float:
+        """Median distance between the fitted and the tracked landmarks."""
+        return float(np.median(self.fit.error_px))
+
+    @property
+    def fit_error_p90_px(self) -> float:
+        return float(np.percentile(self.fit.error_px, 90))
+
+    def to_report(self) -> dict[str, object]:
+        return {
+            "pack": str(self.pack),
+            "fit": {
+                "median_px": round(self.fit_error_px, 3),
+                "p90_px": round(self.fit_error_p90_px, 3),
+                "max_px": round(float(self.fit.error_px.max()), 3),
+                "eye_distance_px": round(self.eye_distance_px, 1),
+                "median_per_eye_distance": round(self.fit_error_px / self.eye_distance_px, 4),
+            },
+            "seconds": {stage: round(s, 3) for stage, s in self.seconds.items()},
+            "total_s": round(sum(self.seconds.values()), 3),
+        }
+
+
+def read_portrait(path: Path) -> np.ndarray:
+    """The photo as RGB uint8, scaled down to MAX_PHOTO_SIDE."""
+    if not path.is_file():
+        raise PortraitError(f"{path}: photo not found")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise PortraitError(f"{path}: cannot read this as an image (use a JPEG or PNG photo)")
+    scale = MAX_PHOTO_SIDE / max(bgr.shape[:2])
+    if scale < 1:
+        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def track_portrait(rgb: np.ndarray, task: Path) -> FaceState:
+    """One frame through a fresh tracker (VIDEO mode on a single frame detects from scratch, like IMAGE mode)."""
+    from veilcam.models.landmarker import FaceLandmarker
+
+    try:
+        tracker = FaceLandmarker(task)
+    except ValueError as exc:
+        raise ModelFileError(f"{task}: MediaPipe cannot load this model ({exc}); delete it so VeilCam downloads it again") from exc
+    with tracker:
+        return tracker.track(rgb, 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class FittingData:
+    """What fitting needs besides the photo; built once per process (the correspondence takes ~1 s)."""
+
+    model: FaceModel
+    mesh: RenderMesh
+    canonical: CanonicalMesh
+    contours: FaceContours
+    correspondence: LandmarkCorrespondence
+
+
+@lru_cache(maxsize=2)
+def fitting_data(model: FaceModel, task: Path) -> FittingData:
+    try:
+        canonical = load_canonical_mesh(task)
+    except ValueError as exc:
+        raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
+    return FittingData(model, build_render_mesh(model), canonical, face_contours(canonical), compute_correspondence(model, canonical))
+
+
+def eye_distance(landmarks_px: np.ndarray, contours: FaceContours) -> float:
+    right, left = (landmarks_px[e, :2].mean(0) for e in contours.eyes)
+    return float(np.linalg.norm(right - left))
+
+
+def _stage(bar: tqdm, seconds: dict[str, float], name: str, start: float) -> float:
+    now = time.perf_counter()
+    seconds[name] = now - start
+    bar.update(1)
+    return now
+
+
+def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStore, root: Path, texture_size: int = DEFAULT_TEXTURE_SIZE,
+                        description: str = "", replace: bool = False, progress: bool = True) -> PhotoAvatarResult:
+    """Make the photo avatar `name` from `photo` and install it under `root`; see the module docstring."""
+    from veilcam.models.attribute_raster import AttributeRasterizer
+    from veilcam.models.photo_texture import bake_photo_texture
+
+    ap.check_name(name)
+    if not ap.is_one_line(description):
+        raise ap.AvatarPackError(f"--description must be one line of at most {ap.MAX_DESCRIPTION} characters")
+    if not replace and ((root / name).exists() or (root / f"{name}.zip").exists()):
+        raise ap.AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or --force to replace it")
+    seconds: dict[str, float] = {}
+    stages = ("read", "track", "fit", "texture", "preview", "write")
+    with tqdm(total=len(stages), desc=f"creating {name}", unit="step", disable=not progress, leave=False) as bar:
+        t = time.perf_counter()
+        rgb = read_portrait(photo)
+        h, w = rgb.shape[:2]
+        t = _stage(bar, seconds, "read", t)
+
+        task = store.resolve(FACE_LANDMARKER)
+        state = track_portrait(rgb, task)
+        if not state.present or state.landmarks is None:
+            raise PortraitError(f"{photo}: no face found; use a photo of one face, looking at the camera, not too small or dark")
+        landmarks = state.landmarks * np.array([w, h, w], np.float32)  # MediaPipe scales z like x
+        t = _stage(bar, seconds, "track", t)
+
+        data = fitting_data(open_face_model(store), task)
+        eyes = eye_distance(landmarks, data.contours)
+        if eyes < MIN_EYE_DISTANCE_PX:
+            raise PortraitError(f"{photo}: the face is too small ({eyes:.0f} px between the eyes, need {MIN_EYE_DISTANCE_PX}); use a closer or larger photo")
+        fit = fit_portrait(data.model, data.correspondence, data.contours.oval, landmarks, state.blendshapes, state.head_pose[:3, :3])
+        t = _stage(bar, seconds, "fit", t)
+
+        with AttributeRasterizer() as raster:
+            try:
+                baked = bake_photo_texture(data.model, data.mesh, fit, rgb, landmarks, data.contours, texture_size, raster)
+            except ValueError as exc:
+                raise PortraitError(f"{photo}: {exc}; use a photo where the face is clearly visible") from exc
+        t = _stage(bar, seconds, "texture", t)
+
+        skin_rgb = np.clip(np.round(baked.skin_rgb), 0, 255).astype(np.uint8)
+        preview = render_preview(config, store, photo_look(baked.image, skin_rgb), fit.identity)
+        t = _stage(bar, seconds, "preview", t)
+
+        files = {
+            FACE_FILE: ap.encode_npz({"identity": fit.identity.astype(np.float32), "skin_rgb": skin_rgb}),
+            ALBEDO_FILE: ap.encode_png(baked.image),
+            PREVIEW_FILE: ap.encode_png(preview),
+        }
+        manifest = ap.new_manifest(name, KIND, {"face": FACE_FILE, "albedo": ALBEDO_FILE}, files, PREVIEW_FILE,
+                                   description, generator=f"veilcam {_version()}")
+        pack = ap.write_pack(root, manifest, files, replace=replace)
+        _stage(bar, seconds, "write", t)
+    return PhotoAvatarResult(pack, fit, eyes, seconds)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("veilcam")
+    except PackageNotFoundError:
+        return "dev"
+
+
+# -- rendering a photo avatar ------------------------------------------------------
+def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray) -> FaceLook:
+    """The human look with the photo's face texture; the rest of the head (bald,
+    as nothing of the hair can be known) in the face's skin colour."""
+    skin = "#{:02x}{:02x}{:02x}".format(*(int(c) for c in skin_rgb))
+    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=skin, hair_color=None)
+
+
+def render_preview(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray:
+    """The avatar at rest, facing the camera, as `veilcam avatar show` points to it: (H, W, 3) uint8."""
+    size = {"output": {"width": PREVIEW_SIZE, "height": PREVIEW_SIZE}}
+    with make_facekit_renderer(config_from_dict(size, "preview", config), store, look, identity) as renderer:
+        return np.ascontiguousarray(renderer.render(FaceState.neutral(0.0, present=True))[..., :3])
+
+
+def build_photo_renderer(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    """The `photo` kind: the pack is verified in full before anything is built, so a bad
+    pack raises its one-line error while the avatar already running stays."""
+    assert entry.pack_dir is not None
+    pack = ap.load_pack(entry.pack_dir)
+    face = pack.arrays["face"]
+    look = photo_look(pack.images["albedo"], face["skin_rgb"])
+    return make_facekit_renderer(config, store, look, face["identity"], background=_background_image(config.avatar.background_image))

@@ -1,0 +1,346 @@
+"""The ICT-FaceKit 3D morphable face model: loading, the tracker mapping, fast posing.
+
+The model is purely additive (`V = neutral + id_basis·a + exp_basis·w`, in cm,
+y up, +z out of the face, +x the subject's left). `FaceModel` holds the whole
+model and evaluates any identity and expression on any vertex subset: this is
+what identity fitting needs. `FaceRig` is the per-frame path of one fixed
+identity: the identity is folded into the rest mesh once, only the vertices
+that are drawn are kept (the lacrimal, eye-blend and eye-occlusion shells are
+helper geometry for Unreal's eye shaders and would show as grey films), and
+only those an expression can move take part in the matrix product.
+
+MediaPipe's 52 scores map onto ICT's 53 official shapes (`MEDIAPIPE_TO_ICT`):
+`browInnerUp` and `cheekPuff` drive both sides, `jawLeft/Right` and
+`mouthLeft/Right` are directions (not sides) and keep their names, and
+`mouthClose`, a corrective for an open jaw, is capped by `jawOpen` (alone it
+pushes the lips through each other). `eyeLook*` move the lids only; `FaceRig`
+turns the eyeballs rigidly about a sphere fitted to each sclera.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .face_state import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
+from .gaze import gaze_rotations
+
+NUM_IDENTITY = 100
+NUM_VERTICES = 26719
+
+#: Materials whose polygons are never drawn (see the module docstring). The iris
+#: is a second sphere inside each sclera shell, made for a refracting eye shader:
+#: under an opaque shell it never shows, so the shell itself carries the iris.
+HIDDEN_MATERIALS = ("M_LacrimalFluid", "M_EyeBlend", "M_EyeOcclusion", "M_IrisLeft", "M_IrisRight")
+#: Region names of the two eyeballs, [0] the subject's right (-x), [1] left (+x),
+#: the order of `gaze.gaze_rotations`. Drawn: the sclera shell of each.
+EYEBALL_REGIONS = ("eyeball_right", "eyeball_left")
+IRIS_SUBREGIONS = ("iris_right", "iris_left")
+SCLERA_SUBREGIONS = ("sclera_right", "sclera_left")
+#: An expression delta smaller than this (cm) anywhere on a vertex leaves it static.
+_MOVING_EPS = 1e-5
+
+_REQUIRED = {
+    "neutral": (np.float32, (NUM_VERTICES, 3)),
+    "id_basis": (np.float16, (NUM_IDENTITY, NUM_VERTICES, 3)),
+    "exp_basis": (np.float16, (None, NUM_VERTICES, 3)),
+    "exp_names": (np.str_, (None,)),
+    "faces_tri": (np.int32, (None, 3)),
+    "faces_tri_uv": (np.int32, (None, 3)),
+    "faces_tri_src": (np.int32, (None,)),
+    "uv": (np.float32, (None, 2)),
+    "face_material": (np.int8, (None,)),
+    "material_names": (np.str_, (None,)),
+    "landmarks68": (np.int32, (68,)),
+    "regions": (np.str_, ()),
+    "subregions": (np.str_, ()),
+}
+
+
+def ict_names_for(mediapipe_name: str) -> tuple[str, ...]:
+    """The ICT shapes one MediaPipe/ARKit score drives (empty for `tongueOut`)."""
+    if mediapipe_name in ("browInnerUp", "cheekPuff"):
+        return (f"{mediapipe_name}_L", f"{mediapipe_name}_R")
+    if mediapipe_name in ("jawLeft", "jawRight", "mouthLeft", "mouthRight", "tongueOut"):
+        return () if mediapipe_name == "tongueOut" else (mediapipe_name,)
+    for side, suffix in (("Left", "_L"), ("Right", "_R")):
+        if mediapipe_name.endswith(side):
+            return (mediapipe_name[: -len(side)] + suffix,)
+    return (mediapipe_name,)
+
+
+@dataclass(frozen=True, eq=False)
+class FaceModel:
+    """ICT-FaceKit Light, loaded once (`load_face_model`), float32 throughout.
+
+    Arrays are read-only views of the file's data; vertex indices are shared by
+    every array (`neutral`, the bases, `landmarks68`, `regions`).
+    """
+
+    neutral: np.ndarray  # (V, 3) float32, cm
+    id_basis: np.ndarray  # (100, V, 3) float32: +1 standard deviation per mode
+    exp_basis: np.ndarray  # (E, V, 3) float32, E = 57: the 53 official shapes then 4 extras
+    exp_names: tuple[str, ...]  # (E,) ICT names (eyeBlink_L, jawOpen, ...)
+    triangles: np.ndarray  # (T, 3) int32 vertex indices, counter-clockwise from outside
+    triangle_uv: np.ndarray  # (T, 3) int32 indices into `uv`, per corner
+    triangle_material: np.ndarray  # (T,) int8 index into `material_names`
+    uv: np.ndarray  # (U, 2) float32; each material has its own unit tile: u in [k, k+1)
+    material_names: tuple[str, ...]
+    landmarks68: np.ndarray  # (68,) int32 vertices of the Multi-PIE / iBUG 68 points
+    regions: dict[str, tuple[int, int]]  # half-open vertex ranges, README names
+    subregions: dict[str, tuple[int, int]]  # sclera/iris per eye, upper/lower teeth, face_narrow
+    exp_index: dict[str, int] = field(init=False)
+    mediapipe_to_ict: np.ndarray = field(init=False)  # (E, 52): ICT weights = this @ MediaPipe scores
+
+    def __post_init__(self) -> None:
+        index = {n: i for i, n in enumerate(self.exp_names)}
+        mapping = np.zeros((len(self.exp_names), NUM_BLENDSHAPES), np.float32)
+        for j, name in enumerate(BLENDSHAPE_NAMES):
+            for ict in ict_names_for(name):
+                mapping[index[ict], j] = 1.0
+        mapping.setflags(write=False)
+        object.__setattr__(self, "exp_index", index)
+        object.__setattr__(self, "mediapipe_to_ict", mapping)
+
+    @property
+    def num_vertices(self) -> int:
+        return len(self.neutral)
+
+    @property
+    def num_expressions(self) -> int:
+        return len(self.exp_names)
+
+    def evaluate(self, identity: np.ndarray | None = None, expressions: np.ndarray | None = None,
+                 vertices: np.ndarray | None = None) -> np.ndarray:
+        """Vertex positions (cm) for identity coefficients (up to 100, ~N(0, 1)) and
+        expression weights (`exp_names` order, 0..1): all vertices, or only the
+        indices in `vertices` (cheap for a few landmarks). No eyeball rotation.
+        """
+        idx = slice(None) if vertices is None else np.asarray(vertices, np.intp)
+        out = self.neutral[idx].copy()
+        if identity is not None:
+            a = np.asarray(identity, np.float32)
+            out += np.tensordot(a, self.id_basis[: len(a), idx], axes=1)
+        if expressions is not None:
+            w = np.asarray(expressions, np.float32)
+            out += np.tensordot(w, self.exp_basis[: len(w), idx], axes=1)
+        return out
+
+    def landmark_positions(self, identity: np.ndarray | None = None, expressions: np.ndarray | None = None) -> np.ndarray:
+        """(68, 3) positions of the Multi-PIE landmarks (for fitting)."""
+        return self.evaluate(identity, expressions, self.landmarks68)
+
+    def region_vertices(self, name: str) -> np.ndarray:
+        """Vertex indices of a region or subregion (`regions`/`subregions` names)."""
+        start, end = self.regions.get(name) or self.subregions[name]
+        return np.arange(start, end)
+
+    def expression_weights(self, blendshapes: np.ndarray) -> np.ndarray:
+        """(52,) MediaPipe scores (`BLENDSHAPE_NAMES` order) -> (E,) ICT weights in [0, 1]."""
+        w = self.mediapipe_to_ict @ np.clip(np.asarray(blendshapes, np.float32), 0.0, 1.0)
+        jaw, close = self.exp_index["jawOpen"], self.exp_index["mouthClose"]
+        w[close] = min(w[close], w[jaw])
+        return w
+
+
+def load_face_model(path: Path) -> FaceModel:
+    """Read `ict_facekit_compact.npz`; raises ValueError naming the file when it is unusable."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read the face model ({exc})") from exc
+    with data:
+        arrays = {}
+        for key, (dtype, shape) in _REQUIRED.items():
+            if key not in data.files:
+                raise ValueError(f"{path}: not an ICT-FaceKit compact file (no {key!r} array)")
+            a = data[key]
+            if not np.issubdtype(a.dtype, dtype) or a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+                raise ValueError(f"{path}: {key} has dtype {a.dtype} and shape {a.shape}, expected {np.dtype(dtype).name} {shape}")
+            arrays[key] = a
+    return _model_from_arrays(path, arrays)
+
+
+def _model_from_arrays(path: Path, a: dict[str, np.ndarray]) -> FaceModel:
+    exp_names = tuple(str(n) for n in a["exp_names"])
+    materials = tuple(str(n) for n in a["material_names"])
+    src = a["faces_tri_src"]
+    tri = a["faces_tri"]
+    try:
+        regions = {k: (int(s), int(e)) for k, (s, e) in json.loads(str(a["regions"])).items()}
+        subregions = {k: (int(s), int(e)) for k, (s, e) in json.loads(str(a["subregions"])).items()}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: regions are not valid JSON ranges ({exc})") from exc
+    problems = []
+    if len(a["exp_basis"]) != len(exp_names):
+        problems.append(f"{len(a['exp_basis'])} expression shapes but {len(exp_names)} names")
+    missing = {n for mp in BLENDSHAPE_NAMES for n in ict_names_for(mp)} - set(exp_names)
+    if missing:
+        problems.append(f"expressions {', '.join(sorted(missing))} are missing")
+    if not (len(tri) == len(a["faces_tri_uv"]) == len(src)):
+        problems.append("triangle arrays differ in length")
+    if tri.min() < 0 or tri.max() >= NUM_VERTICES or a["faces_tri_uv"].max() >= len(a["uv"]) or src.max() >= len(a["face_material"]):
+        problems.append("triangle indices out of range")
+    if a["face_material"].max() >= len(materials) or not set(HIDDEN_MATERIALS) <= set(materials):
+        problems.append("material table does not match")
+    needed = set(EYEBALL_REGIONS) | {"face"}
+    if not needed <= set(regions) or not set(IRIS_SUBREGIONS) | set(SCLERA_SUBREGIONS) <= set(subregions):
+        problems.append("region table is incomplete")
+    if problems:
+        raise ValueError(f"{path}: not a usable ICT-FaceKit model ({'; '.join(problems)})")
+
+    def frozen(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x)
+        x.setflags(write=False)
+        return x
+
+    return FaceModel(
+        neutral=frozen(a["neutral"].astype(np.float32)),
+        id_basis=frozen(a["id_basis"].astype(np.float32)),
+        exp_basis=frozen(a["exp_basis"].astype(np.float32)),
+        exp_names=exp_names,
+        triangles=frozen(tri),
+        triangle_uv=frozen(a["faces_tri_uv"]),
+        triangle_material=frozen(a["face_material"][src]),
+        uv=frozen(a["uv"]),
+        material_names=materials,
+        landmarks68=frozen(a["landmarks68"]),
+        regions=regions,
+        subregions=subregions,
+    )
+
+
+def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere (centre, radius) through points: |p|² = 2c·p + (r² − |c|²)."""
+    p = points.astype(np.float64)
+    a = np.c_[2 * p, np.ones(len(p))]
+    sol, *_ = np.linalg.lstsq(a, np.einsum("ij,ij->i", p, p), rcond=None)
+    centre = sol[:3]
+    return centre.astype(np.float32), float(np.sqrt(sol[3] + centre @ centre))
+
+
+@dataclass(frozen=True)
+class RenderMesh:
+    """The drawn part of the model as a GPU-ready indexed mesh.
+
+    OBJ texture coordinates are per corner, so a vertex on a UV seam becomes one
+    render vertex per (vertex, uv) pair; `source` maps each back to the model.
+    Render vertices are ordered: those expressions move (`moving` of them)
+    first, then the static rest; each eyeball is one contiguous block.
+    """
+
+    source: np.ndarray  # (N,) int32 model vertex of each render vertex
+    uv: np.ndarray  # (N, 2) float32, tile-local: u, v in [0, 1]
+    tile: np.ndarray  # (N,) int8 the UV tile (= material group: 0 face skin, 1 back of head, ...)
+    material: np.ndarray  # (N,) int8 index into `FaceModel.material_names`
+    triangles: np.ndarray  # (T, 3) int32 into render vertices, counter-clockwise from outside
+    moving: int  # render vertices [0, moving) are the ones expressions can move
+    eyeballs: tuple[tuple[int, int], tuple[int, int]]  # render-vertex ranges (sclera shells), right eye then left
+
+    def with_triangles(self, triangles: np.ndarray) -> "RenderMesh":
+        """The same mesh drawn with other triangles over its vertices (a simplified
+        version): unused vertices are dropped, the order and blocks are kept."""
+        used = np.zeros(len(self.source), bool)
+        used[triangles.ravel()] = True
+        new_index = np.cumsum(used) - 1
+        kept = np.cumsum(used)  # kept[i] = used vertices in [0, i]
+
+        def count_before(i: int) -> int:
+            return int(kept[i - 1]) if i > 0 else 0
+
+        return RenderMesh(
+            source=self.source[used],
+            uv=self.uv[used],
+            tile=self.tile[used],
+            material=self.material[used],
+            triangles=new_index[triangles].astype(np.int32),
+            moving=count_before(self.moving),
+            eyeballs=tuple((count_before(a), count_before(b)) for a, b in self.eyeballs),  # type: ignore[arg-type]
+        )
+
+
+def build_render_mesh(model: FaceModel) -> RenderMesh:
+    hidden = [model.material_names.index(n) for n in HIDDEN_MATERIALS]
+    keep = ~np.isin(model.triangle_material, hidden)
+    tris, tri_uv, tri_mat = model.triangles[keep], model.triangle_uv[keep], model.triangle_material[keep]
+    pairs = np.stack([tris.ravel(), tri_uv.ravel()], axis=1)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    corner_material = np.repeat(tri_mat, 3)
+    material = np.empty(len(unique), np.int8)
+    material[inverse.ravel()] = corner_material
+    source = unique[:, 0]
+
+    moves = np.abs(model.exp_basis).max(axis=(0, 2)) > _MOVING_EPS
+    eye_block = np.full(model.num_vertices, 0, np.int64)
+    for k, name in enumerate(EYEBALL_REGIONS):
+        start, end = model.regions[name]
+        eye_block[start:end] = k + 1
+    # moving first, then static non-eye vertices, then the right eyeball, then the left
+    group = np.where(moves[source], 0, np.where(eye_block[source] > 0, 1 + eye_block[source], 1))
+    order = np.lexsort((source, group))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    source, material, uv_index = source[order], material[order], unique[order, 1]
+    group = group[order]
+    uv = model.uv[uv_index]
+    tile = np.floor(uv[:, 0]).astype(np.int8)
+    eyeballs = tuple((int(np.searchsorted(group, g)), int(np.searchsorted(group, g, side="right"))) for g in (2, 3))
+    return RenderMesh(
+        source=source.astype(np.int32),
+        uv=np.c_[uv[:, 0] - tile, uv[:, 1]].astype(np.float32),
+        tile=tile,
+        material=material,
+        triangles=rank[inverse.reshape(-1, 3)].astype(np.int32),
+        moving=int(np.count_nonzero(group == 0)),
+        eyeballs=eyeballs,  # type: ignore[arg-type]
+    )
+
+
+class FaceRig:
+    """One identity, posed per frame: `pose(blendshapes)` -> render-vertex positions.
+
+    The identity is folded into the rest positions once; per frame it costs one
+    (E × 3·moving) matrix-vector product and two small rigid rotations.
+    """
+
+    def __init__(self, model: FaceModel, identity: np.ndarray | None = None, mesh: RenderMesh | None = None) -> None:
+        self.model = model
+        self.mesh = mesh or build_render_mesh(model)
+        self.identity = np.zeros(NUM_IDENTITY, np.float32) if identity is None else np.asarray(identity, np.float32)
+        if self.identity.ndim != 1 or len(self.identity) > NUM_IDENTITY or not np.all(np.isfinite(self.identity)):
+            raise ValueError(f"identity coefficients must be a finite vector of at most {NUM_IDENTITY} values")
+        src = self.mesh.source
+        self.rest = model.evaluate(self.identity, None, src)  # (N, 3)
+        n = self.mesh.moving
+        self._basis = np.ascontiguousarray(model.exp_basis[:, src[:n]].reshape(model.num_expressions, -1))
+        self._out = np.empty_like(self.rest)
+        full_rest = model.evaluate(self.identity)
+        self.eye_pivots = np.empty((2, 3), np.float32)
+        self.eye_axes = np.empty((2, 3), np.float32)
+        self.eye_radius = np.empty(2, np.float32)
+        for k, (sclera, iris) in enumerate(zip(SCLERA_SUBREGIONS, IRIS_SUBREGIONS)):
+            self.eye_pivots[k], self.eye_radius[k] = fit_sphere(full_rest[model.region_vertices(sclera)])
+            axis = full_rest[model.region_vertices(iris)].mean(axis=0) - self.eye_pivots[k]
+            self.eye_axes[k] = axis / np.linalg.norm(axis)
+
+    def pose(self, weights: np.ndarray, eye_rotations: np.ndarray | None = None) -> np.ndarray:
+        """ICT weights (`FaceModel.expression_weights`) and optional (2, 3, 3) gaze
+        rotations (`gaze.gaze_rotations`) -> (N, 3) float32 positions in render-vertex
+        order. The returned array is reused by the next call.
+        """
+        out, n = self._out, self.mesh.moving
+        np.dot(np.asarray(weights, np.float32), self._basis, out=out[:n].reshape(-1))
+        out[:n] += self.rest[:n]
+        out[n:] = self.rest[n:]
+        if eye_rotations is not None:
+            for k, (start, end) in enumerate(self.mesh.eyeballs):
+                pivot = self.eye_pivots[k]
+                out[start:end] = (self.rest[start:end] - pivot) @ eye_rotations[k].T.astype(np.float32) + pivot
+        return out
+
+    def pose_blendshapes(self, blendshapes: np.ndarray) -> np.ndarray:
+        """The same from MediaPipe's (52,) scores, eyes turned by the gaze scores."""
+        return self.pose(self.model.expression_weights(blendshapes), gaze_rotations(blendshapes))

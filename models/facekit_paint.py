@@ -1,0 +1,226 @@
+"""Procedural paint for the face model: skin, brows, lips, blush, lid lines, hair.
+
+ICT-FaceKit ships geometry only. A bare head reads poorly, to people and to the
+face tracker alike: MediaPipe finds brows and lips by their contrast, so an
+avatar without painted brows cannot show a brow raise. Features are placed
+from the model's own 68 landmarks on the rest mesh, and painted as a function
+of 3D rest position: the same functions colour the texels of the face's UV
+tile (through a position map) and the vertices of the other materials, so the
+paint lines up across seams and follows any identity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .face_model import FaceModel, RenderMesh
+from .facekit_looks import FaceLook
+from .scene import linear_rgb
+
+#: Brow half-thickness (cm) from the inner end (t = 0) to the tail (t = 1).
+_BROW_HALF_WIDTH = (0.42, 0.14)
+_LID_LINE_HALF_WIDTH = 0.1
+_BROW_DROP = 0.6
+
+
+def _rgb(hex_color: str) -> np.ndarray:
+    return np.array(linear_rgb(hex_color), np.float32)
+
+
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _polyline_distance(points: np.ndarray, line: np.ndarray, reach: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """2D distance from each point to a polyline, and the arc-length parameter
+    (0..1 from its first point) of the nearest point on it. Points farther than
+    `reach` from the line's bounding box get distance inf (cheap to skip)."""
+    near = np.all((points >= line.min(axis=0) - reach) & (points <= line.max(axis=0) + reach), axis=1)
+    dist, param = np.full(len(points), np.inf), np.zeros(len(points))
+    if near.any():
+        dist[near], param[near] = _nearest_on_polyline(points[near], line)
+    return dist, param
+
+
+def _nearest_on_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = line[:-1], line[1:]
+    seg = b - a
+    length = np.linalg.norm(seg, axis=1)
+    start = np.concatenate([[0.0], np.cumsum(length)])[:-1]
+    rel = points[:, None, :] - a[None]
+    s = np.clip(np.einsum("psk,sk->ps", rel, seg) / (length**2)[None], 0.0, 1.0)
+    d = np.linalg.norm(rel - s[:, :, None] * seg[None], axis=2)
+    nearest = np.argmin(d, axis=1)
+    rows = np.arange(len(points))
+    t = (start[nearest] + s[rows, nearest] * length[nearest]) / length.sum()
+    return d[rows, nearest], t
+
+
+def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon test in 2D."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return (np.sum(crosses & (x < x_cross), axis=1) % 2) == 1
+
+
+def _noise(points: np.ndarray, frequency: float) -> np.ndarray:
+    """Cheap smooth value noise in [0, 1] from sums of sines (deterministic)."""
+    p = points * frequency
+    n = np.sin(p[:, 0] * 1.7 + np.sin(p[:, 1] * 2.3)) + np.sin(p[:, 1] * 1.3 + np.sin(p[:, 2] * 1.9 + p[:, 0]))
+    return 0.5 + 0.25 * n
+
+
+def hair_coverage(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Short hair on the skull, in [0, 1]: a hairline a brow-height above the brows
+    at the front, over the ears on the sides, down to the nape at the back."""
+    brow_top = landmarks[17:27, 1].max()
+    eye_y = landmarks[36:48, 1].mean()
+    chin_y = landmarks[8, 1]
+    face_height = brow_top - chin_y
+    centre_z = landmarks[0:17, 2].min() - 2.0  # roughly the middle of the skull, front to back
+    angle = np.abs(np.arctan2(points[:, 0], points[:, 2] - centre_z))  # 0 front, pi back
+    front = brow_top + 0.36 * face_height
+    line = np.interp(
+        angle,
+        [0.0, 0.45, 0.8, 1.05, 1.45, 1.9, 2.4, np.pi],
+        [front, front - 0.3, front - 1.6, eye_y + 1.6, eye_y + 1.2, eye_y - 1.0, chin_y + 1.0, chin_y + 0.5],
+    )
+    ragged = (_noise(points, 3.0) - 0.5) * 0.5
+    ears = _smoothstep(6.2, 7.0, np.abs(points[:, 0])) * (1.0 - _smoothstep(eye_y + 2.0, eye_y + 3.0, points[:, 1]))
+    return _smoothstep(-0.15, 0.15, points[:, 1] - line + ragged) * (1.0 - ears)
+
+
+def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, features: bool = True) -> np.ndarray:
+    """(K, 3) linear albedo of skin at rest positions `points` (K, 3). With
+    `features`, the face's brows, lips, blush and lid lines are painted too."""
+    skin = _rgb(look.skin_color)
+    out = np.tile(skin, (len(points), 1))
+    xy = points[:, :2]
+    # a little warmth on the nose, ears and cheeks, as blood shows through skin
+    nose = landmarks[30]
+    warm = 0.35 * np.exp(-np.sum((points - nose) ** 2, axis=1) / 2.0) + 0.5 * _smoothstep(7.2, 8.6, np.abs(points[:, 0]))
+    out = _mix(out, _rgb(look.blush_color), 0.25 * warm[:, None] * (look.style == "skin"))
+    if features:
+        front = points[:, 2] > landmarks[0:17, 2].min() - 1.0
+        # blush: below the outer eye corners, towards the mouth corners
+        for eye, corner in ((36, 48), (45, 54)):
+            centre = 0.55 * landmarks[eye] + 0.45 * landmarks[corner] + (0, 0.2, 0)
+            d2 = np.sum((xy - centre[:2]) ** 2, axis=1)
+            out = _mix(out, _rgb(look.blush_color), (look.blush * np.exp(-d2 / 1.6) * front)[:, None])
+        # lips: inside the outer lip contour, softened at the border
+        lips = landmarks[48:60, :2]
+        d, _ = _polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
+        near = np.isfinite(d)
+        inside = np.zeros(len(xy), bool)
+        inside[near] = _inside(xy[near], lips)
+        lip = np.where(inside, _smoothstep(0.0, 0.12, d), 0.0) * front
+        lip_rgb = np.tile(_rgb(look.lip_color), (len(points), 1))
+        lip_rgb *= np.where(xy[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]  # upper lip in shadow
+        out = _mix(out, lip_rgb, (look.lip_strength * lip)[:, None])
+        # lid lines along the upper lids: read as lashes from a distance
+        for upper in (landmarks[36:40], landmarks[42:46]):
+            d, t = _polyline_distance(xy, upper[:, :2], reach=0.2)
+            width = _LID_LINE_HALF_WIDTH * (0.6 + 0.8 * np.sin(np.pi * t))
+            line = (1.0 - _smoothstep(0.5 * width, width, d)) * (xy[:, 1] >= np.interp(xy[:, 0], *_sorted_xy(upper)) - 0.02)
+            out = _mix(out, _rgb(look.lash_color), (0.9 * line * front)[:, None])
+        # brows: strokes along the brow landmarks, thick at the inner end, thin at the tail
+        for brow in (landmarks[21:16:-1], landmarks[22:27]):  # inner end first
+            centre = brow[:, :2] - (0.0, _BROW_DROP)
+            d, t = _polyline_distance(xy, centre, reach=_BROW_HALF_WIDTH[0])
+            half = _BROW_HALF_WIDTH[0] + (_BROW_HALF_WIDTH[1] - _BROW_HALF_WIDTH[0]) * t**1.5
+            strokes = 0.85 + 0.15 * np.sin(40.0 * (xy[:, 1] - centre[0, 1]) + 9.0 * t)
+            body = (1.0 - _smoothstep(0.5 * half, half, d)) * strokes * front * (1.0 - 0.3 * _smoothstep(0.6, 1.0, t))
+            out = _mix(out, _rgb(look.brow_color), (look.brow_strength * body)[:, None])
+    if look.hair_color is not None:
+        out = _mix(out, _rgb(look.hair_color) * (0.85 + 0.3 * _noise(points, 9.0))[:, None], hair_coverage(points, landmarks)[:, None])
+    return out
+
+
+def _sorted_xy(line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(line[:, 0])
+    return line[order, 0], line[order, 1]
+
+
+def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+    return a + (b - a) * t
+
+
+def face_texture(position_map: np.ndarray, covered: np.ndarray, landmarks: np.ndarray, look: FaceLook,
+                 size: int | None = None) -> np.ndarray:
+    """The painted albedo of UV tile 0 as an sRGB (size, size, 3) uint8 image (the
+    layout of `FaceLook.texture`), painted at the position map's resolution;
+    uncovered texels take the nearest paint so filtering never pulls in black at
+    UV island edges."""
+    import cv2
+
+    out_size = size or position_map.shape[0]
+    size = position_map.shape[0]
+    linear = np.zeros((size * size, 3), np.float32)
+    mask = covered.ravel()
+    linear[mask] = paint_skin(position_map.reshape(-1, 3)[mask], landmarks, look)
+    image = (np.sqrt(np.clip(linear, 0, 1)) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3)
+    holes = (~covered).astype(np.uint8)
+    for _ in range(6):  # grow the islands by a few texels into the gutters
+        grown = cv2.dilate(image, np.ones((3, 3), np.uint8))
+        image = np.where(holes[:, :, None] > 0, grown, image)
+        holes = cv2.erode(holes, np.ones((3, 3), np.uint8))
+    return image if out_size == size else cv2.resize(image, (out_size, out_size), interpolation=cv2.INTER_CUBIC)
+
+
+def vertex_albedo(model: FaceModel, mesh: RenderMesh, rest: np.ndarray, landmarks: np.ndarray, look: FaceLook) -> np.ndarray:
+    """(N, 3) linear albedo of every render vertex (the face's tile is overridden
+    by the texture in the shader)."""
+    names = model.material_names
+    material = np.array(names)[mesh.material]
+    out = paint_skin(rest, landmarks, look, features=False)
+    for name, colour in (("M_GumsTongue", look.gum_color), ("M_Teeth", look.teeth_color)):
+        out[material == name] = _rgb(colour)
+    sclera = np.char.startswith(material, "M_Sclera")
+    out[sclera] = _rgb(look.sclera_color)
+    # inside the mouth: lip colour at the lips, darkening into the throat
+    lo, hi = model.regions["mouth_socket"]
+    socket = (mesh.source >= lo) & (mesh.source < hi)
+    lip_z = landmarks[48:60, 2].mean()
+    depth = _smoothstep(0.3, 2.0, lip_z - rest[:, 2])
+    inner = _mix(_rgb(look.lip_color), _rgb(look.mouth_color), depth[:, None])
+    out[socket] = inner[socket]
+    mouth = np.isin(material, ("M_GumsTongue", "M_Teeth"))  # less light reaches the back of the mouth
+    out[mouth] *= (1.0 - 0.7 * _smoothstep(0.8, 3.5, lip_z - rest[mouth, 2]))[:, None]
+    return out
+
+
+#: Sine of the iris's and the pupil's angular radius on the eyeball.
+IRIS = 0.43
+PUPIL = 0.17
+
+
+def eye_image(look: FaceLook, size: int = 256) -> np.ndarray:
+    """The front of an eyeball as an sRGB (size, size, 3) uint8 image over the
+    eye's rest directions: column = x, row = -y, both from -1 to 1; the gaze axis
+    at the centre. Iris, limbal ring, pupil and a catchlight towards the key light."""
+    c = (np.arange(size) + 0.5) / size * 2 - 1
+    x, y = np.meshgrid(c, -c)
+    r = np.hypot(x, y)
+    angle = np.arctan2(y, x)
+    sclera, iris_rgb = _rgb(look.sclera_color), _rgb(look.iris_color)
+    white = sclera * (1.0 - 0.18 * _smoothstep(0.55, 1.0, r))[..., None]
+    if look.style == "clay":
+        iris = np.broadcast_to(iris_rgb, (size, size, 3))
+        pupil_rgb = iris_rgb * 0.35
+        catch = np.zeros_like(r)
+    else:
+        fibres = 0.8 + 0.2 * np.sin(angle * 31.0 + np.sin(angle * 7.0) * 3.0)
+        if look.style == "toon":
+            fibres = np.ones_like(r) * (1.0 + 0.35 * (y > 0.05))  # a lighter upper half
+        iris = iris_rgb * (fibres * (1.35 - 0.75 * _smoothstep(PUPIL, IRIS, r)) * (1.0 - 0.7 * _smoothstep(IRIS - 0.09, IRIS, r)))[..., None]
+        pupil_rgb = np.full(3, 0.006, np.float32)
+        catch = 1.0 - _smoothstep(0.04, 0.07, np.hypot(x + 0.16, y - 0.17))
+    out = _mix(iris, white, _smoothstep(IRIS - 0.015, IRIS + 0.015, r)[..., None])
+    out = _mix(pupil_rgb, out, _smoothstep(PUPIL - 0.02, PUPIL + 0.02, r)[..., None])
+    out = _mix(out, np.ones(3, np.float32), 0.85 * catch[..., None])
+    return (np.sqrt(np.clip(out, 0, 1)) * 255 + 0.5).astype(np.uint8)

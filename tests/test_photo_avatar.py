@@ -1,0 +1,107 @@
+"""`veilcam avatar create --photo`: every shared portrait becomes a pack that loads and renders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import MODELS_DIR, shared_file
+from veilcam.daemon.avatar_pack import load_pack
+from veilcam.daemon.avatars import build_renderer, find_avatar, list_avatars
+from veilcam.daemon.config import Config, config_from_dict
+from veilcam.daemon.model_store import ModelStore
+from veilcam.daemon.photo_avatar import create_photo_avatar
+from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState, identity_pose
+
+#: Small sizes keep the suite fast: portraits at most this wide, textures this large.
+PHOTO_WIDTH = 384
+TEXTURE = 128
+
+
+def small_portrait(name: str, folder: Path) -> Path:
+    bgr = cv2.imread(str(shared_file(f"portraits/{name}.jpg")))
+    scale = min(1.0, PHOTO_WIDTH / bgr.shape[1])
+    path = folder / f"{name}.png"
+    cv2.imwrite(str(path), cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    return path
+
+
+@pytest.fixture
+def avatars(model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data" / "veilcam" / "avatars"
+
+
+@pytest.mark.parametrize("name", ["s42", "s7", "s9", "s12", "d8"])
+def test_every_shared_portrait_makes_a_pack_that_loads(name: str, avatars: Path, tmp_path: Path) -> None:
+    """Photo, cartoon (s7) and painting (s9) alike: all five have a trackable face."""
+    result = create_photo_avatar(small_portrait(name, tmp_path), name, Config(), ModelStore.from_environment(), avatars,
+                                 texture_size=TEXTURE, progress=False)
+    assert result.pack == avatars / name
+    pack = load_pack(result.pack)
+    assert pack.manifest.kind == "photo" and pack.manifest.name == name
+    assert pack.images["albedo"].shape == (TEXTURE, TEXTURE, 3)
+    assert pack.arrays["face"]["identity"].shape == (100,)
+    np.testing.assert_array_equal(pack.arrays["face"]["identity"], result.fit.identity)
+    preview = pack.images["preview"]
+    # The preview is a rendered head: a face-sized blob with the skin's hue (lighting changes
+    # its brightness) in front of the backdrop.
+    def hue(rgb: np.ndarray) -> np.ndarray:
+        return rgb / max(float(rgb.sum()), 1.0)
+
+    skin = pack.arrays["face"]["skin_rgb"].astype(np.float32)
+    h, w = preview.shape[:2]
+    centre = np.median(preview[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3, :3].reshape(-1, 3), axis=0).astype(np.float32)
+    corner = preview[:20, :20, :3].astype(np.float32).mean((0, 1))
+    assert np.abs(centre - corner).max() > 30
+    assert np.abs(hue(centre) - hue(skin)).max() < 0.05 < np.abs(hue(corner) - hue(skin)).max()
+    assert set(result.seconds) == {"read", "track", "fit", "texture", "preview", "write"}
+    assert [a.name for a in list_avatars()][-1] == name
+
+
+def test_photo_avatar_renders_the_users_expressions(avatars: Path, tmp_path: Path) -> None:
+    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
+    config = config_from_dict({"output": {"width": 320, "height": 240}, "avatar": {"name": "me"}}, "test")
+    entry = find_avatar("me")
+    assert entry.kind == "photo"
+
+    def state(**scores: float) -> FaceState:
+        b = np.zeros(52, np.float32)
+        for k, v in scores.items():
+            b[BLENDSHAPE_INDEX[k]] = v
+        return FaceState(True, b, identity_pose(), 0.0)
+
+    with build_renderer(entry, config, ModelStore.from_environment()) as renderer:
+        assert renderer.privacy_safe
+        rest = renderer.render(state()).copy()
+        open_jaw = renderer.render(state(jawOpen=0.8)).copy()
+    assert rest.shape == (240, 320, 4)
+    changed = np.abs(open_jaw.astype(int) - rest.astype(int)).max(axis=2) > 40
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 100  # the mouth opened
+    assert ys.mean() > 240 * 0.45  # in the lower half of the face, not everywhere
+
+
+def test_create_from_the_command_line(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"), VEILCAM_MODEL_DIR=str(MODELS_DIR))
+    photo = small_portrait("s12", tmp_path)
+    report = tmp_path / "create.json"
+    proc = subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", "avatar", "create", "--photo", str(photo), "--name", "albert",
+                           "--texture-size", str(TEXTURE), "--report", str(report)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "created avatar albert" in proc.stdout and "landmark fit: median" in proc.stdout
+    import json
+
+    data = json.loads(report.read_text())
+    assert data["fit"]["median_per_eye_distance"] < 0.03 and data["total_s"] > 0
+    proc = subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", "avatar", "create", "--photo", str(photo), "--name", "albert"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1 and "already exists" in proc.stderr and "--force" in proc.stderr
