@@ -48,7 +48,14 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         visible = [i.text for i in menu if i.visible]
         assert visible[0] == "VeilCam: avatar porcelain, privacy on"
         assert {"Avatars", "Mode", "Privacy mode", "Pause camera", "Panic: hide me now", "Open preview", "Open avatars folder", "Quit VeilCam"} <= set(visible)
-        assert "Styles" not in visible and "Start VeilCam" not in visible  # restyle is not available; the daemon runs
+        assert "Start VeilCam" not in visible  # the daemon runs
+        restyle = tray.status["restyle"]  # the test extra installs restyle; the tray follows what the daemon says
+        assert ("Styles" in visible) == restyle["available"]
+        if restyle["available"]:
+            styles = _item(menu, "Styles").submenu
+            assert [i.text for i in styles.items] == list(restyle["styles"])
+            _item(styles, "anime")(icon)
+            assert daemon.live.selection.style == restyle["styles"]["anime"] and _item(styles, "anime").checked
 
         avatars = _item(menu, "Avatars").submenu
         assert [i.text for i in avatars.items][:2] == ["porcelain", "midnight"]
@@ -68,9 +75,10 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         assert privacy.checked
         privacy(icon)
         assert daemon.live.privacy is False and not privacy.checked and tray.state == "running"
-        assert not _item(modes, "Restyle").enabled, "restyle stays off: this build has none"
-        _item(modes, "Restyle")(icon)  # pystray would not offer it; called anyway, it is refused politely
-        assert "not available" in tray.notifications[-1]
+        assert _item(modes, "Restyle").enabled == restyle["available"]
+        _item(modes, "Restyle")(icon)  # the demo has no camera image to restyle: refused politely
+        assert ("restyle needs a camera" if restyle["available"] else "not available") in tray.notifications[-1]
+        assert daemon.live.selection.mode == "avatar"
         privacy(icon)
         assert daemon.live.privacy is True
 
