@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -154,3 +156,17 @@ def test_bad_looks_are_rejected(model):
         FaceLook(style="watercolour")
     with pytest.raises(ValueError, match="texture"):
         FaceLook(texture=np.zeros((64, 64), np.uint8))
+
+
+GOLDEN = Path(__file__).parent / "golden" / "facekit_human_320x180.png"
+
+
+def test_matches_the_golden_image_within_tolerance(model):
+    """A turned, talking, winking head against the reviewed reference render. Not
+    byte-exact: another Mesa/LLVM build rounds differently; a changed look, mapping
+    or framing moves far more pixels than the tolerance allows."""
+    with FaceKitRenderer(320, 180, model, "human") as r:
+        img = r.render(state(yaw_deg=20, jawOpen=0.4, mouthSmileLeft=0.6, eyeBlinkRight=0.7)).astype(np.int16)
+    golden = cv2.cvtColor(cv2.imread(str(GOLDEN), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA).astype(np.int16)
+    diff = np.abs(img - golden)
+    assert diff.mean() < 2.0 and np.percentile(diff, 99.5) < 40, (diff.mean(), np.percentile(diff, 99.5))

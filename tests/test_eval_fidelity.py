@@ -1,0 +1,79 @@
+"""`veilcam eval fidelity` end to end on a short real clip: render, track both, compare."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import read_frames, video_path
+from veilcam.daemon import cli
+from veilcam.daemon.eval_fidelity import ANGLES, MEASURED, compare, head_angles
+from veilcam.models.face_state import FaceState, identity_pose
+
+#: p3 from 8 s to 12 s: the talker opens and rounds her mouth, smiles, raises her
+#: brows and blinks, so each of the measured shapes varies within the clip.
+CLIP = slice(240, 360)
+
+#: The floor for the mean correlation on this clip, rendered at 320x240. The full
+#: videos at 1280x720 measure 0.84-0.93 (README); a 4 s clip at a quarter of the
+#: size is noisier, and it scored 0.886 when written. 0.7 leaves room for a
+#: different Mesa or MediaPipe build, and still fails on the faults that matter:
+#: swapped eye sides, brows the tracker cannot see or a mouth that does not open
+#: each drop one or two shapes towards 0 and the mean below it.
+MEAN_FLOOR = 0.7
+ANGLE_CEILING_DEG = 4.0
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "p3_clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (256, 256))
+    for rgb in read_frames(video_path("p3"))[CLIP]:
+        writer.write(cv2.cvtColor(cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_eval_fidelity_reports_correlations_angles_and_writes_the_video(clip, tmp_path, model_dir, capsys):
+    report, out = tmp_path / "fidelity.json", tmp_path / "avatar.mp4"
+    args = ["eval", "fidelity", "--source", str(clip), "--avatar", "human", "--json", str(report), "--out", str(out),
+            "--output-width", "320", "--output-height", "240", "-q"]
+    assert cli.main(args) == 0
+    result = json.loads(report.read_text())
+    assert result["avatar"] == "human" and result["frames"] == CLIP.stop - CLIP.start
+    assert result["frames_compared"] >= 0.95 * result["frames"]
+    assert set(result["correlation"]) == set(MEASURED)
+    assert all(isinstance(r, float) for r in result["correlation"].values())
+    assert result["mean_correlation"] == pytest.approx(np.mean(list(result["correlation"].values())), abs=1e-3)
+    assert result["mean_correlation"] > MEAN_FLOOR, result["correlation"]
+    assert set(result["angle_error_deg"]) == set(ANGLES)
+    assert max(result["angle_error_deg"].values()) < ANGLE_CEILING_DEG, result["angle_error_deg"]
+    frames = read_frames(out)
+    assert len(frames) == result["frames"] and frames[0].shape == (240, 320, 3)
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "mouthPucker" in printed and str(out) in printed
+
+
+def test_compare_on_known_signals():
+    rng = np.random.default_rng(0)
+
+    def states(scores: np.ndarray, yaw_deg: float) -> list[FaceState]:
+        out = []
+        for row in scores:
+            pose = identity_pose()
+            a = np.radians(yaw_deg)
+            pose[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+            out.append(FaceState(True, row.astype(np.float32), pose, 0.0))
+        return out
+
+    driver = rng.random((50, 52))
+    avatar = 0.5 * driver + 0.2  # same expressions, weaker and offset: correlation 1
+    result = compare(states(driver, 10.0), states(avatar, 12.5))
+    assert result["mean_correlation"] == pytest.approx(1.0)
+    assert result["angle_error_deg"]["yaw"] == pytest.approx(2.5, abs=1e-3)
+    assert result["angle_error_deg"]["pitch"] == pytest.approx(0.0, abs=1e-3)
+    assert compare(states(driver, 0.0)[:2], states(avatar, 0.0)[:2])["mean_correlation"] is None
+    assert head_angles(identity_pose()) == pytest.approx([0, 0, 0])
