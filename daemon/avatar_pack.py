@@ -43,8 +43,8 @@ from .pack_manifest import (
     check_name,
     is_one_line,
     parse_manifest,
+    quoted,
     render_manifest,
-    _show,
 )
 
 MAX_MANIFEST_BYTES = 64 << 10
@@ -88,7 +88,6 @@ def read_manifest(path: Path) -> PackManifest:
         reader.close()
 
 
-
 # -- loading and writing ----------------------------------------------------------
 def load_pack(path: Path) -> AvatarPack:
     """Read and verify a whole pack: manifest, checksums, and the contents each kind needs."""
@@ -123,7 +122,7 @@ def new_manifest(name: str, kind: str, fields: Mapping[str, str], files: Mapping
     """A manifest for `files` (name -> bytes), dated now, with their sizes and checksums."""
     for key, value in (("description", description), ("generator", generator)):
         if not is_one_line(value):
-            raise AvatarPackError(f"{key} {_show(value)} must be one line of at most {MAX_DESCRIPTION} characters")
+            raise AvatarPackError(f"{key} {quoted(value)} must be one line of at most {MAX_DESCRIPTION} characters")
     listed = tuple(PackFile(p, hashlib.sha256(b).hexdigest(), len(b)) for p, b in sorted(files.items()))
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     return PackManifest(check_name(name), kind, version, created, preview, listed, dict(fields), description, generator)

@@ -25,7 +25,7 @@ from typing import Mapping, Protocol
 import cv2
 import numpy as np
 
-from .pack_manifest import MANIFEST, MAX_FILE_BYTES, MAX_PACK_BYTES, ArraySpec, ImageSpec, PackContext, _show
+from .pack_manifest import MANIFEST, MAX_FILE_BYTES, MAX_PACK_BYTES, ArraySpec, ImageSpec, PackContext, quoted
 
 MAX_ZIP_ENTRIES = 64
 #: Entries that inflate more than this (and are over 1 MiB) are refused: real
@@ -88,20 +88,20 @@ def check_zip_entries(infos: list[zipfile.ZipInfo], where: PackContext) -> None:
     for info in infos:
         name = info.filename
         if name in names:
-            raise where.error(f"archive holds {_show(name)} twice")
+            raise where.error(f"archive holds {quoted(name)} twice")
         names.add(name)
         if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
-            raise where.error(f"archive entry {_show(name)} has an absolute path", "do not use this file: it may be malicious")
+            raise where.error(f"archive entry {quoted(name)} has an absolute path", "do not use this file: it may be malicious")
         if "\\" in name or ".." in name.split("/"):
-            raise where.error(f"archive entry {_show(name)} points outside the pack (path traversal)", "do not use this file: it may be malicious")
+            raise where.error(f"archive entry {quoted(name)} points outside the pack (path traversal)", "do not use this file: it may be malicious")
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise where.error(f"archive entry {_show(name)} is a symlink; packs must hold plain files")
+            raise where.error(f"archive entry {quoted(name)} is a symlink; packs must hold plain files")
         if info.flag_bits & 0x1:
-            raise where.error(f"archive entry {_show(name)} is encrypted")
+            raise where.error(f"archive entry {quoted(name)} is encrypted")
         if info.file_size > MAX_FILE_BYTES:
-            raise where.error(f"archive entry {_show(name)} inflates to {info.file_size} bytes (at most {MAX_FILE_BYTES})")
+            raise where.error(f"archive entry {quoted(name)} inflates to {info.file_size} bytes (at most {MAX_FILE_BYTES})")
         if info.file_size > 1 << 20 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-            raise where.error(f"archive entry {_show(name)} inflates {info.file_size // max(info.compress_size, 1)}x (a zip bomb?)",
+            raise where.error(f"archive entry {quoted(name)} inflates {info.file_size // max(info.compress_size, 1)}x (a zip bomb?)",
                               "do not use this file: it may be malicious")
         total += info.file_size
     if total > MAX_PACK_BYTES:
@@ -224,7 +224,7 @@ def _npz_arrays(data: bytes, specs: tuple[ArraySpec, ...], what: str, where: Pac
         for info in zf.infolist():
             spec = expected.get(info.filename)
             if spec is None:
-                raise where.error(f"{what} holds an unexpected array {_show(info.filename)} (expected {', '.join(s.name for s in specs)})")
+                raise where.error(f"{what} holds an unexpected array {quoted(info.filename)} (expected {', '.join(s.name for s in specs)})")
             if info.file_size > np.dtype(spec.dtype).itemsize * int(np.prod(spec.shape)) + 4096:
                 raise where.error(f"{what}: array '{spec.name}' is larger than a {spec.dtype} array of shape {spec.shape}")
     try:
@@ -275,5 +275,5 @@ def decode_arrays(data: bytes, path: str, specs: tuple[ArraySpec, ...], what: st
             raise where.error(f"{what}: array '{spec.name}' holds NaN or infinite values")
     extra = set(arrays) - {s.name for s in specs}
     if extra:
-        raise where.error(f"{what} holds an unexpected array {_show(sorted(extra)[0])}")
+        raise where.error(f"{what} holds an unexpected array {quoted(sorted(extra)[0])}")
     return arrays

@@ -119,7 +119,7 @@ class PackManifest:
         return next(f for f in self.files if f.path == path)
 
 
-def _show(value: object, limit: int = 60) -> str:
+def quoted(value: object, limit: int = 60) -> str:
     """An untrusted value, quoted and cut short, safe to put in a one-line message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -143,14 +143,14 @@ class PackContext:
 
 def _check_file_name(where: PackContext, what: str, value: object) -> str:
     if not isinstance(value, str) or not FILE_PATTERN.fullmatch(value) or ".." in value:
-        raise where.error(f"{what} {_show(value)} is not a plain file name (letters, digits, '.', '_', '-'; no folders)")
+        raise where.error(f"{what} {quoted(value)} is not a plain file name (letters, digits, '.', '_', '-'; no folders)")
     return value
 
 
 def check_name(name: str) -> str:
     """An avatar name safe to use as a folder name and a CLI argument."""
     if not NAME_PATTERN.fullmatch(name):
-        raise AvatarPackError(f"avatar name {_show(name)} is not allowed: use 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+        raise AvatarPackError(f"avatar name {quoted(name)} is not allowed: use 1-64 letters, digits, '_' or '-', starting with a letter or digit")
     return name
 
 
@@ -164,7 +164,7 @@ def _require(where: PackContext, data: dict, key: str, kind: type | tuple[type, 
         raise where.error(f"manifest field '{key}' is missing")
     value = data[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise where.error(f"manifest field '{key}' must be {label}, got {_show(value)}")
+        raise where.error(f"manifest field '{key}' must be {label}, got {quoted(value)}")
     return value
 
 
@@ -177,14 +177,14 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
     if schema != SCHEMA_VERSION:
         if isinstance(schema, int) and schema > SCHEMA_VERSION:
             raise where.error(f"manifest schema {schema} is newer than this VeilCam reads ({SCHEMA_VERSION})", "update VeilCam")
-        raise where.error(f"manifest schema {_show(schema)} is not supported (expected {SCHEMA_VERSION})")
+        raise where.error(f"manifest schema {quoted(schema)} is not supported (expected {SCHEMA_VERSION})")
     name = _require(where, data, "name", str, "a string")
     if not NAME_PATTERN.fullmatch(name):
-        raise where.error(f"manifest field 'name' {_show(name)} is not a safe avatar name (1-64 letters, digits, '_' or '-')")
+        raise where.error(f"manifest field 'name' {quoted(name)} is not a safe avatar name (1-64 letters, digits, '_' or '-')")
     where.name = name
     kind = _require(where, data, "kind", str, "a string")
     if kind not in KIND_FIELDS:
-        raise where.error(f"manifest field 'kind' {_show(kind)} is not a kind this VeilCam knows ({', '.join(sorted(KIND_FIELDS))})",
+        raise where.error(f"manifest field 'kind' {quoted(kind)} is not a kind this VeilCam knows ({', '.join(sorted(KIND_FIELDS))})",
                           "update VeilCam or re-create the avatar")
     version = _require(where, data, "version", int, "an integer")
     if version < 1:
@@ -197,7 +197,7 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
             raise where.error(f"manifest field '{key}' must be one line of at most {MAX_DESCRIPTION} characters")
     preview = _check_file_name(where, "manifest field 'preview'", _require(where, data, "preview", str, "a file name"))
     if not preview.endswith(IMAGE_SUFFIXES):
-        raise where.error(f"manifest field 'preview' {_show(preview)} must be a .png file")
+        raise where.error(f"manifest field 'preview' {quoted(preview)} must be a .png file")
 
     raw_files = _require(where, data, "files", list, "a list of [[files]] tables")
     files: list[PackFile] = []
@@ -209,15 +209,15 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
                 raise where.error(f"manifest [[files]] entry {i + 1} has no {key}")
         unknown = set(entry) - {"path", "sha256", "size"}
         if unknown:
-            raise where.error(f"manifest [[files]] entry {i + 1} has unknown field {_show(sorted(unknown)[0])}")
+            raise where.error(f"manifest [[files]] entry {i + 1} has unknown field {quoted(sorted(unknown)[0])}")
         path = _check_file_name(where, f"[[files]] entry {i + 1} path", entry["path"])
         if path == MANIFEST or not path.endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES):
-            raise where.error(f"[[files]] entry {i + 1} path {_show(path)} must be a .npz, .safetensors or .png file")
+            raise where.error(f"[[files]] entry {i + 1} path {quoted(path)} must be a .npz, .safetensors or .png file")
         digest, size = entry["sha256"], entry["size"]
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise where.error(f"[[files]] entry {path}: sha256 must be 64 lowercase hex digits")
         if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_FILE_BYTES:
-            raise where.error(f"[[files]] entry {path}: size must be between 1 and {MAX_FILE_BYTES} bytes, got {_show(size)}")
+            raise where.error(f"[[files]] entry {path}: size must be between 1 and {MAX_FILE_BYTES} bytes, got {quoted(size)}")
         if any(f.path == path for f in files):
             raise where.error(f"[[files]] lists {path} twice")
         files.append(PackFile(path, digest, size))
@@ -231,14 +231,14 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
     table = _require(where, data, kind, dict, f"a [{kind}] table")
     unknown = set(table) - {s.key for s in specs}
     if unknown:
-        raise where.error(f"[{kind}] has unknown field {_show(sorted(unknown)[0])} (expected {', '.join(s.key for s in specs)})")
+        raise where.error(f"[{kind}] has unknown field {quoted(sorted(unknown)[0])} (expected {', '.join(s.key for s in specs)})")
     fields: dict[str, str] = {}
     for spec in specs:
         if spec.key not in table:
             raise where.error(f"manifest field '{kind}.{spec.key}' is missing")
         path = _check_file_name(where, f"manifest field '{kind}.{spec.key}'", table[spec.key])
         if not path.endswith(spec.suffixes):
-            raise where.error(f"manifest field '{kind}.{spec.key}' {_show(path)} must be a {' or '.join(spec.suffixes)} file")
+            raise where.error(f"manifest field '{kind}.{spec.key}' {quoted(path)} must be a {' or '.join(spec.suffixes)} file")
         if path not in listed:
             raise where.error(f"{kind}.{spec.key} names {path}, which is not in [[files]]")
         fields[spec.key] = path
@@ -246,7 +246,7 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
     known = {"schema", "name", "kind", "version", "created", "description", "generator", "preview", "files", kind}
     unknown = set(data) - known
     if unknown:
-        raise where.error(f"manifest has unknown field {_show(sorted(unknown)[0])}")
+        raise where.error(f"manifest has unknown field {quoted(sorted(unknown)[0])}")
     return PackManifest(name, kind, version, created, preview, tuple(files), fields, description, generator, schema)
 
 
