@@ -56,6 +56,7 @@ class LandmarkCorrespondence:
     triangles: np.ndarray  # (468, 3) int32 ICT vertex indices
     weights: np.ndarray  # (468, 3) float32 barycentric weights, rows sum to 1
     residual_cm: np.ndarray  # (468,) distance from the canonical landmark to its surface point after shaping
+    canonical_to_model: np.ndarray  # (3, 3) rotation from MediaPipe's canonical frame to ICT's (the two differ by a few degrees of pitch)
 
     def points(self, vertices: np.ndarray) -> np.ndarray:
         """(468, 3) landmark positions on a posed mesh (any identity and expression)."""
@@ -168,7 +169,7 @@ def compute_correspondence(model: FaceModel, canonical: CanonicalMesh) -> Landma
     for _ in range(_ITERATIONS):
         target = canon @ (s * r).T + t
         tri_idx, w = _closest_on_surface(target, vertices, triangles, incident)
-        corr = LandmarkCorrespondence(triangles[tri_idx], w, np.zeros(len(w)))
+        corr = LandmarkCorrespondence(triangles[tri_idx], w, np.zeros(len(w)), r)
         mean = corr.points(model.neutral.astype(np.float64))
         basis = corr.basis(model.id_basis).reshape(len(identity), -1).T  # (468*3, 100)
         lhs = basis.T @ basis + _PRIOR * np.eye(len(identity))
@@ -177,6 +178,6 @@ def compute_correspondence(model: FaceModel, canonical: CanonicalMesh) -> Landma
         s, r, t = similarity(canon, corr.points(vertices))
     target = canon @ (s * r).T + t
     tri_idx, w = _closest_on_surface(target, vertices, triangles, incident)
-    corr = LandmarkCorrespondence(triangles[tri_idx].astype(np.int32), w.astype(np.float32), np.zeros(0))
+    corr = LandmarkCorrespondence(triangles[tri_idx].astype(np.int32), w.astype(np.float32), np.zeros(0), r)
     residual = np.linalg.norm(corr.points(vertices) - target, axis=1).astype(np.float32)
-    return LandmarkCorrespondence(corr.triangles, corr.weights, residual)
+    return LandmarkCorrespondence(corr.triangles, corr.weights, residual, r)
