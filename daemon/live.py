@@ -317,8 +317,8 @@ class LivePipeline(Pipeline):
         """The runner that shows `target`: the active or a parked one at once, else one being built."""
         if self._active is not None and self._matches(self._active, target):
             self.selection = target
-            self.card = None
-            self._cond.notify_all()
+            self._restart = None
+            self._cond.notify_all()  # it resumes; `card` clears with its first frame
             return self._active
         for r in self._parked:
             if self._matches(r, target):
@@ -339,7 +339,7 @@ class LivePipeline(Pipeline):
         if target.mode == "restyle" and target.style != r.selection.style:
             r.pending_prompt = target.style
         self.selection = target
-        self.card = None
+        self._restart = None  # something runs again: a restart planned for an earlier failure is moot
         if old is not None and old is not r:
             self._park_or_retire(old)
         self._cond.notify_all()

@@ -110,8 +110,14 @@ class LiveRig:
     def frames_sent(self) -> int:
         return len(self.cam.frames)
 
-    def run_for(self, seconds: float) -> None:
-        time.sleep(seconds)
+    def wait_frames(self, n: int, timeout: float = 20.0) -> None:
+        """Until `n` more frames have reached the virtual camera."""
+        target = self.frames_sent() + n
+        self.wait_for(lambda: self.frames_sent() >= target, timeout)
+
+    def wait_shown(self, refs: dict[str, np.ndarray], label: str, timeout: float = 20.0) -> None:
+        """Until the newest frame at the virtual camera is `label` (an avatar, "card" or "canary")."""
+        self.wait_for(lambda: bool(self.cam.frames) and classify(self.cam.frames[-1].reshape(H, W, 3), refs) == label, timeout)
 
     def labels(self, refs: dict[str, np.ndarray]) -> list[str]:
         return [classify(f, refs) for f in self.frames]

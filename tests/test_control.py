@@ -43,6 +43,13 @@ def _raw(path: Path, payload: bytes, read: bool = True, timeout: float = 10.0) -
     return [json.loads(line) for line in data.splitlines()]
 
 
+def _eventually(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def test_every_request_over_the_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config_file = tmp_path / "veilcam.toml"
     config_file.write_text('[source]\nkind = "demo"\n[output]\nsink = "null"\nwidth = 320\nheight = 180\n')
@@ -82,7 +89,7 @@ def test_every_request_over_the_socket(tmp_path: Path, monkeypatch: pytest.Monke
         status = client.call("status")
         assert (status["mode"], status["card"]) == ("placeholder", "be right back")
         client.call("set_mode", mode="avatar")
-        assert client.call("status")["card"] is None
+        _eventually(lambda: client.call("status")["card"] is None)  # gone with the avatar's first frame
 
         config_file.write_text('[source]\nkind = "demo"\n[output]\nsink = "null"\nwidth = 320\nheight = 180\nfps = 25\n[avatar]\nname = "jade"\n')
         assert client.call("reload_config", timeout=60) == {"restart_needed": ["output.fps"]}
@@ -141,7 +148,7 @@ def _echo_server(path: Path, **kw) -> ControlServer:
 
 def test_silent_slow_and_excess_clients_are_dropped_without_blocking_others(private_runtime: Path) -> None:
     path = private_runtime / "c.sock"
-    server = _echo_server(path, read_timeout=0.5, max_clients=3)
+    server = _echo_server(path, read_timeout=2.0, max_clients=3)
     try:
         silent = socket.socket(socket.AF_UNIX)
         silent.connect(str(path))
@@ -161,7 +168,7 @@ def test_silent_slow_and_excess_clients_are_dropped_without_blocking_others(priv
         t0 = time.monotonic()
         assert json.loads(silent.recv(4096))["error"]["code"] == "timeout"
         assert json.loads(slow.recv(4096))["error"]["code"] == "timeout"
-        assert silent.recv(4096) == b"" and time.monotonic() - t0 < 3, "dropped after the read timeout"
+        assert silent.recv(4096) == b"" and time.monotonic() - t0 < 5, "dropped after the read timeout"
         for s in (silent, slow, third):
             s.close()
         assert ControlClient(path).call("panic") == {"cmd": "panic"}

@@ -32,13 +32,15 @@ def test_switching_avatar_changes_the_output_without_reopening_or_black_frames(t
 
     rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=counting)
     with rig:
-        rig.wait_for(lambda: rig.frames_sent() > 15)
+        rig.wait_shown(refs, "porcelain")
         requested = time.perf_counter()
         rig.live.select(Selection("avatar", "midnight"))
-        rig.run_for(0.8)
+        rig.wait_shown(refs, "midnight")
+        rig.wait_frames(10)
         back = time.perf_counter()
         rig.live.select(Selection("avatar", "porcelain"))
-        rig.run_for(0.5)
+        rig.wait_shown(refs, "porcelain")
+        rig.wait_frames(5)
         assert not rig.cam.closed
     assert builds == ["porcelain", "midnight"], "switching back must reuse the warm (parked) porcelain"
     assert len(OPENED) == 1 and OPENED[0].closed
@@ -58,27 +60,30 @@ def test_modes_panic_and_pause_show_the_card_at_once_and_come_back(test_backend:
     refs = look_corners(config, ("porcelain",))
     with LiveRig(config, Selection("avatar", "porcelain"), reopen=True) as rig:
         live = rig.live
-        rig.wait_for(lambda: rig.frames_sent() > 10)
+        rig.wait_shown(refs, "porcelain")
         live.select(Selection("placeholder", "porcelain"))  # panic
         panicked = time.perf_counter()
-        rig.run_for(0.4)
+        rig.wait_frames(10)
         live.select(Selection("avatar", "porcelain"))
         resumed = time.perf_counter()
-        rig.run_for(0.4)
+        rig.wait_shown(refs, "porcelain")
+        rig.wait_frames(5)
         first_source = live.source
         live.select(Selection("pause", "porcelain"))
         paused = time.perf_counter()
         assert live.snapshot()["camera"] == "paused"
-        rig.run_for(0.4)
+        rig.wait_frames(10)
+        pause_seen = time.perf_counter()
         live.select(Selection("avatar", "porcelain"))
         assert live.source is not first_source, "pause releases the camera; resume opens it again"
-        rig.run_for(0.6)
+        rig.wait_shown(refs, "porcelain")
+        rig.wait_frames(5)
     labels = np.array(rig.labels(refs))
     t = rig.times
     assert not (labels == "canary").any()
     # After panic returns, nothing but the card until the avatar is selected again.
     assert set(labels[(t > panicked) & (t < resumed)]) == {"card"}
-    assert set(labels[(t > paused + 0.001) & (t < paused + 0.4)]) == {"card"}
+    assert set(labels[(t > paused + 0.001) & (t < pause_seen)]) == {"card"}
     assert segments(list(labels)) == ["porcelain", "card", "porcelain", "card", "porcelain", "card"]
 
 
@@ -106,7 +111,7 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
     refs = look_corners(config, ("porcelain",))
     with LiveRig(config, Selection("avatar", "porcelain")) as rig:
         live = rig.live
-        rig.wait_for(lambda: rig.frames_sent() > 10)
+        rig.wait_shown(refs, "porcelain")
         with pytest.raises(PrivacyError, match="privacy mode is on"):
             live.select(Selection("restyle", "porcelain"))
         live.set_privacy(False)
@@ -117,11 +122,12 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
         monkeypatch.setattr(restyle_hook, "restyle_support", lambda cfg: restyle_hook.RestyleSupport(True))
         monkeypatch.setattr(restyle_hook, "build_restyle_processor", lambda cfg, stats, prompt: _CameraEcho(stats))
         live.select(Selection("restyle", "porcelain"))
-        rig.run_for(0.6)
+        rig.wait_shown(refs, "canary")
+        rig.wait_frames(10)
         live.set_privacy(True)
         privacy_on = time.perf_counter()
-        rig.wait_for(lambda: live.snapshot()["mode"] == "avatar" and live.snapshot()["card"] is None)
-        rig.run_for(0.4)
+        rig.wait_shown(refs, "porcelain")
+        rig.wait_frames(5)
     labels = np.array(rig.labels(refs))
     leaked = rig.times[labels == "canary"]
     assert len(leaked) > 5, "with privacy off, the stand-in restyle shows the camera (the detector works here)"
