@@ -3,8 +3,8 @@
 Restyle (diffusion img2img of the camera image) sees camera pixels, so the
 live pipeline only asks for it with privacy off and refuses it otherwise.
 This module is the whole contract with the restyle component
-(`daemon/restyle.py`): without the `restyle` extra installed, asking for
-restyle fails with a clear "not available".
+(`daemon/restyle.py`): without its libraries or its model on disk, asking for
+restyle fails with a clear "not available" that says what is missing.
 
 A restyle processor is a `Processor` (`process(CameraFrame) -> OutputFrame`,
 `warm_up`, `close`, `stats`) built and used on one thread; if it has
@@ -14,21 +14,23 @@ The daemon calls `restyle_support` once before its output starts: import
 torch and diffusers there (or at module level), never in
 `build_restyle_processor`, which runs while the avatar is live. Importing
 torch blocks every other thread for seconds at a stretch (2-4 s measured on
-the 2-core machine), so the output would stall.
+the 2-core machine), so the output would stall. (`restyle_support` does so
+only when the config opts in to restyle: see there.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import functools
+import importlib.util
 from dataclasses import dataclass, field
 
 from .config import STYLE_PRESETS, Config
-from .errors import VeilCamError
+from .errors import ModelFileError, VeilCamError
 from .pipeline import Processor
 from .report import RunStats
 
-NOT_AVAILABLE = "restyle is not available: {missing} is not installed; install it with pip install 'veilcam[restyle]', or pick an avatar instead"
+NOT_AVAILABLE = "restyle is not available"
 
 
 class RestyleUnavailableError(VeilCamError):
@@ -42,28 +44,57 @@ class RestyleSupport:
     styles: dict[str, str] = field(default_factory=dict)  # preset name -> prompt, for menus
 
 
+@functools.lru_cache(maxsize=1)
+def _missing_libraries() -> str:
+    """Why the restyle libraries cannot load ('' when they are installed); looks, does not import."""
+    missing = [name for name in ("torch", "diffusers", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{NOT_AVAILABLE}: the restyle extra is not installed (missing {', '.join(missing)}; pip install 'veilcam[restyle]')"
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _import_libraries() -> None:
+    """The heavy imports, once: tens of seconds of CPU on a small machine, holding the GIL."""
+    import torch  # noqa: F401
+    from diffusers import AutoencoderTiny, EulerDiscreteScheduler, LCMScheduler, UNet2DConditionModel  # noqa: F401
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+
 def restyle_support(config: Config) -> RestyleSupport:
-    """Whether restyle can be selected at all, and its style presets (called often: cache what is slow)."""
+    """Whether restyle can be selected: its libraries are installed and its model is on disk (no download while live).
+
+    The libraries are imported here, before the output starts, when the config
+    opts in (restyle enabled, or privacy off), so a switch to restyle does not
+    stall the output. With privacy on they are not: every start would pay for
+    an import that only a later privacy-off switch could use (that switch then
+    pays it instead).
+    """
+    missing = _missing_libraries()
+    if missing:
+        return RestyleSupport(False, missing)
+    from .diffusion_models import model_folder
+
     try:
-        for module in ("torch", "diffusers"):  # the slow imports, done here on purpose
-            importlib.import_module(module)
-    except ImportError as exc:
-        return RestyleSupport(False, NOT_AVAILABLE.format(missing=exc.name or "a restyle package"))
-    return RestyleSupport(True, styles={name: preset.prompt for name, preset in STYLE_PRESETS.items()})
+        model_folder(config.restyle.model, allow_download=False)
+    except ModelFileError as exc:
+        return RestyleSupport(False, f"{NOT_AVAILABLE} until its model is downloaded: {exc}")
+    if config.restyle.enabled or not config.privacy.enabled:
+        _import_libraries()
+    return RestyleSupport(True, styles={name: style.prompt for name, style in STYLE_PRESETS.items()})
 
 
 def build_restyle_processor(config: Config, stats: RunStats, prompt: str) -> Processor:
-    """The restyle processor for `prompt` (a preset name or a free prompt; empty: the configured style).
+    """The restyle processor for `prompt` (empty: the configured style's); call it on the thread that will run it.
 
-    Call it on the thread that will run it."""
+    The live pipeline is the authority on privacy here: privacy can be turned
+    off over the control socket without the config changing, and the live
+    pipeline calls this only with privacy off (and drops restyle's frames the
+    moment privacy comes back on). So the config is passed on with privacy off.
+    """
     from .factory import model_store
     from .restyle import RestyleProcessor
 
-    support = restyle_support(config)
-    if not support.available:
-        raise RestyleUnavailableError(support.reason)
-    if prompt in STYLE_PRESETS:
-        config = dataclasses.replace(config, restyle=dataclasses.replace(config.restyle, style=prompt, prompt=""))
-    elif prompt:
-        config = dataclasses.replace(config, restyle=dataclasses.replace(config.restyle, prompt=prompt))
-    return RestyleProcessor(config, stats, model_store(config))
+    restyle = dataclasses.replace(config.restyle, prompt=prompt or config.restyle.prompt)
+    unlocked = dataclasses.replace(config, restyle=restyle, privacy=dataclasses.replace(config.privacy, enabled=False))
+    return RestyleProcessor(unlocked, stats, model_store(config))
