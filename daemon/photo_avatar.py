@@ -171,7 +171,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
         eyes = eye_distance(landmarks, data.contours)
         if eyes < MIN_EYE_DISTANCE_PX:
             raise PortraitError(f"{photo}: the face is too small ({eyes:.0f} px between the eyes, need {MIN_EYE_DISTANCE_PX}); use a closer or larger photo")
-        fit = fit_portrait(data.model, data.correspondence, data.contours.oval, landmarks, state.blendshapes, state.head_pose[:3, :3])
+        fit = fit_portrait(data.model, data.correspondence, data.canonical, data.contours.oval, landmarks, state.blendshapes, state.head_pose[:3, :3])
         t = _stage(bar, seconds, "fit", t)
 
         with AttributeRasterizer() as raster:

@@ -9,12 +9,13 @@ posteriori fit):
 - identity: 100 coefficients, prior N(0, 1);
 - expression: ICT weights, prior centred on MediaPipe's blendshape scores for
   the same image, kept in [0, 1] by projection;
-- pose: rotation (prior: MediaPipe's head rotation), scale and translation.
+- pose: rotation (starting from MediaPipe's head rotation), scale and translation.
 
-Solving them jointly matters: under an orthographic camera a few degrees of
-pitch look much like some identity modes, and fitting pose and shape in turn
-lets the shape soak up that tilt, so the avatar would look tilted to the
-tracker at rest. Jointly, the rotation prior decides along that valley.
+A few degrees of head rotation look much like some identity modes, so the
+identity is held to change no landmark by a net rotation (a gauge condition,
+measured on the landmarks MediaPipe itself aligns to estimate the head pose):
+any tilt goes into the pose, never into the face's shape, and the avatar at
+rest looks as upright to the tracker as the mean face does.
 
 Residuals are measured in units of LANDMARK_SIGMA_CM on the face (pixels /
 scale), so the prior strengths mean the same for a thumbnail and a 4K photo.
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .canonical_mesh import CanonicalMesh
 from .face_model import FaceModel
 from .landmark_correspondence import NUM_SURFACE_LANDMARKS, LandmarkCorrespondence
 
@@ -39,8 +41,8 @@ from .landmark_correspondence import NUM_SURFACE_LANDMARKS, LandmarkCorresponden
 LANDMARK_SIGMA_CM = 0.15
 #: How far (one standard deviation) the expression weights may stray from MediaPipe's scores.
 EXPRESSION_SIGMA = 0.3
-#: How far (degrees, one standard deviation) the head rotation may stray from MediaPipe's.
-ROTATION_SIGMA_DEG = 2.0
+#: The identity's net rotation of the pose landmarks is held at zero to about this (degrees).
+GAUGE_SIGMA_DEG = 0.05
 DEPTH_WEIGHT = 0.3
 OVAL_WEIGHT = 0.3
 #: Landmarks off the model by more than about this (cm) lose weight (hair over the
@@ -87,11 +89,16 @@ def _rodrigues(w: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(theta) * k + (1 - np.cos(theta)) * k @ k
 
 
-def _rotation_vector(r: np.ndarray) -> np.ndarray:
-    """Axis times angle of a rotation matrix (its logarithm)."""
-    angle = float(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0)))
-    v = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
-    return v * (0.5 if angle < 1e-6 else angle / (2 * np.sin(angle)))
+def rotation_gauge(points: np.ndarray, basis: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(3, M): the small rotation (axis times angle) that best explains each mode's
+    displacement of the weighted `points` (K, 3), given `basis` (M, K, 3), after
+    translation and uniform scale are taken out (a linearized weighted Procrustes)."""
+    w = weights / weights.sum()
+    q = points - w @ points
+    rows = np.concatenate([-_skew(q), np.broadcast_to(np.eye(3), (len(q), 3, 3)), q[:, :, None]], axis=2).reshape(-1, 7)
+    rw = np.repeat(w, 3)[:, None]
+    solve = np.linalg.solve(rows.T @ (rw * rows), (rw * rows).T)  # (7, 3K)
+    return solve[:3] @ basis.reshape(len(basis), -1).T
 
 
 def _bounded_step(h: np.ndarray, g: np.ndarray, weights: np.ndarray, first: int) -> np.ndarray:
@@ -114,15 +121,15 @@ def _bounded_step(h: np.ndarray, g: np.ndarray, weights: np.ndarray, first: int)
     return delta
 
 
-def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, oval: np.ndarray, landmarks_px: np.ndarray,
-                 blendshapes: np.ndarray, head_rotation: np.ndarray) -> PortraitFit:
+def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: CanonicalMesh, oval: np.ndarray,
+                 landmarks_px: np.ndarray, blendshapes: np.ndarray, head_rotation: np.ndarray) -> PortraitFit:
     """Fit to MediaPipe's tracking of one image.
 
     `landmarks_px`: MediaPipe's (478, 3) landmarks in pixels (x times the image
     width, y times its height, z times its width: MediaPipe scales z like x);
     `blendshapes`: its (52,) scores; `head_rotation`: the rotation part of its
-    facial transformation matrix. `oval`: the face-oval landmarks
-    (`FaceContours.oval`).
+    facial transformation matrix. `canonical`: MediaPipe's canonical face (for
+    its pose landmarks); `oval`: the face-oval landmarks (`FaceContours.oval`).
     """
     lm = np.asarray(landmarks_px[:NUM_SURFACE_LANDMARKS], np.float64)
     target = np.stack([lm[:, 0], lm[:, 1], -lm[:, 2]], axis=1)  # MediaPipe z grows away from the camera
@@ -135,14 +142,14 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, oval: np.ndarra
     basis = np.concatenate([corr.basis(model.id_basis), corr.basis(model.exp_basis)]).astype(np.float64)  # (M, L, 3)
     n_id = len(model.id_basis)
     expression_prior = model.expression_weights(blendshapes).astype(np.float64)
-    # MediaPipe's rotation takes its canonical face to the camera; ours takes ICT's.
-    rotation_prior = np.asarray(head_rotation, np.float64) @ corr.canonical_to_model.T
     prior_centre = np.concatenate([np.zeros(n_id), expression_prior])
     prior_scale = np.concatenate([np.ones(n_id), np.full(len(expression_prior), 1.0 / EXPRESSION_SIGMA)])
-    rotation_weight = 1.0 / np.radians(ROTATION_SIGMA_DEG)
+    pose = canonical.pose_landmarks
+    gauge = rotation_gauge(mean[pose], basis[:n_id, pose], canonical.pose_weights.astype(np.float64)) / np.radians(GAUGE_SIGMA_DEG)
 
     coeffs = prior_centre.copy()
-    rotation = rotation_prior
+    # MediaPipe's rotation takes its canonical face to the camera; ours takes ICT's.
+    rotation = np.asarray(head_rotation, np.float64) @ corr.canonical_to_model.T
     x = mean + np.tensordot(coeffs, basis, 1)
     proj = x @ rotation.T
     scale = float(np.sqrt(((lm[:, :2] - lm[:, :2].mean(0)) ** 2).sum() / ((proj[:, :2] - proj[:, :2].mean(0)) ** 2).sum()))
@@ -160,11 +167,11 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, oval: np.ndarra
         jac = np.concatenate([j_rot, j_scale, j_t, j_shape], axis=2) * sw[:, :, None]
         jac = jac.reshape(-1, jac.shape[2])
         n_pose = 7
-        # Priors: rows on the rotation and on the coefficients.
-        j_prior = np.zeros((3 + len(coeffs), jac.shape[1]))
-        j_prior[:3, :3] = rotation_weight * np.eye(3)
-        j_prior[3:, n_pose:] = np.diag(prior_scale)
-        r_prior = np.concatenate([rotation_weight * _rotation_vector(rotation @ rotation_prior.T), prior_scale * (coeffs - prior_centre)])
+        # Priors on the coefficients, and the identity's gauge condition.
+        j_prior = np.zeros((len(coeffs) + 3, jac.shape[1]))
+        j_prior[: len(coeffs), n_pose:] = np.diag(prior_scale)
+        j_prior[len(coeffs) :, n_pose : n_pose + n_id] = gauge
+        r_prior = np.concatenate([prior_scale * (coeffs - prior_centre), gauge @ coeffs[:n_id]])
         a = np.concatenate([jac, j_prior])
         b = np.concatenate([r_data, r_prior])
         delta = _bounded_step(a.T @ a, -a.T @ b, coeffs[n_id:], n_pose + n_id)

@@ -71,15 +71,16 @@ class LandmarkCorrespondence:
         return np.unique(self.triangles)
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares scale, rotation and translation with dst ≈ s·R·src + t (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares scale, rotation and translation with dst ≈ s·R·src + t, optionally weighted per point (Umeyama 1991)."""
+    w = np.full(len(src), 1.0 / len(src)) if weights is None else weights / weights.sum()
+    mu_s, mu_d = w @ src, w @ dst
     a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
+    u, sig, vt = np.linalg.svd((b * w[:, None]).T @ a)
     d = np.ones(3)
     d[2] = np.sign(np.linalg.det(u @ vt))
     rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / (a * a).sum() * len(src))
+    scale = float((sig * d).sum() / (w @ (a * a).sum(1)))
     return scale, rot, mu_d - scale * rot @ mu_s
 
 
