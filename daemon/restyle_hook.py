@@ -3,8 +3,8 @@
 Restyle (diffusion img2img of the camera image) sees camera pixels, so the
 live pipeline only asks for it with privacy off and refuses it otherwise.
 This module is the whole contract with the restyle component
-(`daemon/restyle.py`): without its libraries or its model on disk, asking for
-restyle fails with a clear "not available" that says what is missing.
+(`daemon/restyle.py`): without its libraries, asking for restyle fails with
+a clear "not available" that says what is missing.
 
 A restyle processor is a `Processor` (`process(CameraFrame) -> OutputFrame`,
 `warm_up`, `close`, `stats`) built and used on one thread; if it has
@@ -14,8 +14,7 @@ The daemon calls `restyle_support` once before its output starts: import
 torch and diffusers there (or at module level), never in
 `build_restyle_processor`, which runs while the avatar is live. Importing
 torch blocks every other thread for seconds at a stretch (2-4 s measured on
-the 2-core machine), so the output would stall. (`restyle_support` does so
-only when the config opts in to restyle: see there.)
+the 2-core machine), so the output would stall.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import importlib.util
 from dataclasses import dataclass, field
 
 from .config import STYLE_PRESETS, Config
-from .errors import ModelFileError, VeilCamError
+from .errors import VeilCamError
 from .pipeline import Processor
 from .report import RunStats
 
@@ -62,30 +61,23 @@ def _import_libraries() -> None:
 
 
 def restyle_support(config: Config) -> RestyleSupport:
-    """Whether restyle can be selected: its libraries are installed and its model is on disk (no download while live).
+    """Whether restyle can be selected: its libraries are installed (a missing model
+    is reported when restyle is built, as one line saying what to download).
 
-    The libraries are imported here, before the output starts, when the config
-    opts in (restyle enabled, or privacy off), so a switch to restyle does not
-    stall the output. With privacy on they are not: every start would pay for
-    an import that only a later privacy-off switch could use (that switch then
-    pays it instead).
+    The libraries are imported here (once), before the output starts, so a
+    switch to restyle does not stall the output: every start pays for them,
+    even one that never leaves the avatar.
     """
     missing = _missing_libraries()
     if missing:
         return RestyleSupport(False, missing)
-    from .diffusion_models import model_folder
-
-    try:
-        model_folder(config.restyle.model, allow_download=False)
-    except ModelFileError as exc:
-        return RestyleSupport(False, f"{NOT_AVAILABLE} until its model is downloaded: {exc}")
-    if config.restyle.enabled or not config.privacy.enabled:
-        _import_libraries()
+    _import_libraries()
     return RestyleSupport(True, styles={name: style.prompt for name, style in STYLE_PRESETS.items()})
 
 
 def build_restyle_processor(config: Config, stats: RunStats, prompt: str) -> Processor:
-    """The restyle processor for `prompt` (empty: the configured style's); call it on the thread that will run it.
+    """The restyle processor for `prompt`: a style preset's name, a free prompt, or
+    empty for the configured style. Call it on the thread that will run it.
 
     The live pipeline is the authority on privacy here: privacy can be turned
     off over the control socket without the config changing, and the live
@@ -95,6 +87,10 @@ def build_restyle_processor(config: Config, stats: RunStats, prompt: str) -> Pro
     from .factory import model_store
     from .restyle import RestyleProcessor
 
-    restyle = dataclasses.replace(config.restyle, prompt=prompt or config.restyle.prompt)
+    restyle = config.restyle
+    if prompt in STYLE_PRESETS:
+        restyle = dataclasses.replace(restyle, style=prompt, prompt="")
+    elif prompt:
+        restyle = dataclasses.replace(restyle, prompt=prompt)
     unlocked = dataclasses.replace(config, restyle=restyle, privacy=dataclasses.replace(config.privacy, enabled=False))
     return RestyleProcessor(unlocked, stats, model_store(config))

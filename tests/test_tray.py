@@ -48,7 +48,8 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         visible = [i.text for i in menu if i.visible]
         assert visible[0] == "VeilCam: avatar porcelain, privacy on"
         assert {"Avatars", "Mode", "Privacy mode", "Pause camera", "Panic: hide me now", "Open preview", "Open avatars folder", "Quit VeilCam"} <= set(visible)
-        assert "Styles" not in visible and "Start VeilCam" not in visible  # restyle is not available; the daemon runs
+        assert "Styles" in visible and "Start VeilCam" not in visible  # the restyle extra is installed; the daemon runs
+        assert "anime" in [i.text for i in _item(menu, "Styles").submenu.items]
 
         avatars = _item(menu, "Avatars").submenu
         assert [i.text for i in avatars.items][:2] == ["porcelain", "midnight"]
@@ -58,7 +59,7 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         assert _item(avatars, "midnight").checked and not _item(avatars, "porcelain").checked
 
         modes = _item(menu, "Mode").submenu
-        assert not _item(modes, "Restyle").enabled  # privacy on (and not in this build)
+        assert not _item(modes, "Restyle").enabled  # privacy on
         _item(modes, "Placeholder card")(icon)
         assert daemon.live.selection.mode == "placeholder" and tray.state == "paused" and icon.icon is icon_image("paused")
         _item(modes, "Avatar")(icon)
@@ -68,9 +69,9 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         assert privacy.checked
         privacy(icon)
         assert daemon.live.privacy is False and not privacy.checked and tray.state == "running"
-        assert not _item(modes, "Restyle").enabled, "restyle stays off: this build has none"
-        _item(modes, "Restyle")(icon)  # pystray would not offer it; called anyway, it is refused politely
-        assert "not available" in tray.notifications[-1]
+        assert _item(modes, "Restyle").enabled, "privacy off: restyle is offered"
+        _item(modes, "Restyle")(icon)  # the demo has no camera image: refused politely, the avatar stays
+        assert "restyle needs a camera" in tray.notifications[-1] and daemon.live.selection.mode == "avatar"
         privacy(icon)
         assert daemon.live.privacy is True
 
