@@ -65,7 +65,7 @@ def test_every_request_over_the_socket(tmp_path: Path, monkeypatch: pytest.Monke
         for key in ("mode", "avatar", "fps", "latency_ms", "face_tracked", "privacy", "camera", "restyle", "error"):
             assert key in status
         assert (status["mode"], status["avatar"], status["privacy"], status["camera"]) == ("avatar", "porcelain", True, "none")
-        assert status["restyle"]["available"] is False and "not available" in status["restyle"]["reason"]  # no diffusion model here
+        assert status["restyle"]["available"] is True and "oil-painting" in status["restyle"]["styles"]
         names = [a["name"] for a in client.call("list_avatars")["avatars"]]
         assert {"porcelain", "midnight"} <= set(names)
 
@@ -79,9 +79,9 @@ def test_every_request_over_the_socket(tmp_path: Path, monkeypatch: pytest.Monke
             client.call("set_mode", mode="restyle")
         assert err.value.code == "privacy"
         assert client.call("set_privacy", enabled=False) == {"privacy": False}
-        with pytest.raises(ControlError, match="not available") as err:
+        with pytest.raises(ControlError, match="restyle needs a camera") as err:  # the demo has no image to restyle
             client.call("set_mode", mode="restyle")
-        assert err.value.code == "unavailable"
+        assert err.value.code == "failed"
         assert client.call("set_privacy", enabled=True) == {"privacy": True}
         assert client.call("set_style", prompt="oil painting")["style"] == "oil painting"
 

@@ -11,8 +11,7 @@ import pytest
 
 from live_rig import H, W, LiveRig, canary_clip, canary_source, live_config, look_corners, segments  # noqa: F401
 from recording_backend import OPENED
-from veilcam.daemon.errors import PrivacyError, VeilCamError
-from veilcam.daemon.restyle_hook import RestyleUnavailableError
+from veilcam.daemon.errors import ModelFileError, PrivacyError, VeilCamError
 from veilcam.daemon.pipeline import OutputFrame
 from veilcam.daemon.selection import Selection
 
@@ -117,7 +116,7 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
         with pytest.raises(PrivacyError, match="privacy mode is on"):
             live.select(Selection("restyle", "porcelain"))
         live.set_privacy(False)
-        with pytest.raises(RestyleUnavailableError, match="not available until its model is downloaded: restyle.model: folder .* not found"):
+        with pytest.raises(ModelFileError, match="restyle.model: folder .* not found"):  # the real restyle, no model here
             live.select(Selection("restyle", "porcelain"))
         assert live.snapshot()["mode"] == "avatar"
         # Stand in a pixel processor for restyle: its frames carry the canary.
