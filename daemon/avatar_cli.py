@@ -73,7 +73,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from .avatar_pack import check_name
+    from .pack_manifest import check_name
     from .avatars import builtin_avatars
     from .config import load_config
     from .factory import model_store

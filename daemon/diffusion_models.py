@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
-
-from veilcam.models.stream_diffusion import DiffusionModels
-from veilcam.models.taesd import load_taesd
+from typing import TYPE_CHECKING
 
 from .errors import ModelFileError
 from .model_store import ModelStore
+
+if TYPE_CHECKING:  # torch takes seconds to import: only `load_diffusion_models` needs it
+    import torch
+
+    from veilcam.models.stream_diffusion import DiffusionModels
 
 SUBFOLDERS = ("unet", "text_encoder", "tokenizer", "scheduler")
 TAESD_FILES = ("taesd/taesd_encoder.safetensors", "taesd/taesd_decoder.safetensors")
@@ -62,6 +63,9 @@ def load_diffusion_models(model: str, store: ModelStore, device: str | torch.dev
     """All a stream needs, on `device` in `dtype`."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
+
+    from veilcam.models.stream_diffusion import DiffusionModels
+    from veilcam.models.taesd import load_taesd
 
     folder = model_folder(model, allow_download)
     try:

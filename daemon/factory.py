@@ -83,18 +83,25 @@ def open_sink(config: Config, fps: float | None = None) -> Sink:
 
 
 def processor_factory(config: Config, source: Source) -> Callable[[RunStats], Processor]:
-    """What turns `source`'s items into output frames, built when (and on the thread where) it is called.
+    """What turns `source`'s items into output frames as the config says (restyle or
+    the avatar), built when (and on the thread where) it is called.
 
     Restyle in privacy mode is refused here, before any model is loaded.
     """
-    store = model_store(config)
-    if config.restyle.enabled:
-        from .restyle import RestyleProcessor, check_restyle_allowed  # torch loads here, not at import
+    if not config.restyle.enabled:
+        return avatar_processor_factory(config, source)
+    from .restyle import RestyleProcessor, check_restyle_allowed
 
-        check_restyle_allowed(config)
-        if not isinstance(source, FrameSource):
-            raise ConfigError("restyle needs camera images: use a webcam or video source, not the demo")
-        return lambda stats: RestyleProcessor(config, stats, store)
+    check_restyle_allowed(config)
+    if not isinstance(source, FrameSource):
+        raise ConfigError("restyle needs camera images: use a webcam or video source, not the demo")
+    store = model_store(config)
+    return lambda stats: RestyleProcessor(config, stats, store)
+
+
+def avatar_processor_factory(config: Config, source: Source) -> Callable[[RunStats], FrameProcessor]:
+    """The avatar's privacy-safe `FrameProcessor`, whatever `restyle.enabled` says (the live daemon selects modes itself)."""
+    store = model_store(config)
 
     def build(stats: RunStats) -> FrameProcessor:
         tracker = open_tracker(config, store) if isinstance(source, FrameSource) else None

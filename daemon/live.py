@@ -75,7 +75,7 @@ ProcessorBuilder = Callable[[Selection, Config, RunStats], Processor]
 def default_builder(source: Source) -> ProcessorBuilder:
     """Selection -> processor, for a live source: the avatar's `FrameProcessor`, or restyle."""
     from . import restyle_hook
-    from .factory import processor_factory
+    from .factory import avatar_processor_factory
 
     def build(selection: Selection, config: Config, stats: RunStats) -> Processor:
         if selection.mode == "restyle":
@@ -86,7 +86,7 @@ def default_builder(source: Source) -> ProcessorBuilder:
                 raise VeilCamError("restyle needs a camera or video source; the demo has no image to restyle")
             return restyle_hook.build_restyle_processor(config, stats, selection.style)
         config = dataclasses.replace(config, avatar=dataclasses.replace(config.avatar, name=selection.avatar))
-        return processor_factory(config, source)(stats)
+        return avatar_processor_factory(config, source)(stats)
 
     return build
 

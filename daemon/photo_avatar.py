@@ -32,12 +32,14 @@ from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
 from veilcam.models.renderer import FaceRenderer
 from veilcam.models.landmark_correspondence import LandmarkCorrespondence, compute_correspondence
 
-from . import avatar_pack as ap
+from .avatar_pack import load_pack, new_manifest, write_pack
 from .avatars import FACE_LANDMARKER, AvatarEntry, _background_image
 from .config import Config, config_from_dict
-from .errors import ModelFileError, PortraitError
+from .errors import AvatarPackError, ModelFileError, PortraitError
 from .facekit_avatar import make_facekit_renderer, open_face_model
 from .model_store import ModelStore
+from .pack_files import encode_npz, encode_png
+from .pack_manifest import MAX_DESCRIPTION, check_name, is_one_line
 
 KIND = "photo"
 FACE_FILE = "face.npz"
@@ -145,11 +147,11 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
     from veilcam.models.attribute_raster import AttributeRasterizer
     from veilcam.models.photo_texture import bake_photo_texture
 
-    ap.check_name(name)
-    if not ap.is_one_line(description):
-        raise ap.AvatarPackError(f"--description must be one line of at most {ap.MAX_DESCRIPTION} characters")
+    check_name(name)
+    if not is_one_line(description):
+        raise AvatarPackError(f"--description must be one line of at most {MAX_DESCRIPTION} characters")
     if not replace and ((root / name).exists() or (root / f"{name}.zip").exists()):
-        raise ap.AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or --force to replace it")
+        raise AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or --force to replace it")
     seconds: dict[str, float] = {}
     stages = ("read", "track", "fit", "texture", "preview", "write")
     with tqdm(total=len(stages), desc=f"creating {name}", unit="step", disable=not progress, leave=False) as bar:
@@ -169,7 +171,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
         eyes = eye_distance(landmarks, data.contours)
         if eyes < MIN_EYE_DISTANCE_PX:
             raise PortraitError(f"{photo}: the face is too small ({eyes:.0f} px between the eyes, need {MIN_EYE_DISTANCE_PX}); use a closer or larger photo")
-        fit = fit_portrait(data.model, data.correspondence, data.contours.oval, landmarks, state.blendshapes, state.head_pose[:3, :3])
+        fit = fit_portrait(data.model, data.correspondence, data.canonical, data.contours.oval, landmarks, state.blendshapes, state.head_pose[:3, :3])
         t = _stage(bar, seconds, "fit", t)
 
         with AttributeRasterizer() as raster:
@@ -184,13 +186,13 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
         t = _stage(bar, seconds, "preview", t)
 
         files = {
-            FACE_FILE: ap.encode_npz({"identity": fit.identity.astype(np.float32), "skin_rgb": skin_rgb}),
-            ALBEDO_FILE: ap.encode_png(baked.image),
-            PREVIEW_FILE: ap.encode_png(preview),
+            FACE_FILE: encode_npz({"identity": fit.identity.astype(np.float32), "skin_rgb": skin_rgb}),
+            ALBEDO_FILE: encode_png(baked.image),
+            PREVIEW_FILE: encode_png(preview),
         }
-        manifest = ap.new_manifest(name, KIND, {"face": FACE_FILE, "albedo": ALBEDO_FILE}, files, PREVIEW_FILE,
+        manifest = new_manifest(name, KIND, {"face": FACE_FILE, "albedo": ALBEDO_FILE}, files, PREVIEW_FILE,
                                    description, generator=f"veilcam {_version()}")
-        pack = ap.write_pack(root, manifest, files, replace=replace)
+        pack = write_pack(root, manifest, files, replace=replace)
         _stage(bar, seconds, "write", t)
     return PhotoAvatarResult(pack, fit, eyes, seconds)
 
@@ -223,7 +225,7 @@ def build_photo_renderer(entry: AvatarEntry, config: Config, store: ModelStore) 
     """The `photo` kind: the pack is verified in full before anything is built, so a bad
     pack raises its one-line error while the avatar already running stays."""
     assert entry.pack_dir is not None
-    pack = ap.load_pack(entry.pack_dir)
+    pack = load_pack(entry.pack_dir)
     face = pack.arrays["face"]
     look = photo_look(pack.images["albedo"], face["skin_rgb"])
     return make_facekit_renderer(config, store, look, face["identity"], background=_background_image(config.avatar.background_image))

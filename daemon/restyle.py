@@ -24,7 +24,7 @@ import numpy as np
 from veilcam.models.face_state import FaceState
 
 from . import paths
-from .config import Config, RestyleConfig
+from .config import STYLE_PRESETS, Config, RestyleConfig
 from .errors import ConfigError, PrivacyError
 from .model_store import ModelStore
 from .pipeline import OutputFrame
@@ -128,7 +128,10 @@ class RestyleProcessor:
         self._lock = threading.Lock()
 
     def set_prompt(self, prompt: str, negative_prompt: str = "") -> None:
-        """Change the prompt from any thread; the worker applies it before its next frame."""
+        """Change the prompt (or a style preset's name: its prompt; its steps stay) from
+        any thread; the worker applies it before its next frame."""
+        if prompt in STYLE_PRESETS:
+            prompt = STYLE_PRESETS[prompt].prompt
         with self._lock:
             self._pending_prompt = (prompt, negative_prompt)
 

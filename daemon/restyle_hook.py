@@ -3,8 +3,8 @@
 Restyle (diffusion img2img of the camera image) sees camera pixels, so the
 live pipeline only asks for it with privacy off and refuses it otherwise.
 This module is the whole contract with the restyle component
-(`daemon/restyle.py`): without the `restyle` extra installed, asking for
-restyle fails with a clear "not available".
+(`daemon/restyle.py`): without its libraries, asking for restyle fails with
+a clear "not available" that says what is missing.
 
 A restyle processor is a `Processor` (`process(CameraFrame) -> OutputFrame`,
 `warm_up`, `close`, `stats`) built and used on one thread; if it has
@@ -20,7 +20,8 @@ the 2-core machine), so the output would stall.
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import functools
+import importlib.util
 from dataclasses import dataclass, field
 
 from .config import STYLE_PRESETS, Config
@@ -28,7 +29,7 @@ from .errors import VeilCamError
 from .pipeline import Processor
 from .report import RunStats
 
-NOT_AVAILABLE = "restyle is not available: {missing} is not installed; install it with pip install 'veilcam[restyle]', or pick an avatar instead"
+NOT_AVAILABLE = "restyle is not available"
 
 
 class RestyleUnavailableError(VeilCamError):
@@ -42,28 +43,54 @@ class RestyleSupport:
     styles: dict[str, str] = field(default_factory=dict)  # preset name -> prompt, for menus
 
 
+@functools.lru_cache(maxsize=1)
+def _missing_libraries() -> str:
+    """Why the restyle libraries cannot load ('' when they are installed); looks, does not import."""
+    missing = [name for name in ("torch", "diffusers", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{NOT_AVAILABLE}: the restyle extra is not installed (missing {', '.join(missing)}; pip install 'veilcam[restyle]')"
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _import_libraries() -> None:
+    """The heavy imports, once: tens of seconds of CPU on a small machine, holding the GIL."""
+    import torch  # noqa: F401
+    from diffusers import AutoencoderTiny, EulerDiscreteScheduler, LCMScheduler, UNet2DConditionModel  # noqa: F401
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+
 def restyle_support(config: Config) -> RestyleSupport:
-    """Whether restyle can be selected at all, and its style presets (called often: cache what is slow)."""
-    try:
-        for module in ("torch", "diffusers"):  # the slow imports, done here on purpose
-            importlib.import_module(module)
-    except ImportError as exc:
-        return RestyleSupport(False, NOT_AVAILABLE.format(missing=exc.name or "a restyle package"))
-    return RestyleSupport(True, styles={name: preset.prompt for name, preset in STYLE_PRESETS.items()})
+    """Whether restyle can be selected: its libraries are installed (a missing model
+    is reported when restyle is built, as one line saying what to download).
+
+    The libraries are imported here (once), before the output starts, so a
+    switch to restyle does not stall the output: every start pays for them,
+    even one that never leaves the avatar.
+    """
+    missing = _missing_libraries()
+    if missing:
+        return RestyleSupport(False, missing)
+    _import_libraries()
+    return RestyleSupport(True, styles={name: style.prompt for name, style in STYLE_PRESETS.items()})
 
 
 def build_restyle_processor(config: Config, stats: RunStats, prompt: str) -> Processor:
-    """The restyle processor for `prompt` (a preset name or a free prompt; empty: the configured style).
+    """The restyle processor for `prompt`: a style preset's name, a free prompt, or
+    empty for the configured style. Call it on the thread that will run it.
 
-    Call it on the thread that will run it."""
+    The live pipeline is the authority on privacy here: privacy can be turned
+    off over the control socket without the config changing, and the live
+    pipeline calls this only with privacy off (and drops restyle's frames the
+    moment privacy comes back on). So the config is passed on with privacy off.
+    """
     from .factory import model_store
     from .restyle import RestyleProcessor
 
-    support = restyle_support(config)
-    if not support.available:
-        raise RestyleUnavailableError(support.reason)
+    restyle = config.restyle
     if prompt in STYLE_PRESETS:
-        config = dataclasses.replace(config, restyle=dataclasses.replace(config.restyle, style=prompt, prompt=""))
+        restyle = dataclasses.replace(restyle, style=prompt, prompt="")
     elif prompt:
-        config = dataclasses.replace(config, restyle=dataclasses.replace(config.restyle, prompt=prompt))
-    return RestyleProcessor(config, stats, model_store(config))
+        restyle = dataclasses.replace(restyle, prompt=prompt)
+    unlocked = dataclasses.replace(config, restyle=restyle, privacy=dataclasses.replace(config.privacy, enabled=False))
+    return RestyleProcessor(unlocked, stats, model_store(config))

@@ -34,6 +34,7 @@ from .instance import InstanceLock
 from .live import LivePipeline
 from .logs import attach_log_file, detach_log_file
 from .report import RunStats, percentiles
+from .restyle import check_restyle_allowed
 from .restyle_hook import RestyleUnavailableError, restyle_support
 from .selection import MODES, Selection
 
@@ -75,6 +76,8 @@ class Daemon:
     def run(self, duration: float | None = None, announce: Callable[[str], None] = lambda _: None) -> Totals:
         config = self.load_config()
         find_avatar(config.avatar.name)  # a typo fails here, as one line, before anything opens
+        if config.restyle.enabled:  # --mode restyle: refused in privacy mode, before anything opens
+            check_restyle_allowed(config)
         with InstanceLock():
             handler = attach_log_file()
             try:
@@ -87,7 +90,8 @@ class Daemon:
         restyle_support(config)  # its heavy imports happen now, not while the output runs
         with open_source(config) as source, open_sink(config) as sink:
             reopen = (lambda: open_source(config)) if config.source.kind == "webcam" else None
-            live = LivePipeline(source, sink, config, Selection("restyle" if config.restyle.enabled else "avatar", config.avatar.name), reopen_source=reopen)
+            mode = "restyle" if config.restyle.enabled else "avatar"
+            live = LivePipeline(source, sink, config, Selection(mode, config.avatar.name), reopen_source=reopen)
             live.start()
             self.live = live
             self.window_start = time.perf_counter()

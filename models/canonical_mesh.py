@@ -10,7 +10,7 @@ so this file reads the few wire-format pieces it needs itself.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,10 @@ class CanonicalMesh:
     vertices: np.ndarray  # (468, 3) float32, centimetres, y up, +z towards the camera
     uvs: np.ndarray  # (468, 2) float32, v down (the OBJ file stores 1 - v)
     triangles: np.ndarray  # (898, 3) int32, counter-clockwise seen from the front
+    #: The weighted landmarks MediaPipe aligns to this mesh to estimate the head pose
+    #: (`procrustes_landmark_basis`, field 2): ids (K,) int32 and weights (K,) float32.
+    pose_landmarks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    pose_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -92,6 +96,16 @@ def _parse_mesh3d(buf: bytes) -> tuple[np.ndarray, np.ndarray]:
     return vertex_buffer.astype(np.float32), np.asarray(indices, np.int64)
 
 
+def _parse_weighted_landmark(buf: bytes) -> tuple[int, float]:
+    landmark, weight = -1, 0.0
+    for number, wire, value in _fields(buf):
+        if number == 1 and wire == _VARINT:
+            landmark = value
+        elif number == 2 and wire == _FIXED32:
+            weight = float(np.frombuffer(value, "<f4")[0])
+    return landmark, weight
+
+
 def parse_geometry_metadata(data: bytes) -> CanonicalMesh:
     """Parse a serialized `GeometryPipelineMetadata`; ValueError when it is not one."""
     mesh_bytes = [value for number, wire, value in _fields(data) if number == 1 and wire == _LENGTH]
@@ -107,10 +121,15 @@ def parse_geometry_metadata(data: bytes) -> CanonicalMesh:
     if not np.all(np.isfinite(vertex_buffer)):
         raise ValueError("canonical mesh has non-finite vertex values")
     per_vertex = vertex_buffer.reshape(NUM_VERTICES, 5)
+    basis = [_parse_weighted_landmark(value) for number, wire, value in _fields(data) if number == 2 and wire == _LENGTH]
+    if any(not 0 <= landmark < NUM_VERTICES for landmark, _ in basis):
+        raise ValueError("Procrustes landmark basis refers to a landmark out of range")
     return CanonicalMesh(
         vertices=np.ascontiguousarray(per_vertex[:, :3]),
         uvs=np.ascontiguousarray(per_vertex[:, 3:]),
         triangles=indices.reshape(NUM_TRIANGLES, 3).astype(np.int32),
+        pose_landmarks=np.array([landmark for landmark, _ in basis], np.int32),
+        pose_weights=np.array([weight for _, weight in basis], np.float32),
     )
 
 

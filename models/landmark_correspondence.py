@@ -56,6 +56,7 @@ class LandmarkCorrespondence:
     triangles: np.ndarray  # (468, 3) int32 ICT vertex indices
     weights: np.ndarray  # (468, 3) float32 barycentric weights, rows sum to 1
     residual_cm: np.ndarray  # (468,) distance from the canonical landmark to its surface point after shaping
+    canonical_to_model: np.ndarray  # (3, 3) rotation from MediaPipe's canonical frame to ICT's (the two differ by a few degrees of pitch)
 
     def points(self, vertices: np.ndarray) -> np.ndarray:
         """(468, 3) landmark positions on a posed mesh (any identity and expression)."""
@@ -70,15 +71,16 @@ class LandmarkCorrespondence:
         return np.unique(self.triangles)
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares scale, rotation and translation with dst ≈ s·R·src + t (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares scale, rotation and translation with dst ≈ s·R·src + t, optionally weighted per point (Umeyama 1991)."""
+    w = np.full(len(src), 1.0 / len(src)) if weights is None else weights / weights.sum()
+    mu_s, mu_d = w @ src, w @ dst
     a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
+    u, sig, vt = np.linalg.svd((b * w[:, None]).T @ a)
     d = np.ones(3)
     d[2] = np.sign(np.linalg.det(u @ vt))
     rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / (a * a).sum() * len(src))
+    scale = float((sig * d).sum() / (w @ (a * a).sum(1)))
     return scale, rot, mu_d - scale * rot @ mu_s
 
 
@@ -168,7 +170,7 @@ def compute_correspondence(model: FaceModel, canonical: CanonicalMesh) -> Landma
     for _ in range(_ITERATIONS):
         target = canon @ (s * r).T + t
         tri_idx, w = _closest_on_surface(target, vertices, triangles, incident)
-        corr = LandmarkCorrespondence(triangles[tri_idx], w, np.zeros(len(w)))
+        corr = LandmarkCorrespondence(triangles[tri_idx], w, np.zeros(len(w)), r)
         mean = corr.points(model.neutral.astype(np.float64))
         basis = corr.basis(model.id_basis).reshape(len(identity), -1).T  # (468*3, 100)
         lhs = basis.T @ basis + _PRIOR * np.eye(len(identity))
@@ -177,6 +179,6 @@ def compute_correspondence(model: FaceModel, canonical: CanonicalMesh) -> Landma
         s, r, t = similarity(canon, corr.points(vertices))
     target = canon @ (s * r).T + t
     tri_idx, w = _closest_on_surface(target, vertices, triangles, incident)
-    corr = LandmarkCorrespondence(triangles[tri_idx].astype(np.int32), w.astype(np.float32), np.zeros(0))
+    corr = LandmarkCorrespondence(triangles[tri_idx].astype(np.int32), w.astype(np.float32), np.zeros(0), r)
     residual = np.linalg.norm(corr.points(vertices) - target, axis=1).astype(np.float32)
-    return LandmarkCorrespondence(corr.triangles, corr.weights, residual)
+    return LandmarkCorrespondence(corr.triangles, corr.weights, residual, r)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from veilcam.daemon import avatar_pack as ap
 from veilcam.daemon.avatar_pack import new_manifest, write_pack
+from veilcam.daemon.pack_files import encode_npz, encode_png
 
 
 def pack_files(identity: np.ndarray | None = None) -> dict[str, bytes]:
@@ -16,7 +16,7 @@ def pack_files(identity: np.ndarray | None = None) -> dict[str, bytes]:
     face = {"identity": ident, "skin_rgb": np.array([200, 160, 140], np.uint8)}
     albedo = rng.integers(0, 255, (64, 64, 3), np.uint8)
     preview = np.full((32, 32, 3), 128, np.uint8)
-    return {"face.npz": ap.encode_npz(face), "albedo.png": ap.encode_png(albedo), "preview.png": ap.encode_png(preview)}
+    return {"face.npz": encode_npz(face), "albedo.png": encode_png(albedo), "preview.png": encode_png(preview)}
 
 
 def make_pack(root: Path, name: str = "alice", files: dict[str, bytes] | None = None, description: str = "") -> Path:

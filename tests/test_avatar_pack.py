@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import re
 import stat
 import zipfile
@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from veilcam.daemon import avatar_pack as ap
+from veilcam.daemon.pack_files import decode_arrays, encode_npz, encode_png
+from veilcam.daemon.pack_manifest import MANIFEST, ArraySpec, PackContext
 from veilcam.daemon.avatar_pack import AvatarPackError, load_pack, new_manifest, read_manifest, write_pack
 from veilcam.daemon.avatars import build_renderer, find_avatar, list_avatars
 from veilcam.daemon.config import Config
@@ -22,7 +24,7 @@ from packs import make_pack, pack_files
 
 
 def rewrite_manifest(pack: Path, edit) -> None:
-    path = pack / ap.MANIFEST
+    path = pack / MANIFEST
     path.write_text(edit(path.read_text()))
 
 
@@ -60,7 +62,7 @@ def test_round_trip(root: Path) -> None:
     assert (m.name, m.kind, m.version, m.schema) == ("alice", "photo", 1, 1)
     assert m.description == 'a "quoted" description'
     assert {f.path for f in m.files} == set(files)
-    np.testing.assert_array_equal(loaded.arrays["face"]["identity"], np.load(ap.io.BytesIO(files["face.npz"]))["identity"])
+    np.testing.assert_array_equal(loaded.arrays["face"]["identity"], np.load(io.BytesIO(files["face.npz"]))["identity"])
     assert loaded.images["albedo"].shape == (64, 64, 3)
     assert loaded.images["preview"].shape == (32, 32, 3)
     assert read_manifest(pack) == m
@@ -124,7 +126,7 @@ def test_bad_manifest(root: Path, edit, needles: list[str]) -> None:
 
 def test_missing_manifest(root: Path) -> None:
     pack = make_pack(root)
-    (pack / ap.MANIFEST).unlink()
+    (pack / MANIFEST).unlink()
     with pytest.raises(AvatarPackError) as exc:
         load_pack(pack)
     one_line(exc, "manifest.toml is missing")
@@ -183,7 +185,7 @@ SKIN = np.array([200, 160, 140], np.uint8)
 )
 def test_wrong_arrays(root: Path, arrays: dict[str, np.ndarray], needles: list[str]) -> None:
     pack = make_pack(root)
-    relist(pack, "face.npz", ap.encode_npz(arrays))
+    relist(pack, "face.npz", encode_npz(arrays))
     with pytest.raises(AvatarPackError) as exc:
         load_pack(pack)
     one_line(exc, "photo.face (face.npz)", *needles)
@@ -198,13 +200,13 @@ def test_safetensors_arrays_are_checked_like_npz() -> None:
         header = json.dumps({"identity": {"dtype": dtype, "shape": list(shape), "data_offsets": [0, len(body)]}}).encode()
         return struct.pack("<Q", len(header)) + header + body
 
-    specs = (ap.ArraySpec("identity", (100,), "float32"),)
-    where = ap._Where(Path("p"))
-    assert ap.decode_arrays(safetensors((100,)), "w.safetensors", specs, "w", where)["identity"].shape == (100,)
+    specs = (ArraySpec("identity", (100,), "float32"),)
+    where = PackContext(Path("p"))
+    assert decode_arrays(safetensors((100,)), "w.safetensors", specs, "w", where)["identity"].shape == (100,)
     with pytest.raises(AvatarPackError, match=r"expected float32 \(100,\)"):
-        ap.decode_arrays(safetensors((4, 25)), "w.safetensors", specs, "w", where)
+        decode_arrays(safetensors((4, 25)), "w.safetensors", specs, "w", where)
     with pytest.raises(AvatarPackError, match="not a readable .safetensors"):
-        ap.decode_arrays(safetensors((100,))[:-8], "w.safetensors", specs, "w", where)
+        decode_arrays(safetensors((100,))[:-8], "w.safetensors", specs, "w", where)
 
 
 def test_missing_preview(root: Path) -> None:
@@ -223,7 +225,7 @@ def test_missing_preview(root: Path) -> None:
 
 def test_preview_must_be_a_png_of_sane_size(root: Path) -> None:
     pack = make_pack(root)
-    relist(pack, "preview.png", ap.encode_png(np.zeros((4, 4, 3), np.uint8)))
+    relist(pack, "preview.png", encode_png(np.zeros((4, 4, 3), np.uint8)))
     with pytest.raises(AvatarPackError) as exc:
         load_pack(pack)
     one_line(exc, "preview preview.png is 4x4", "16-2048")

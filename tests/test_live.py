@@ -108,6 +108,7 @@ def test_restyle_is_refused_in_privacy_mode_and_dropped_the_moment_privacy_comes
     from veilcam.daemon import restyle_hook
 
     config = live_config(test_backend, canary_source(canary_clip), restyle={"model": str(tmp_path / "no-model")})
+    restyle_hook.restyle_support(config)  # as the daemon does before its output starts: the heavy imports
     refs = look_corners(config, ("porcelain",))
     with LiveRig(config, Selection("avatar", "porcelain")) as rig:
         live = rig.live

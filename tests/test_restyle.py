@@ -19,7 +19,7 @@ from veilcam.daemon.config import STYLE_PRESETS, Config, RestyleConfig, config_f
 from veilcam.daemon.errors import ModelFileError, PrivacyError
 from veilcam.daemon.factory import model_store, open_sink, open_source, processor_factory
 from veilcam.daemon.offline import render_video
-from veilcam.daemon.pipeline import Pipeline
+from veilcam.daemon.pipeline import FrameProcessor, Pipeline
 from veilcam.daemon.report import RunStats
 from veilcam.daemon.restyle import RestyleProcessor
 
@@ -210,3 +210,38 @@ def test_processor_prompt_change_from_another_thread(tiny_model: Path, short_vid
     setter.join()
     assert np.abs(changed.process(items[2]).rgb.astype(int) - same.process(items[2]).rgb).mean() > 1
 
+
+
+# -- the daemon ---------------------------------------------------------------------------
+def test_run_mode_restyle_is_refused_in_privacy_mode_before_anything_opens(tmp_path: Path) -> None:
+    line = _error_line(_veilcam(["run", "--mode", "restyle", "--source", "/dev/video99", "--out", "null", "--duration", "1"], tmp_path))
+    assert "not privacy-safe" in line and "/dev/video99" not in line  # refused before the camera is opened
+
+
+def test_daemon_runs_restyle_takes_a_new_style_and_drops_it_when_privacy_comes_on(tiny_model: Path, short_video: Path) -> None:
+    import time
+
+    from daemon_rig import running_daemon
+    from veilcam.daemon.control_client import ControlClient
+
+    source = {"source": {"kind": "file", "path": str(short_video), "loop": True}, "output": {"sink": "null", **OUTPUT},
+              "daemon": {"watchdog_s": 10.0}}  # a CPU frame of the tiny model can take over the default 0.5 s on a busy machine
+    config = config_from_dict(source, "test", _config(tiny_model))
+    with running_daemon(lambda: config) as daemon:
+        client = ControlClient()
+        status = client.call("status")
+        assert (status["mode"], status["privacy"]) == ("restyle", False)
+        assert status["restyle"]["available"] and set(status["restyle"]["styles"]) == set(STYLE_PRESETS)
+        assert client.call("set_style", prompt="a bronze statue")["style"] == "a bronze statue"
+        deadline = time.perf_counter() + 60
+        while daemon.live.stats.frames_out - daemon.live.stats.placeholders < 3 and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        assert daemon.live.stats.frames_out - daemon.live.stats.placeholders >= 3, "restyled frames reach the output"
+        client.call("set_privacy", enabled=True)
+        assert daemon.live.selection.mode == "avatar"  # restyle is gone the moment privacy is on
+        assert not isinstance(daemon.live.processor, RestyleProcessor)
+        # Let the avatar finish building: a runner still starting when the test ends would outlive it.
+        deadline = time.perf_counter() + 60
+        while not isinstance(daemon.live.processor, FrameProcessor) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        assert isinstance(daemon.live.processor, FrameProcessor)

@@ -48,14 +48,12 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         visible = [i.text for i in menu if i.visible]
         assert visible[0] == "VeilCam: avatar porcelain, privacy on"
         assert {"Avatars", "Mode", "Privacy mode", "Pause camera", "Panic: hide me now", "Open preview", "Open avatars folder", "Quit VeilCam"} <= set(visible)
-        assert "Start VeilCam" not in visible  # the daemon runs
-        restyle = tray.status["restyle"]  # the test extra installs restyle; the tray follows what the daemon says
-        assert ("Styles" in visible) == restyle["available"]
-        if restyle["available"]:
-            styles = _item(menu, "Styles").submenu
-            assert [i.text for i in styles.items] == list(restyle["styles"])
-            _item(styles, "anime")(icon)
-            assert daemon.live.selection.style == restyle["styles"]["anime"] and _item(styles, "anime").checked
+        assert "Styles" in visible and "Start VeilCam" not in visible  # the restyle extra is installed; the daemon runs
+        styles = _item(menu, "Styles").submenu
+        presets = tray.status["restyle"]["styles"]
+        assert [i.text for i in styles.items] == list(presets) and "anime" in presets
+        _item(styles, "anime")(icon)
+        assert daemon.live.selection.style == presets["anime"] and _item(styles, "anime").checked
 
         avatars = _item(menu, "Avatars").submenu
         assert [i.text for i in avatars.items][:2] == ["porcelain", "midnight"]
@@ -65,7 +63,7 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         assert _item(avatars, "midnight").checked and not _item(avatars, "porcelain").checked
 
         modes = _item(menu, "Mode").submenu
-        assert not _item(modes, "Restyle").enabled  # privacy on (and not in this build)
+        assert not _item(modes, "Restyle").enabled  # privacy on
         _item(modes, "Placeholder card")(icon)
         assert daemon.live.selection.mode == "placeholder" and tray.state == "paused" and icon.icon is icon_image("paused")
         _item(modes, "Avatar")(icon)
@@ -75,10 +73,9 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         assert privacy.checked
         privacy(icon)
         assert daemon.live.privacy is False and not privacy.checked and tray.state == "running"
-        assert _item(modes, "Restyle").enabled == restyle["available"]
-        _item(modes, "Restyle")(icon)  # the demo has no camera image to restyle: refused politely
-        assert ("restyle needs a camera" if restyle["available"] else "not available") in tray.notifications[-1]
-        assert daemon.live.selection.mode == "avatar"
+        assert _item(modes, "Restyle").enabled, "privacy off: restyle is offered"
+        _item(modes, "Restyle")(icon)  # the demo has no camera image: refused politely, the avatar stays
+        assert "restyle needs a camera" in tray.notifications[-1] and daemon.live.selection.mode == "avatar"
         privacy(icon)
         assert daemon.live.privacy is True
 
