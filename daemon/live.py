@@ -404,8 +404,7 @@ class LivePipeline(Pipeline):
                 self._park_or_retire(r)
             else:
                 self._activate(r, dataclasses.replace(r.selection, style=self.selection.style))
-                if r.purpose == "restart":
-                    log.info("%s is back after a restart", r.describe())
+                log.info("%s on (%s; built and warmed up in %.0f ms)", r.describe(), r.purpose, r.build_s * 1000)
 
     def _fail(self, r: Runner, message: str, exc: BaseException | None) -> None:
         """The active runner `r` failed: card now, a replacement soon."""
