@@ -36,8 +36,8 @@ from .renderer import FaceRenderer
 from .scene import (
     FOV_Y_DEG,
     LIGHTING_GLSL,
+    CropBuffer,
     HeadFollower,
-    MsaaCrop,
     gl_matrix,
     perspective,
     render_backdrop,
@@ -367,7 +367,7 @@ class FaceKitRenderer(FaceRenderer):
             index_buffer=ctx.buffer(mesh.triangles.tobytes()),
         )
         size = (self.width, self.height)
-        self._crop = MsaaCrop(ctx, size, self._scene_size, self._margin, samples=1)
+        self._crop = CropBuffer(ctx, size, self._scene_size, self._margin, samples=1)
         self._output_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
         self._background_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
 

@@ -29,9 +29,9 @@ from .scene import (
     FOV_Y_DEG,
     LIGHTING_GLSL,
     Background,
+    CropBuffer,
     Gradient,
     HeadFollower,
-    MsaaCrop,
     gl_matrix,
     linear_rgb,
     perspective,
@@ -349,7 +349,7 @@ class MaskRenderer(FaceRenderer):
 
         # The mask is drawn multisampled into a buffer around it, then resolved onto the backdrop.
         size = (self.width, self.height)
-        self._crop = MsaaCrop(ctx, size, self._scene_size, self._margin)
+        self._crop = CropBuffer(ctx, size, self._scene_size, self._margin)
         self._output_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
         self._background_fbo = ctx.framebuffer([ctx.renderbuffer(size, 4)])
 

@@ -302,7 +302,7 @@ def render_backdrop(
     program.release()
 
 
-class MsaaCrop:
+class CropBuffer:
     """A colour+depth buffer that covers only the avatar this frame.
 
     `place` picks where it sits in the frame (centred on the avatar's pixel box,
