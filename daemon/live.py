@@ -238,6 +238,8 @@ class LivePipeline(Pipeline):
         back_to_avatar = None
         with self._lock:
             self.privacy = enabled
+            # What is built from now on sees the same setting (restyle checks it too).
+            self.config = dataclasses.replace(self.config, privacy=dataclasses.replace(self.config.privacy, enabled=enabled))
             if not enabled:
                 return
             if self._pending is not None and self._pending.selection.privacy_refusal():

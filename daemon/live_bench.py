@@ -118,6 +118,7 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
     windows: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": [], "mode": [], "hang": []}
     results: dict[str, list[float]] = {"cold": [], "cold_build": [], "warm": [], "to_card": [], "to_avatar": [], "watchdog": [], "restart": []}
     failures: dict[str, int] = {}
+    cold_by_avatar: dict[str, list[float]] = {}
 
     def trial(phase: str, measure: Callable[[], None]) -> None:
         """One measurement; a timeout or refusal is counted, not fatal (an overloaded machine)."""
@@ -141,6 +142,7 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
             results[kind].append(t1 - t0)
             if kind == "cold":
                 results["cold_build"].append(returned)
+                cold_by_avatar.setdefault(target, []).append(t1 - t0)
             windows[kind].append((t0, t1 + GAP_WINDOW_AFTER_S))
 
         def panic_and_back() -> None:
@@ -214,6 +216,7 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
         "switch_ms": {
             "cold": _summary(results["cold"]),
             "cold_select_returned": _summary(results["cold_build"]),
+            "cold_by_avatar": {name: _summary(values) for name, values in cold_by_avatar.items()},
             "warm": _summary(results["warm"]),
             "to_placeholder": _summary(results["to_card"]),
             "placeholder_to_avatar": _summary(results["to_avatar"]),
@@ -299,6 +302,7 @@ def format_live_table(report: dict[str, Any]) -> str:
         ("watchdog: hang -> avatar again", report["watchdog_ms"]["hang_to_avatar_again"]),
     ]
     gaps = [(f"output interval, {k.replace('_', ' ')}", v) for k, v in report["output_interval_ms"].items()]
+    rows[1:1] = [(f"  cold, to {name}", s) for name, s in report["switch_ms"]["cold_by_avatar"].items()]
     lines = [f"{'measure':<34}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"]
     for name, s in rows:
         lines.append(f"{name:<34}{s['n']:>6}{s.get('p50', float('nan')):>9.1f}{s.get('p95', float('nan')):>9.1f}{s.get('max', float('nan')):>9.1f}")

@@ -163,7 +163,7 @@ class Daemon:
 
     def _cmd_list_avatars(self, live: LivePipeline) -> dict[str, Any]:
         avatars = [
-            {"name": a.name, "kind": a.kind, "description": a.description, "error": getattr(a, "error", None)} for a in list_avatars()
+            {"name": a.name, "kind": a.kind, "description": a.description, "error": a.error} for a in list_avatars()
         ]
         return {"avatars": avatars, "current": live.selection.avatar}
 

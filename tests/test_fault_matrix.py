@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
+from packs import make_pack
 from live_rig import LiveRig, canary_clip, canary_source, live_config, look_corners, segments  # noqa: F401
-from veilcam.daemon.errors import ConfigError, ModelFileError, SourceError
+from veilcam.daemon.errors import AvatarPackError, ModelFileError, SourceError
 from veilcam.daemon.faults import FaultPlan, faulty_builder
 from veilcam.daemon.selection import Selection
 
@@ -123,30 +124,22 @@ def test_camera_unplugged_shows_the_card_and_reconnects(test_backend: str, canar
 
 
 def test_corrupt_avatar_pack_keeps_the_avatar_on_screen(test_backend: str, canary_clip: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from veilcam.daemon import avatars
+    from veilcam.daemon import paths
 
-    pack = tmp_path / "broken-pack"
-    pack.mkdir()
-    (pack / "mesh.bin").write_bytes(b"\x00garbage")
-
-    def build_pack(entry, config, store):
-        data = (entry.pack_dir / "mesh.bin").read_bytes()
-        if not data.startswith(b"MESH"):
-            raise ConfigError(f"avatar pack {entry.pack_dir}: mesh.bin is corrupt; reinstall the pack")
-
-    monkeypatch.setitem(avatars.RENDERER_BUILDERS, "test-pack", build_pack)
-    real = avatars.list_avatars
-    monkeypatch.setattr(avatars, "list_avatars", lambda: real() + [avatars.AvatarEntry("broken", "test-pack", "test", pack)])
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    pack = make_pack(paths.avatars_dir(), "damaged")
+    face = pack / "face.npz"
+    face.write_bytes(face.read_bytes()[:-40] + bytes(40))  # bit rot: same size, wrong checksum
     config = live_config(test_backend, canary_source(canary_clip))
     refs = look_corners(config, ("porcelain",))
     with LiveRig(config, Selection("avatar", "porcelain")) as rig:
         rig.wait_shown(refs, "porcelain")
-        with pytest.raises(ConfigError, match="mesh.bin is corrupt"):
-            rig.live.select(Selection("avatar", "broken"))
+        with pytest.raises(AvatarPackError, match="face.npz"):
+            rig.live.select(Selection("avatar", "damaged"))
         rig.wait_frames(10)
         snap = rig.live.snapshot()
     assert snap["avatar"] == "porcelain" and snap["mode"] == "avatar"
-    assert "mesh.bin is corrupt" in snap["error"]["message"]
+    assert "face.npz" in snap["error"]["message"]
     labels = rig.labels(refs)
     assert segments(labels) == ["porcelain", "card"]
     _assert_output_kept_its_rate(rig)

@@ -49,7 +49,11 @@ def test_menu_drives_a_running_daemon(pystray) -> None:
         assert visible[0] == "VeilCam: avatar porcelain, privacy on"
         assert {"Avatars", "Mode", "Privacy mode", "Pause camera", "Panic: hide me now", "Open preview", "Open avatars folder", "Quit VeilCam"} <= set(visible)
         assert "Styles" in visible and "Start VeilCam" not in visible  # the restyle extra is installed; the daemon runs
-        assert "anime" in [i.text for i in _item(menu, "Styles").submenu.items]
+        styles = _item(menu, "Styles").submenu
+        presets = tray.status["restyle"]["styles"]
+        assert [i.text for i in styles.items] == list(presets) and "anime" in presets
+        _item(styles, "anime")(icon)
+        assert daemon.live.selection.style == presets["anime"] and _item(styles, "anime").checked
 
         avatars = _item(menu, "Avatars").submenu
         assert [i.text for i in avatars.items][:2] == ["porcelain", "midnight"]
