@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import paths
 from .errors import AvatarPackError, ConfigError
 
+if TYPE_CHECKING:
+    from .avatars import AvatarEntry
 
-def _entry_or_error(name: str):
+
+def _entry_or_error(name: str) -> "AvatarEntry":
+    """The avatar called `name`, broken packs included (show and remove work on them)."""
     from .avatars import list_avatars
 
     avatars = list_avatars()
@@ -73,10 +78,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from .pack_manifest import check_name
     from .avatars import builtin_avatars
     from .config import load_config
     from .factory import model_store
+    from .pack_manifest import check_name
     from .photo_avatar import create_photo_avatar
 
     name = check_name(args.name)

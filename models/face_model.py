@@ -332,7 +332,9 @@ class FaceRig:
         order. The returned array is reused by the next call.
         """
         out, n = self._out, self.mesh.moving
-        np.dot(np.asarray(weights, np.float32), self._basis, out=out[:n].reshape(-1))
+        # einsum, not BLAS: a multithreaded sgemv this size leaves OpenBLAS threads
+        # spinning, which starves the rasterizer's (and the tracker's) threads.
+        np.einsum("j,jk->k", np.asarray(weights, np.float32), self._basis, out=out[:n].reshape(-1))
         out[:n] += self.rest[:n]
         out[n:] = self.rest[n:]
         if eye_rotations is not None:

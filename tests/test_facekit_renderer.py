@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from conftest import shared_file, tracked
 from veilcam.models.face_model import load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
@@ -170,3 +170,19 @@ def test_matches_the_golden_image_within_tolerance(model):
     golden = cv2.cvtColor(cv2.imread(str(GOLDEN), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA).astype(np.int16)
     diff = np.abs(img - golden)
     assert diff.mean() < 2.0 and np.percentile(diff, 99.5) < 40, (diff.mean(), np.percentile(diff, 99.5))
+
+
+def test_a_tracked_wink_closes_the_users_own_eye_with_and_without_mirroring(human):
+    """p2 winks: the avatar closes the eye on the same side of the subject, whether
+    the tracker mirrors the image or not (only the head's motion is mirrored)."""
+    plain, mirrored = tracked("p2"), tracked("p2", mirror=True)
+    left, right = BLENDSHAPE_INDEX["eyeBlinkLeft"], BLENDSHAPE_INDEX["eyeBlinkRight"]
+    wink = [s.blendshapes[left] - s.blendshapes[right] if s.present else 0.0 for s in plain]
+    frame = int(np.argmax(np.abs(wink)))
+    assert abs(wink[frame]) > 0.3
+    boxes = {side: landmark_box(human, state(), eye, 2) for side, eye in (("left", range(42, 48)), ("right", range(36, 42)))}
+    for states in (plain, mirrored):
+        img = render(human, FaceState(True, states[frame].blendshapes, identity_pose(), 0.0))
+        dark = {side: int((luma(img[box]) < 70).sum()) for side, box in boxes.items()}  # visible iris
+        closed, open_ = ("left", "right") if wink[frame] > 0 else ("right", "left")
+        assert dark[closed] < 0.6 * dark[open_], (closed, dark)
