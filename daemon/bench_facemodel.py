@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from veilcam.models.demo_motion import DemoMotion
 from veilcam.models.gaze import gaze_rotations
 
 from .config import Config
+from .report import write_report
 
 
 def _stats(samples_s: list[float]) -> dict[str, float]:
@@ -87,8 +87,7 @@ def cmd_bench_facemodel(args: argparse.Namespace) -> int:
     report = run(config, [a for a in args.avatars.split(",") if a], args.frames)
     print(format_table(report))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        write_report(report, Path(args.json))
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState
 
 from .config import Config
+from .report import write_report
 
 #: The expressions the measure covers (ARKit names).
 MEASURED = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthPucker")
@@ -123,8 +123,7 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
     result = evaluate(config, source, out, progress=not args.quiet)
     print(format_table(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        write_report(result, Path(args.json))
     return 0
 
 
