@@ -15,6 +15,7 @@ import numpy as np
 
 from .face_model import FaceModel, RenderMesh
 from .facekit_looks import FaceLook
+from .polygon import inside_polygon
 from .scene import linear_rgb
 
 #: Brow half-thickness (cm) from the inner end (t = 0) to the tail (t = 1).
@@ -55,17 +56,6 @@ def _nearest_on_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarr
     rows = np.arange(len(points))
     t = (start[nearest] + s[rows, nearest] * length[nearest]) / length.sum()
     return d[rows, nearest], t
-
-
-def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd point-in-polygon test in 2D."""
-    x, y = points[:, 0:1], points[:, 1:2]
-    x0, y0 = polygon[:, 0], polygon[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    crosses = (y0 > y) != (y1 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-    return (np.sum(crosses & (x < x_cross), axis=1) % 2) == 1
 
 
 def _noise(points: np.ndarray, frequency: float) -> np.ndarray:
@@ -117,7 +107,7 @@ def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, featur
         d, _ = _polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
         near = np.isfinite(d)
         inside = np.zeros(len(xy), bool)
-        inside[near] = _inside(xy[near], lips)
+        inside[near] = inside_polygon(xy[near], lips)
         lip = np.where(inside, _smoothstep(0.0, 0.12, d), 0.0) * front
         lip_rgb = np.tile(_rgb(look.lip_color), (len(points), 1))
         lip_rgb *= np.where(xy[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]  # upper lip in shadow

@@ -23,6 +23,7 @@ import numpy as np
 from .canonical_mesh import CanonicalMesh
 from .face_state import BLENDSHAPE_INDEX, MIRROR_PERMUTATION, NUM_BLENDSHAPES
 from .gaze import gaze_rotations
+from .polygon import inside_polygon
 
 RIGHT_EYE_UPPER = (246, 161, 160, 159, 158, 157, 173)
 RIGHT_EYE_LOWER = (33, 7, 163, 144, 145, 153, 154, 155, 133)
@@ -55,24 +56,13 @@ def _ccw(loop: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return loop if area > 0 else loop[::-1].copy()
 
 
-def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd point-in-polygon test in 2D, vectorized over points."""
-    x, y = points[:, 0:1], points[:, 1:2]
-    x0, y0 = polygon[:, 0], polygon[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    crosses = (y0 > y) != (y1 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-    return (np.sum(crosses & (x < x_cross), axis=1) % 2) == 1
-
-
 def _cut_holes(triangles: np.ndarray, vertices: np.ndarray, loops: Sequence[np.ndarray]) -> np.ndarray:
     """Drop the triangles spanning each loop: all corners on it, centroid inside it."""
     keep = np.ones(len(triangles), bool)
     centroids = vertices[triangles].mean(axis=1)
     for loop in loops:
         on_loop = np.isin(triangles, loop).all(axis=1)
-        keep &= ~(on_loop & _inside(centroids[:, :2], vertices[loop, :2]))
+        keep &= ~(on_loop & inside_polygon(centroids[:, :2], vertices[loop, :2]))
     return triangles[keep]
 
 
@@ -204,8 +194,8 @@ class MaskRig:
     def _lips(self, v: np.ndarray) -> dict[str, list[int]]:
         upper_poly = v[list(OUTER_LIP_UPPER) + list(INNER_LIP_UPPER[::-1]), :2]
         lower_poly = v[list(OUTER_LIP_LOWER) + list(INNER_LIP_LOWER[::-1]), :2]
-        upper = set(OUTER_LIP_UPPER) | set(INNER_LIP_UPPER) | set(np.flatnonzero(_inside(v[:, :2], upper_poly)).tolist())
-        lower = set(OUTER_LIP_LOWER) | set(INNER_LIP_LOWER) | set(np.flatnonzero(_inside(v[:, :2], lower_poly)).tolist())
+        upper = set(OUTER_LIP_UPPER) | set(INNER_LIP_UPPER) | set(np.flatnonzero(inside_polygon(v[:, :2], upper_poly)).tolist())
+        lower = set(OUTER_LIP_LOWER) | set(INNER_LIP_LOWER) | set(np.flatnonzero(inside_polygon(v[:, :2], lower_poly)).tolist())
         corners = {61, 78, 291, 308}
         upper, lower = sorted(upper - corners), sorted(lower - corners)
         return {"upper": upper, "lower": lower, "all": sorted(set(upper) | set(lower) | corners)}
