@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
 
+from cli_run import error_line, run_veilcam
 from conftest import MODELS_DIR, read_frames, video_path
 from packs import make_pack
-
-
-def _veilcam(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("veilcam: error:")]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -46,7 +31,7 @@ def test_list_show_remove(env: dict[str, str], avatars: Path) -> None:
     broken = make_pack(avatars, "bob")
     (broken / "face.npz").unlink()
 
-    proc = _veilcam(["avatar", "list"], env)
+    proc = run_veilcam(["avatar", "list"], env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split()[:2] for line in proc.stdout.splitlines() if line.strip()]
     assert rows[0] == ["porcelain", "mask"]
@@ -54,17 +39,17 @@ def test_list_show_remove(env: dict[str, str], avatars: Path) -> None:
     assert "my photo avatar" in proc.stdout and "BROKEN" in proc.stdout and "face.npz is missing" in proc.stdout
     assert str(avatars) in proc.stderr
 
-    proc = _veilcam(["avatar", "show", "alice"], env)
+    proc = run_veilcam(["avatar", "show", "alice"], env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "kind:        photo" in proc.stdout and f"preview:     {avatars / 'alice' / 'preview.png'}" in proc.stdout
     assert "checksums:   all match" in proc.stdout
 
-    _one_line_error(_veilcam(["avatar", "show", "bob"], env), "face.npz is missing", "veilcam avatar remove bob")
-    _one_line_error(_veilcam(["avatar", "remove", "porcelain"], env), "built-in avatar")
-    _one_line_error(_veilcam(["avatar", "remove", "nobody"], env), "no avatar called 'nobody'")
+    error_line(run_veilcam(["avatar", "show", "bob"], env, timeout=300), "face.npz is missing", "veilcam avatar remove bob")
+    error_line(run_veilcam(["avatar", "remove", "porcelain"], env, timeout=300), "built-in avatar")
+    error_line(run_veilcam(["avatar", "remove", "nobody"], env, timeout=300), "no avatar called 'nobody'")
 
     for name in ("bob", "alice"):  # a broken pack can be removed too: that is how it gets fixed
-        proc = _veilcam(["avatar", "remove", name], env)
+        proc = run_veilcam(["avatar", "remove", name], env, timeout=300)
         assert proc.returncode == 0, proc.stderr
     assert list(avatars.iterdir()) == []
 
@@ -74,8 +59,8 @@ def test_selecting_a_broken_pack_fails_with_one_line(env: dict[str, str], avatar
     data = bytearray((pack / "albedo.png").read_bytes())
     data[-20] ^= 0xFF
     (pack / "albedo.png").write_bytes(bytes(data))
-    proc = _veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4"), "--avatar-name", "bob", "-q"], env)
-    _one_line_error(proc, str(pack), "albedo.png does not match its sha256")
+    proc = run_veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4"), "--avatar-name", "bob", "-q"], env, timeout=300)
+    error_line(proc, str(pack), "albedo.png does not match its sha256")
 
 
 def test_create_refuses_bad_input_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
@@ -83,12 +68,12 @@ def test_create_refuses_bad_input_with_one_line(env: dict[str, str], tmp_path: P
     room = read_frames(video_path("facelost"))[165]
     empty = tmp_path / "room.png"
     cv2.imwrite(str(empty), cv2.cvtColor(room, cv2.COLOR_RGB2BGR))
-    _one_line_error(_veilcam(["avatar", "create", "--photo", str(empty), "--name", "ghost"], env), str(empty), "no face found")
+    error_line(run_veilcam(["avatar", "create", "--photo", str(empty), "--name", "ghost"], env, timeout=300), str(empty), "no face found")
 
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"\xff\xd8 not really a jpeg")
-    _one_line_error(_veilcam(["avatar", "create", "--photo", str(junk), "--name", "ghost"], env), str(junk), "cannot read")
-    _one_line_error(_veilcam(["avatar", "create", "--photo", str(tmp_path / "nope.jpg"), "--name", "ghost"], env), "not found")
-    _one_line_error(_veilcam(["avatar", "create", "--photo", str(empty), "--name", "../evil"], env), "'../evil' is not allowed")
-    _one_line_error(_veilcam(["avatar", "create", "--photo", str(empty), "--name", "porcelain"], env), "built-in")
+    error_line(run_veilcam(["avatar", "create", "--photo", str(junk), "--name", "ghost"], env, timeout=300), str(junk), "cannot read")
+    error_line(run_veilcam(["avatar", "create", "--photo", str(tmp_path / "nope.jpg"), "--name", "ghost"], env, timeout=300), "not found")
+    error_line(run_veilcam(["avatar", "create", "--photo", str(empty), "--name", "../evil"], env, timeout=300), "'../evil' is not allowed")
+    error_line(run_veilcam(["avatar", "create", "--photo", str(empty), "--name", "porcelain"], env, timeout=300), "built-in")
     assert not (tmp_path / "data" / "veilcam" / "avatars" / "ghost").exists()

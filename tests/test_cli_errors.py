@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_run import error_line, run_veilcam
 from conftest import MODELS_DIR, video_path
-
-
-def _veilcam(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture
@@ -23,21 +18,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     return e
 
 
-def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("veilcam: error:")]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_missing_model_file(env: dict[str, str], tmp_path: Path) -> None:
     empty = tmp_path / "models"
     empty.mkdir()
     env["VEILCAM_MODEL_DIR"] = str(empty)
-    proc = _veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4"), "--no-models-download"], env)
-    _one_line_error(proc, "face_landmarker.task", "https://storage.googleapis.com/")
+    proc = run_veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4"), "--no-models-download"], env)
+    error_line(proc, "face_landmarker.task", "https://storage.googleapis.com/")
 
 
 def test_corrupt_model_file(env: dict[str, str], tmp_path: Path) -> None:
@@ -45,46 +31,46 @@ def test_corrupt_model_file(env: dict[str, str], tmp_path: Path) -> None:
     bad.mkdir()
     (bad / "face_landmarker.task").write_bytes(b"not a model" * 100)
     env["VEILCAM_MODEL_DIR"] = str(bad)
-    proc = _veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4")], env)
-    _one_line_error(proc, str(bad / "face_landmarker.task"))
+    proc = run_veilcam(["render", "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4")], env)
+    error_line(proc, str(bad / "face_landmarker.task"))
 
 
 def test_unreadable_video(env: dict[str, str], tmp_path: Path) -> None:
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(4096))
-    proc = _veilcam(["render", "--source", str(junk), "--out", str(tmp_path / "o.mp4")], env)
-    _one_line_error(proc, str(junk))
-    proc = _veilcam(["render", "--source", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o.mp4")], env)
-    _one_line_error(proc, "nope.mp4", "not found")
+    proc = run_veilcam(["render", "--source", str(junk), "--out", str(tmp_path / "o.mp4")], env)
+    error_line(proc, str(junk))
+    proc = run_veilcam(["render", "--source", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o.mp4")], env)
+    error_line(proc, "nope.mp4", "not found")
 
 
 def test_camera_that_does_not_exist(env: dict[str, str]) -> None:
-    proc = _veilcam(["run", "--source", "/dev/video99", "--out", "null", "--duration", "1"], env)
-    _one_line_error(proc, "/dev/video99")
+    proc = run_veilcam(["run", "--source", "/dev/video99", "--out", "null", "--duration", "1"], env)
+    error_line(proc, "/dev/video99")
 
 
 def test_bad_config_values(env: dict[str, str], tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[output]\nfps = "fast"\n')
-    _one_line_error(_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), str(config), "output.fps")
+    error_line(run_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), str(config), "output.fps")
     config.write_text("[output]\nfsp = 30\n")
-    _one_line_error(_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), "output.fsp")
+    error_line(run_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), "output.fsp")
     config.write_text("[output\n")
-    _one_line_error(_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), str(config), "TOML")
-    _one_line_error(_veilcam(["run", "--source", "demo", "--out", "null", "--output-fps", "0"], env), "output.fps", "between")
-    _one_line_error(_veilcam(["run", "--source", "demo", "--out", "null", "--avatar-name", "nope"], env), "avatar.name")
+    error_line(run_veilcam(["run", "--config", str(config), "--source", "demo", "--out", "null"], env), str(config), "TOML")
+    error_line(run_veilcam(["run", "--source", "demo", "--out", "null", "--output-fps", "0"], env), "output.fps", "between")
+    error_line(run_veilcam(["run", "--source", "demo", "--out", "null", "--avatar-name", "nope"], env), "avatar.name")
 
 
 def test_config_file_in_xdg_dir_is_used(env: dict[str, str], tmp_path: Path) -> None:
     cfg_dir = Path(env["XDG_CONFIG_HOME"]) / "veilcam"
     cfg_dir.mkdir(parents=True)
     (cfg_dir / "config.toml").write_text('[source]\nkind = "demo"\n[output]\nsink = "file"\nwidth = 320\nheight = 180\npath = "%s"\n' % (tmp_path / "x.mp4"))
-    proc = _veilcam(["run", "--duration", "1"], env)
+    proc = run_veilcam(["run", "--duration", "1"], env)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "x.mp4").stat().st_size > 0
 
 
 def test_help_everywhere(env: dict[str, str]) -> None:
     for cmd in ([], ["run"], ["render"], ["bench"], ["devices"]):
-        proc = _veilcam([*cmd, "--help"], env)
+        proc = run_veilcam([*cmd, "--help"], env)
         assert proc.returncode == 0 and "usage: veilcam" in proc.stdout

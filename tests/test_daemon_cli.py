@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_run import error_line
 from conftest import read_frames
 from veilcam.daemon import paths
 from veilcam.daemon.control_client import ControlClient, ControlError, DaemonNotRunningError
@@ -27,12 +28,6 @@ def _veilcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("veilcam: error:")]
-    return line
-
-
 def _ends_with_the_card(video: Path, message: str) -> None:
     last = read_frames(video)[-1].astype(int)
     assert np.abs(last - placeholder_card(320, 180, message).astype(int)).mean() < 4
@@ -46,14 +41,14 @@ def test_daemon_start_control_and_stop(tmp_path: Path) -> None:
     assert running_pid() == pid
     try:
         assert "already running" in _veilcam("daemon", "start", "--source", "demo").stdout
-        assert "already running" in _error_line(_veilcam("run", "--source", "demo", "--out", "null"))
+        assert "already running" in error_line(_veilcam("run", "--source", "demo", "--out", "null"))
         assert _veilcam("switch", "midnight").stdout.startswith("avatar midnight")
         assert "* midnight" in _veilcam("avatars").stdout
         assert _veilcam("panic").returncode == 0
         assert ControlClient().call("status")["mode"] == "placeholder"
         assert _veilcam("mode", "avatar").stdout.strip() == "mode avatar"
-        assert "privacy mode is on" in _error_line(_veilcam("mode", "restyle"))
-        assert "no avatar called 'nope'" in _error_line(_veilcam("switch", "nope"))
+        assert "privacy mode is on" in error_line(_veilcam("mode", "restyle"))
+        assert "no avatar called 'nope'" in error_line(_veilcam("switch", "nope"))
         status = _veilcam("daemon", "status")
         assert status.returncode == 0 and re.search(r"^avatar\s+midnight$", status.stdout, re.M), status.stdout
         assert re.search(r"^privacy\s+on$", status.stdout, re.M)
@@ -70,7 +65,7 @@ def test_daemon_start_control_and_stop(tmp_path: Path) -> None:
 
 def test_daemon_start_reports_why_it_could_not_start() -> None:
     failed = _veilcam("daemon", "start", "--source", "/dev/video99", "--out", "null")
-    assert "/dev/video99" in _error_line(failed) and "did not start" in _error_line(failed)
+    assert "/dev/video99" in error_line(failed) and "did not start" in error_line(failed)
     assert running_pid() is None
 
 

@@ -3,7 +3,6 @@ and the live pipeline, with the tiny random model and the real TAESD."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cli_run import error_line
 from conftest import MODELS_DIR, read_frames, video_path
 from tiny_diffusion import SIZE, save_tiny_model
 from veilcam.daemon.config import STYLE_PRESETS, Config, RestyleConfig, config_from_dict
@@ -64,13 +64,6 @@ def _veilcam(args: list[str], tmp_path: Path, **env: str) -> subprocess.Complete
     return subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", *args], capture_output=True, text=True, env=full_env, timeout=300)
 
 
-def _error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("veilcam: error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 # -- privacy ------------------------------------------------------------------------
 def test_restyle_is_refused_in_privacy_mode(tiny_model: Path) -> None:
     config = _config(tiny_model, privacy=True)
@@ -100,7 +93,7 @@ def test_pipeline_in_privacy_mode_refuses_a_restyle_processor(tiny_model: Path, 
 
 def test_cli_refuses_restyle_without_privacy_off(tmp_path: Path, tiny_model: Path) -> None:
     proc = _veilcam(["render", "--mode", "restyle", "--restyle-model", str(tiny_model), "--source", str(video_path("p4")), "--out", str(tmp_path / "o.mp4")], tmp_path)
-    line = _error_line(proc)
+    line = error_line(proc)
     assert "privacy" in line and "--no-privacy-enabled" in line
     assert not (tmp_path / "o.mp4").exists()
 
@@ -211,10 +204,9 @@ def test_processor_prompt_change_from_another_thread(tiny_model: Path, short_vid
     assert np.abs(changed.process(items[2]).rgb.astype(int) - same.process(items[2]).rgb).mean() > 1
 
 
-
 # -- the daemon ---------------------------------------------------------------------------
 def test_run_mode_restyle_is_refused_in_privacy_mode_before_anything_opens(tmp_path: Path) -> None:
-    line = _error_line(_veilcam(["run", "--mode", "restyle", "--source", "/dev/video99", "--out", "null", "--duration", "1"], tmp_path))
+    line = error_line(_veilcam(["run", "--mode", "restyle", "--source", "/dev/video99", "--out", "null", "--duration", "1"], tmp_path))
     assert "not privacy-safe" in line and "/dev/video99" not in line  # refused before the camera is opened
 
 

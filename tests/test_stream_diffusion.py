@@ -8,7 +8,6 @@ time, on diffusers' own scheduler code (`LCMScheduler.step`,
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
