@@ -236,7 +236,8 @@ class Pipeline:
             is_new = seq > seen
             if is_new:
                 frame, seen = newest, seq
-                delay = pacer.send_time(time.perf_counter()) - time.perf_counter()
+                now = time.perf_counter()
+                delay = pacer.send_time(now) - now
                 if delay > 0 and self._stop.wait(delay):
                     break
             t0 = time.perf_counter()
