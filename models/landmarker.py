@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .face_state import MIRROR_PERMUTATION, FaceState, blendshapes_from_scores
+from .mediapipe_direct import DirectVideoDetector, RawFace
 
 
 class FaceLandmarker:
@@ -39,6 +40,12 @@ class FaceLandmarker:
             raise ValueError(f"{model_path}: not a usable face landmarker model ({exc})") from exc
         self.mirror = mirror
         self._last_ms = -1
+        self._direct = DirectVideoDetector.attach(self._landmarker)
+
+    @property
+    def direct(self) -> bool:
+        """Whether frames go through the faster direct C call (see `mediapipe_direct`)."""
+        return self._direct is not None
 
     def track(self, rgb: np.ndarray, timestamp: float) -> FaceState:
         """Track an (H, W, 3) uint8 RGB image captured at `timestamp` (monotonic seconds)."""
@@ -50,17 +57,25 @@ class FaceLandmarker:
         # MediaPipe requires strictly increasing timestamps in VIDEO mode.
         ms = max(int(timestamp * 1000), self._last_ms + 1)
         self._last_ms = ms
-        result = self._landmarker.detect_for_video(image, ms)
-        if not result.face_landmarks:
+        face = self._direct.detect(image, ms) if self._direct is not None else self._detect_public(image, ms)
+        if face is None:
             return FaceState.neutral(timestamp)
-        landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], np.float32)
-        scores = blendshapes_from_scores({c.category_name: c.score for c in result.face_blendshapes[0]})
+        scores = blendshapes_from_scores(face.scores)
         if self.mirror:
             scores = scores[MIRROR_PERMUTATION]
-        pose = np.asarray(result.facial_transformation_matrixes[0], np.float32)
-        return FaceState(True, scores, pose, timestamp, landmarks)
+        return FaceState(True, scores, face.pose, timestamp, face.landmarks)
+
+    def _detect_public(self, image: object, ms: int) -> RawFace | None:
+        result = self._landmarker.detect_for_video(image, ms)
+        if not result.face_landmarks:
+            return None
+        landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], np.float32)
+        scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
+        return RawFace(landmarks, scores, np.asarray(result.facial_transformation_matrixes[0], np.float32))
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None

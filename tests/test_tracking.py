@@ -96,3 +96,27 @@ def test_blendshape_order_matches_mediapipe_names() -> None:
     # Talking: the jaw opens well beyond rest at some point.
     assert _series(states, "jawOpen").max() > 0.3
     assert states[0].blendshapes[BLENDSHAPE_INDEX["tongueOut"]] == 0.0
+
+
+def test_direct_call_gives_the_public_api_numbers_exactly() -> None:
+    """The fast path (models/mediapipe_direct.py) must be active on the pinned mediapipe and change no number."""
+    from conftest import read_frames, shared_file, video_path
+    from veilcam.models.landmarker import FaceLandmarker
+
+    task = shared_file("models/face_landmarker.task")
+    with FaceLandmarker(task, mirror=True) as direct, FaceLandmarker(task, mirror=True) as public:
+        assert direct.direct, "mediapipe's internals changed: the direct path fell back to the public API"
+        public._direct = None
+        lost = found = 0
+        for i, rgb in enumerate(read_frames(video_path("facelost"))):
+            a, b = direct.track(rgb, i / 30.0), public.track(rgb, i / 30.0)
+            assert a.present == b.present, f"frame {i}"
+            if not a.present:
+                lost += 1
+                continue
+            found += 1
+            np.testing.assert_array_equal(a.landmarks, b.landmarks, err_msg=f"frame {i}")
+            np.testing.assert_array_equal(a.blendshapes, b.blendshapes, err_msg=f"frame {i}")
+            np.testing.assert_array_equal(a.head_pose, b.head_pose, err_msg=f"frame {i}")
+            assert a.landmarks.dtype == b.landmarks.dtype == np.float32
+    assert lost > 60 and found > 150
