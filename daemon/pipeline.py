@@ -243,7 +243,7 @@ class Pipeline:
             t0 = time.perf_counter()
             self._send(frame, w, h)
             t1 = time.perf_counter()
-            pacer.sent(t0)
+            pacer.sent(t0, new=is_new)
             stats = self.stats
             stats.stage("sink", (t1 - t0) * 1000)
             if last_send is not None:

@@ -19,7 +19,8 @@ def _simulate(ready_times: list[float], end: float) -> tuple[list[float], list[f
     pending = sorted(ready_times)
     while now < end:
         repeat_at = pacer.repeat_time(now)
-        if pending and pending[0] <= repeat_at:
+        new = bool(pending) and pending[0] <= repeat_at
+        if new:
             ready = max(pending.pop(0), now)
             while pending and pending[0] <= ready:  # latest wins
                 ready = max(pending.pop(0), ready)
@@ -28,7 +29,7 @@ def _simulate(ready_times: list[float], end: float) -> tuple[list[float], list[f
         else:
             now = repeat_at
         sends.append(now)
-        pacer.sent(now)
+        pacer.sent(now, new=new)
     return sends, waits
 
 
@@ -48,8 +49,31 @@ def test_the_rate_never_exceeds_fps_with_a_faster_producer() -> None:
     sends = np.array(sends)
     for start in np.arange(0.0, 9.0, 0.5):  # every 1 s window
         in_window = np.count_nonzero((sends >= start) & (sends < start + 1.0))
-        assert in_window <= FPS + 1
-    assert np.min(np.diff(sends)) >= PERIOD * 0.5 - 1e-9
+        assert in_window <= FPS * (1 + SendPacer.MARGIN) + 1
+    assert np.min(np.diff(sends)) >= PERIOD * 0.5 / (1 + SendPacer.MARGIN) - 1e-9
+
+
+def test_a_late_frame_after_a_repeat_delays_nothing() -> None:
+    ready = [k * PERIOD + 0.020 + (0.025 if k == 100 else 0.0) for k in range(400)]  # frame 100 late
+    sends, waits = _simulate(ready, 400 * PERIOD)
+    assert max(waits) == 0.0
+    assert len([s for s in sends if s <= ready[-1]]) == 401  # one repeat filled the gap
+
+
+def test_a_lag_from_a_burst_fades_instead_of_locking_in() -> None:
+    """At exactly fps, each frame after a held-back one would find the credit short by the same
+    amount and wait as long, for the rest of the call; the margin makes such a lag fade."""
+    pacer = SendPacer(FPS, 0.0)
+    pacer.sent(0.0)
+    pacer.sent(0.001)  # a burst: credit now in debt
+    ready, waits = 0.001, []
+    for _ in range(60):  # then a producer at exactly fps
+        ready += PERIOD
+        sent = pacer.send_time(ready)
+        waits.append(sent - ready)
+        pacer.sent(sent)
+    assert waits[0] > 0.010  # held back at first...
+    assert max(waits[12:]) == 0.0  # ...but free again within 0.4 s
 
 
 def test_a_stalled_producer_still_gets_a_frame_every_period() -> None:
