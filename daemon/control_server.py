@@ -75,6 +75,12 @@ class ControlServer:
         self._thread = threading.Thread(target=self._accept_loop, name="veilcam-control", daemon=True)
         self._thread.start()
 
+    @property
+    def connected(self) -> int:
+        """Clients being served now (not counting ones turned away)."""
+        with self._lock:
+            return len(self._clients)
+
     def close(self) -> None:
         self._closed.set()
         if self._thread is not None:

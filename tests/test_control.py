@@ -161,6 +161,10 @@ def test_silent_slow_and_excess_clients_are_dropped_without_blocking_others(priv
         assert ControlClient(path).call("status") == {"cmd": "status"}
         third = socket.socket(socket.AF_UNIX)
         third.connect(str(path))
+        deadline = time.monotonic() + 5
+        while server.connected < 3 and time.monotonic() < deadline:  # accepted in its own time
+            time.sleep(0.01)
+        assert server.connected == 3
         with socket.socket(socket.AF_UNIX) as fourth:
             fourth.settimeout(5)
             fourth.connect(str(path))
