@@ -146,6 +146,13 @@ def _echo_server(path: Path, **kw) -> ControlServer:
     return server
 
 
+def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_silent_slow_and_excess_clients_are_dropped_without_blocking_others(private_runtime: Path) -> None:
     path = private_runtime / "c.sock"
     server = _echo_server(path, read_timeout=2.0, max_clients=3)
@@ -159,12 +166,10 @@ def test_silent_slow_and_excess_clients_are_dropped_without_blocking_others(priv
         slow.sendall(b'{"cmd": "sta')  # and never the rest
         # While those two hang on, others are served at once.
         assert ControlClient(path).call("status") == {"cmd": "status"}
+        _wait_until(lambda: server.connected == 2)  # the status client has gone
         third = socket.socket(socket.AF_UNIX)
         third.connect(str(path))
-        deadline = time.monotonic() + 5
-        while server.connected < 3 and time.monotonic() < deadline:  # accepted in its own time
-            time.sleep(0.01)
-        assert server.connected == 3
+        _wait_until(lambda: server.connected == 3)  # the server accepts in its own time
         with socket.socket(socket.AF_UNIX) as fourth:
             fourth.settimeout(5)
             fourth.connect(str(path))
