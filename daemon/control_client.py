@@ -51,7 +51,10 @@ class ControlClient:
             except PermissionError as exc:
                 raise ControlError("forbidden", f"{self.path}: permission denied (the daemon belongs to another user)") from exc
             try:
-                sock.sendall(line)
+                try:
+                    sock.sendall(line)
+                except BrokenPipeError:  # a daemon that refuses us replies, then closes, maybe before we send
+                    pass
                 reply = self._read_line(sock)
             except socket.timeout as exc:
                 raise ControlError("timeout", f"VeilCam did not answer {cmd!r} within {timeout or self.timeout:g} s") from exc

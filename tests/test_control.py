@@ -224,7 +224,10 @@ try:
     s.connect(sys.argv[1])
 except PermissionError:
     print("EACCES"); sys.exit(0)
-s.sendall(b'{"cmd": "status"}\\n')
+try:
+    s.sendall(b'{"cmd": "status"}\\n')
+except BrokenPipeError:  # refused and closed before we sent: the reply is still there to read
+    pass
 print(json.loads(s.recv(4096))["error"]["code"])
 """
 
