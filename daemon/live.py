@@ -282,6 +282,12 @@ class LivePipeline(Pipeline):
                 self._retire(r)
         self.set_privacy(config.privacy.enabled)
 
+    def reset_stats(self) -> RunStats:
+        """As `Pipeline.reset_stats`, but atomic with an activation: otherwise a runner
+        activated meanwhile could keep the old window and grow it for the rest of the session."""
+        with self._lock:
+            return super().reset_stats()
+
     def snapshot(self) -> dict:
         """What is shown and what is going on, for status replies."""
         with self._lock:
