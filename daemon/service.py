@@ -102,6 +102,7 @@ class Daemon:
             mode = "restyle" if config.restyle.enabled else "avatar"
             live = LivePipeline(source, sink, config, Selection(mode, config.avatar.name), reopen_source=reopen)
             live.start()
+            live.preload([Selection("avatar", a.name) for a in list_avatars() if not a.error and a.name != config.avatar.name])
             self.live = live
             self.window_start = time.perf_counter()
             server = ControlServer(socket_path(), self.handle)
