@@ -29,6 +29,7 @@ from .errors import VeilCamError
 from .eval_fidelity import add_parser as add_eval
 from .lifecycle_cli import add_daemon_commands
 from .live_bench import add_live_bench_command
+from .soak import add_soak_flags, cmd_soak
 
 EXIT_ERROR = 1
 
@@ -143,6 +144,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out is None:
         args.out = "null"
     config = resolve_config(args)
+    if args.soak is not None:
+        return cmd_soak(args, config)
     report = run_benchmark(config, args.frames)
     print(format_table(report))
     if args.json:
@@ -189,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="null (default) | OUTPUT.mp4 (record while measuring)")
     bench.add_argument("--frames", type=int, default=300, help="source frames to measure (default: 300)")
     bench.add_argument("--json", help="write the report JSON here")
+    add_soak_flags(bench)
     _add_mode_flag(bench)
     _add_config_flags(bench)
     bench.set_defaults(func=cmd_bench)

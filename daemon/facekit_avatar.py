@@ -22,6 +22,7 @@ from veilcam.models.facekit_looks import FaceLook
 from veilcam.models.renderer import FaceRenderer
 
 from . import paths
+from .bake_cache import DiskBake
 from .config import Config
 from .errors import ConfigError, ModelFileError
 from .facekit_convert import COMPACT_NAME
@@ -91,6 +92,7 @@ def make_facekit_renderer(config: Config, store: ModelStore, look: FaceLook, ide
         look = dataclasses.replace(look, background=background)
     model = open_face_model(store)
     try:
-        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity, facekit_mesh(model))
+        bake = DiskBake(paths.cache_dir() / "facekit")
+        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity, facekit_mesh(model), bake)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc

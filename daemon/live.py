@@ -25,7 +25,10 @@ sat idle gets `RESUME_GRACE` times the limit. The card goes
 up, the runner is abandoned (its late frame is discarded and it closes its
 processor when it returns) and a fresh one is built. A runner that raises is
 replaced the same way, after a growing back-off; running out of memory steps
-down `fallback_selection` instead of retrying the same thing.
+down `fallback_selection` instead of retrying the same thing. The supervisor
+also preloads (`preload`): a few seconds after start-up it builds other avatars
+into the free warm-parking places, one at a time, so a first switch to them is
+as quick as a switch back.
 
 Fail-closed, in four places: with privacy on, a processor that is not a
 `FrameProcessor` is refused when it is built, when it would become active,
@@ -66,6 +69,7 @@ REHEARSAL_WAIT_S = 1.0  # how long a new runner waits for a source item to rehea
 #: The first frame after a runner sat idle (parked, or a card mode) runs with cold
 #: caches and, with llvmpipe, 2-4x slower; the watchdog gives it this many times its limit.
 RESUME_GRACE = 3.0
+PRELOAD_DELAY_S = 3.0  # preloading starts this long after start-up (or the last switch), not during them
 HANG_FACTOR = 5.0  # a frame this many times slower than the recent median is a hang...
 RECENT_DURATIONS = 60  # ...over this many frames (of whichever runner was active)
 
@@ -192,6 +196,9 @@ class LivePipeline(Pipeline):
         self._parked: list[Runner] = []
         self._runners: list[Runner] = []
         self._restart: tuple[float, Selection] | None = None
+        self._preload: list[Selection] = []  # still to build into warm parking
+        self._preload_at = 0.0
+        self._preloading: Runner | None = None
         self._backoff = Backoff()
         self._publications = 0  # frames and cards published so far
         self._last_card = 0  # publication number of the newest card
@@ -225,6 +232,15 @@ class LivePipeline(Pipeline):
         if runner.state != "active":
             raise VeilCamError(f"switching to {runner.describe()} was cancelled by a later request")
         return time.perf_counter() - t0
+
+    def preload(self, targets: list[Selection]) -> None:
+        """Build avatars into warm parking in the background, one at a time and only
+        while nothing else is loading, as many as `daemon.warm_avatars` holds: a later
+        switch to one of them is a warm switch. A preload never displaces an avatar
+        parked by a switch, and one that fails is only logged."""
+        with self._lock:
+            self._preload = [t for t in targets if t.mode == "avatar"]
+            self._preload_at = time.perf_counter() + PRELOAD_DELAY_S
 
     def set_style(self, prompt: str) -> None:
         """The restyle prompt: applied to a running restyle at its next frame, remembered otherwise."""
@@ -282,6 +298,12 @@ class LivePipeline(Pipeline):
                 self._retire(r)
         self.set_privacy(config.privacy.enabled)
 
+    def reset_stats(self) -> RunStats:
+        """As `Pipeline.reset_stats`, but atomic with an activation: otherwise a runner
+        activated meanwhile could keep the old window and grow it for the rest of the session."""
+        with self._lock:
+            return super().reset_stats()
+
     def snapshot(self) -> dict:
         """What is shown and what is going on, for status replies."""
         with self._lock:
@@ -328,6 +350,10 @@ class LivePipeline(Pipeline):
                 self._activate(r, target)
                 return r
         if self._pending is not None and self._matches(self._pending, target):
+            return self._pending
+        if self._preloading is not None and self._matches(self._preloading, target):
+            self._preloading.purpose = purpose  # wanted now: shown when built
+            self._pending, self._preloading = self._preloading, None
             return self._pending
         self._pending = self._spawn(target, purpose)
         return self._pending
@@ -383,7 +409,11 @@ class LivePipeline(Pipeline):
     # -- events from runners and the supervisor ----------------------------------------
     def _on_built(self, r: Runner) -> None:
         with self._lock:
+            if r.purpose == "preload":
+                self._on_preloaded(r)
+                return
             superseded = r is not self._pending
+            self._preload_at = time.perf_counter() + PRELOAD_DELAY_S  # a switch just loaded: let the output settle
             if not superseded:
                 self._pending = None
             if r.error is None:
@@ -405,6 +435,41 @@ class LivePipeline(Pipeline):
             else:
                 self._activate(r, dataclasses.replace(r.selection, style=self.selection.style))
                 log.info("%s on (%s; built and warmed up in %.0f ms)", r.describe(), r.purpose, r.build_s * 1000)
+
+    def _on_preloaded(self, r: Runner) -> None:
+        if r is self._preloading:
+            self._preloading = None
+            self._preload_at = time.perf_counter()  # the next one right away (the supervisor's next tick)
+        if r.error is None:
+            try:
+                require_privacy_safe(r.processor, self.privacy)  # type: ignore[arg-type]
+            except PrivacyError as exc:
+                r.error = exc
+        if r.error is not None:
+            r.state = "retired"
+            log.info("preloading %s failed: %s", r.describe(), r.error)
+            return
+        if self._stop.is_set() or r.version != self._version or len(self._parked) >= self.config.daemon.warm_avatars:
+            self._retire(r)
+            return
+        r.state = "parked"
+        self._parked.append(r)  # behind what switches parked: those are dropped last
+        log.info("%s preloaded in %.0f ms", r.describe(), r.build_s * 1000)
+
+    def _preload_when_due(self) -> None:
+        with self._lock:
+            busy = self._pending is not None or self._preloading is not None or self._restart is not None
+            if not self._preload or busy or time.perf_counter() < self._preload_at:
+                return
+            if len(self._parked) >= self.config.daemon.warm_avatars:
+                self._preload = []  # full: switches park what they leave from now on
+                return
+            while self._preload:
+                target = self._preload.pop(0)
+                held = [self._active, *self._parked]
+                if not any(h is not None and self._matches(h, target) for h in held):
+                    self._preloading = self._spawn(target, "preload")
+                    return
 
     def _fail(self, r: Runner, message: str, exc: BaseException | None) -> None:
         """The active runner `r` failed: card now, a replacement soon."""
@@ -461,6 +526,7 @@ class LivePipeline(Pipeline):
             while not self._stop.wait(SUPERVISOR_TICK_S):
                 self._watchdog()
                 self._restart_when_due()
+                self._preload_when_due()
         finally:
             self._shutdown_runners()
 
@@ -493,6 +559,7 @@ class LivePipeline(Pipeline):
     def _shutdown_runners(self) -> None:
         with self._lock:
             self._pending = None
+            self._preloading = None
             self._active = None
             runners = list(self._runners)
             for r in runners:

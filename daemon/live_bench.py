@@ -1,6 +1,6 @@
 """`veilcam bench-live`: how fast switching, panic and the watchdog are, and
-what they do to the output's rhythm, measured at the sink; with `--soak`, the
-daemon's memory and output gaps over a long run.
+what they do to the output's rhythm, measured at the sink (the long run for
+memory and gaps is `veilcam bench --soak`, in `soak.py`).
 
 The live pipeline runs as in the daemon (paced source, constant-rate output).
 Every frame a runner produces is tagged with its avatar; a sink wrapper
@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -232,66 +230,6 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
     }
 
 
-def _rss_mb() -> float:
-    """Resident memory now (Linux /proc); the peak where there is no /proc."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_soak(config: Config, minutes: float, sample_s: float = 10.0, warmup_s: float = 60.0) -> dict[str, Any]:
-    """The daemon as users run it, for `minutes`: RSS and output gaps over time.
-
-    The growth is measured from the first sample after `warmup_s` (caches,
-    allocator pools and JIT code settle in the first minute)."""
-    from .service import STATS_WINDOW_S, Daemon
-
-    daemon = Daemon(lambda: config)
-    thread = threading.Thread(target=daemon.run, kwargs={"duration": warmup_s + minutes * 60}, name="veilcam-soak", daemon=True)
-    thread.start()
-    if not daemon.ready.wait(120):
-        raise TimeoutError("the daemon did not start")
-    samples: list[dict[str, float]] = []
-    gaps: list[float] = []
-    t0 = time.perf_counter()
-    seen = None
-    while thread.is_alive():
-        time.sleep(min(sample_s, STATS_WINDOW_S))
-        window = daemon.window
-        if window is not None and window[0] is not seen:
-            seen = window[0]
-            intervals = list(window[0].output_intervals_ms)
-            if time.perf_counter() - t0 >= warmup_s:
-                gaps.extend(intervals)
-            samples.append({"t_s": round(time.perf_counter() - t0, 1), "rss_mb": round(_rss_mb(), 1), "max_gap_ms": round(max(intervals, default=0.0), 1)})
-    thread.join()
-    settled = [x for x in samples if x["t_s"] >= warmup_s]
-    first, last = settled[0]["rss_mb"], settled[-1]["rss_mb"]
-    return {
-        "minutes": minutes,
-        "source": config.source.path or config.source.kind,
-        "output": [config.output.width, config.output.height, config.output.fps],
-        "rss_mb": {"after_warmup": first, "end": last, "max": max(x["rss_mb"] for x in settled), "growth_pct": round(100 * (last - first) / first, 2)},
-        "output_interval_ms": _summary([g / 1000 for g in gaps]),
-        "samples": samples,
-    }
-
-
-def format_soak_table(report: dict[str, Any]) -> str:
-    r, g = report["rss_mb"], report["output_interval_ms"]
-    lines = [f"soak {report['minutes']:g} min, source {report['source']}, output {report['output'][0]}x{report['output'][1]} @ {report['output'][2]:g} fps"]
-    lines.append(f"{'RSS MB':<26}after warm-up {r['after_warmup']:.1f}, end {r['end']:.1f}, max {r['max']:.1f}, growth {r['growth_pct']:+.2f} %")
-    lines.append(f"{'output interval ms':<26}n {g['n']}, p50 {g['p50']:.1f}, p99 {g['p99']:.1f}, max {g['max']:.1f}, >100 ms: {g['over_100ms']}")
-    lines.append(f"{'t s':>8}{'RSS MB':>10}{'max gap ms':>12}")
-    step = max(1, len(report["samples"]) // 12)
-    lines += [f"{x['t_s']:>8.0f}{x['rss_mb']:>10.1f}{x['max_gap_ms']:>12.1f}" for x in report["samples"][::step]]
-    return "\n".join(lines)
-
-
 def format_live_table(report: dict[str, Any]) -> str:
     rows = [
         ("switch, cold (build + warm-up)", report["switch_ms"]["cold"]),
@@ -322,13 +260,8 @@ def cmd_bench_live(args: argparse.Namespace, resolve: Callable[[argparse.Namespa
     if args.out is None:
         args.out = "null"
     config = resolve(args)
-    if args.soak:
-        config = dataclasses.replace(config, source=dataclasses.replace(config.source, realtime=True, loop=True))
-        report = run_soak(config, args.soak)
-        print(format_soak_table(report))
-    else:
-        report = run_live_benchmark(config, args.switches, args.hangs)
-        print(format_live_table(report))
+    report = run_live_benchmark(config, args.switches, args.hangs)
+    print(format_live_table(report))
     if args.json:
         write_report(report, Path(args.json))
     return 0
@@ -340,7 +273,6 @@ def add_live_bench_command(sub: argparse._SubParsersAction, add_config_flags: Ca
     p.add_argument("--out", help="null (default) | OUTPUT.mp4")
     p.add_argument("--switches", type=int, default=12, help="cold and warm avatar switches each (default: 12)")
     p.add_argument("--hangs", type=int, default=5, help="renderer hangs to inject (default: 5)")
-    p.add_argument("--soak", type=float, metavar="MINUTES", help="instead: run the daemon this long (after a 1 min warm-up); report RSS and output gaps over time")
     p.add_argument("--json", help="write the report JSON here")
     add_config_flags(p)
     p.set_defaults(func=lambda a: cmd_bench_live(a, resolve))

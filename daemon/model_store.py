@@ -107,9 +107,6 @@ class ModelStore:
         self.progress = progress
         self.registry = registry
         self.timeout = timeout
-        # path -> (size, mtime_ns) of files already hashed, so repeated
-        # resolves skip rehashing unless the file changed on disk.
-        self._verified: dict[Path, tuple[int, int]] = {}
 
     @classmethod
     def from_environment(
@@ -154,10 +151,15 @@ class ModelStore:
             )
         return self._download(spec, cached)
 
+    #: (path, spec) -> (size, mtime_ns) of files already verified, for the
+    #: whole process: every avatar build makes a store, and hashing a model file
+    #: again on each (0.2 s for the face model) would slow every switch.
+    _verified: dict[tuple[Path, ModelSpec], tuple[int, int]] = {}
+
     def _is_valid(self, path: Path, spec: ModelSpec) -> bool:
         st = path.stat()
         key = (st.st_size, st.st_mtime_ns)
-        if self._verified.get(path) == key:
+        if self._verified.get((path, spec)) == key:
             return True
         if spec.verify is not None:
             ok = spec.verify(path)
@@ -167,7 +169,7 @@ class ModelStore:
             with path.open("rb") as f:
                 ok = hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
         if ok:
-            self._verified[path] = key
+            self._verified[(path, spec)] = key
         return ok
 
     def _download(self, spec: ModelSpec, dest: Path) -> Path:
@@ -203,7 +205,7 @@ class ModelStore:
             for path in temps:
                 path.unlink(missing_ok=True)  # no-op after a successful os.replace
         st = dest.stat()
-        self._verified[dest] = (st.st_size, st.st_mtime_ns)
+        self._verified[(dest, spec)] = (st.st_size, st.st_mtime_ns)
         return dest
 
     def _fetch(self, spec: ModelSpec, out: BinaryIO) -> str:

@@ -63,9 +63,18 @@ def _number(value: float) -> float | None:
 class Daemon:
     """`load_config` is called at start and on every `reload_config` request."""
 
-    def __init__(self, load_config: Callable[[], Config], stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        load_config: Callable[[], Config],
+        stop: threading.Event | None = None,
+        window_s: float = STATS_WINDOW_S,
+        on_window: Callable[[RunStats, float], None] | None = None,
+    ) -> None:
+        """`on_window(stats, seconds)` sees each finished stats window (the soak benchmark reads them)."""
         self.load_config = load_config
         self.stop_event = stop or threading.Event()
+        self.window_s = window_s
+        self.on_window = on_window
         self.live: LivePipeline | None = None
         self.totals = Totals()
         self.ready = threading.Event()  # the control socket answers
@@ -93,6 +102,7 @@ class Daemon:
             mode = "restyle" if config.restyle.enabled else "avatar"
             live = LivePipeline(source, sink, config, Selection(mode, config.avatar.name), reopen_source=reopen)
             live.start()
+            live.preload([Selection("avatar", a.name) for a in list_avatars() if not a.error and a.name != config.avatar.name])
             self.live = live
             self.window_start = time.perf_counter()
             server = ControlServer(socket_path(), self.handle)
@@ -118,7 +128,7 @@ class Daemon:
             now = time.perf_counter()
             if deadline is not None and now >= deadline:
                 return
-            if now - self.window_start >= STATS_WINDOW_S:
+            if now - self.window_start >= self.window_s:
                 self._roll_stats(live, now)
 
     def _roll_stats(self, live: LivePipeline, now: float) -> None:
@@ -127,6 +137,8 @@ class Daemon:
         self.window = (finished, now - self.window_start)
         self.window_start = now
         self.totals.add(finished)
+        if self.on_window is not None:
+            self.on_window(finished, self.window[1])
 
     # -- control requests ------------------------------------------------------------------
     def handle(self, request: Request) -> dict[str, Any]:

@@ -18,7 +18,9 @@ Framing, lights, backdrop and MSAA crop are the mask's (`scene`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable, Sequence
 
 import cv2
 import moderngl
@@ -184,6 +186,21 @@ void main() {
 )
 
 
+#: `bake(name, inputs, compute)`: `compute()`, or a result kept from an earlier call
+#: with equal `inputs` (arrays and strings that determine it). The daemon passes one
+#: backed by the user cache, so the static bakes of a look are computed once per machine.
+Bake = Callable[[str, Sequence["np.ndarray | str"], Callable[[], np.ndarray]], np.ndarray]
+
+
+def compute_now(name: str, inputs: Sequence[np.ndarray | str], compute: Callable[[], np.ndarray]) -> np.ndarray:
+    return compute()
+
+
+def _look_key(look: FaceLook) -> str:
+    """Everything about a look that its static bakes depend on (the backdrop is drawn live)."""
+    return repr([(f.name, getattr(look, f.name)) for f in dataclasses.fields(look) if f.name not in ("texture", "background")])
+
+
 def _ring_pairs(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray]:
     """For each render vertex, the (next, previous) corners of every triangle around
     its model vertex (all its UV-seam copies): a normal with no seam."""
@@ -238,7 +255,7 @@ class FaceKitRenderer(FaceRenderer):
     """
 
     def __init__(self, width: int, height: int, model: FaceModel, look: FaceLook | str = "human",
-                 identity: np.ndarray | None = None, mesh: RenderMesh | None = None) -> None:
+                 identity: np.ndarray | None = None, mesh: RenderMesh | None = None, bake: Bake = compute_now) -> None:
         super().__init__(width, height)
         if isinstance(look, str):
             if look not in FACEKIT_LOOKS:
@@ -246,6 +263,7 @@ class FaceKitRenderer(FaceRenderer):
             look = FACEKIT_LOOKS[look]
         self.look = look
         self.model = model
+        self._bake = bake
         mesh, self._mouth_triangles = _drawing_order(model, _without_lower_neck(model, mesh or simplified_render_mesh(model)))
         self.rig = FaceRig(model, identity, mesh)
         self.ctx = create_headless_context()
@@ -281,8 +299,23 @@ class FaceKitRenderer(FaceRenderer):
 
     # --- set-up -------------------------------------------------------------------------------
 
+    def _bake_inputs(self) -> list[np.ndarray | str]:
+        """What the static bakes are a function of, besides the look: the posed mesh and the model's tables."""
+        model, mesh, rig = self.model, self.rig.mesh, self.rig
+        return [_look_key(self.look), rig.rest, self._jaw_open_pose(), mesh.triangles, mesh.source, mesh.uv, mesh.material,
+                self._landmarks, np.asarray(rig.eye_pivots), np.asarray(rig.eye_axes),
+                repr((model.material_names, sorted(model.regions.items()), mesh.eyeballs))]
+
+    def _jaw_open_pose(self) -> np.ndarray:
+        jaw_open = np.zeros(self.model.num_expressions, np.float32)
+        jaw_open[self.model.exp_index["jawOpen"]] = 1.0
+        return self.rig.pose(jaw_open)
+
     def _static_attributes(self) -> np.ndarray:
         """Per render vertex: atlas uv, albedo, (textured, occlusion, kind, alpha), eye index."""
+        return self._bake("facekit-statics", self._bake_inputs(), self._compute_static_attributes)
+
+    def _compute_static_attributes(self) -> np.ndarray:
         model, mesh, rig, look = self.model, self.rig.mesh, self.rig, self.look
         n = len(mesh.source)
         names = np.array(model.material_names)[mesh.material]
@@ -293,9 +326,7 @@ class FaceKitRenderer(FaceRenderer):
         lo, hi = model.regions["mouth_socket"]
         kind[(mesh.source >= lo) & (mesh.source < hi)] = _KINDS["mouth"]
 
-        jaw_open = np.zeros(model.num_expressions, np.float32)
-        jaw_open[model.exp_index["jawOpen"]] = 1.0
-        occlusion = ambient_occlusion(self.ctx, [rig.rest, rig.pose(jaw_open)], mesh.triangles)
+        occlusion = ambient_occlusion(self.ctx, [rig.rest, self._jaw_open_pose()], mesh.triangles)
         alpha = np.clip((rig.rest[:, 1] - NECK_FADE[0]) / (NECK_FADE[1] - NECK_FADE[0]), 0.0, 1.0)
 
         atlas_h = TEXTURE_SIZE + EYE_SIZE
@@ -320,9 +351,7 @@ class FaceKitRenderer(FaceRenderer):
         if look.texture is not None:
             face = cv2.resize(look.texture, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
         else:
-            material = self.model.material_names.index("M_Face")
-            position_map, covered = uv_position_map(self.ctx, self.rig.mesh, self.rig.rest, material, PAINT_SIZE)
-            face = face_texture(position_map, covered, self._landmarks, look, TEXTURE_SIZE)
+            face = self._bake("facekit-face", self._bake_inputs(), self._paint_face)
         eye = eye_image(look, EYE_SIZE)
         band = np.empty((EYE_SIZE, TEXTURE_SIZE, 3), np.uint8)
         band[:] = eye[EYE_SIZE // 2, 0]  # the sclera's colour at the rim
@@ -332,6 +361,11 @@ class FaceKitRenderer(FaceRenderer):
         texture.build_mipmaps()
         texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
         return texture
+
+    def _paint_face(self) -> np.ndarray:
+        material = self.model.material_names.index("M_Face")
+        position_map, covered = uv_position_map(self.ctx, self.rig.mesh, self.rig.rest, material, PAINT_SIZE)
+        return face_texture(position_map, covered, self._landmarks, self.look, TEXTURE_SIZE)
 
     def _build_gl(self) -> None:
         ctx, look, mesh = self.ctx, self.look, self.rig.mesh

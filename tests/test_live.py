@@ -147,3 +147,32 @@ def test_restyle_without_a_camera_and_unknown_modes_fail_clearly(test_backend: s
             rig.live.select(Selection("restyle", "porcelain"))
         with pytest.raises(ValueError, match="unknown mode"):
             Selection("sepia", "porcelain")
+
+
+def test_preloaded_avatars_wait_in_warm_parking_and_a_first_switch_to_one_builds_nothing(test_backend: str) -> None:
+    config = live_config(test_backend, daemon={"warm_avatars": 2})
+    refs = look_corners(config, ("porcelain", "midnight", "jade"))
+    builds: list[str] = []
+
+    def counting(base):
+        def build(selection, cfg, stats):
+            builds.append(selection.avatar)
+            return base(selection, cfg, stats)
+
+        return build
+
+    rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=counting)
+    with rig:
+        rig.wait_shown(refs, "porcelain")
+        # porcelain is shown (skipped); two places: midnight and jade; sunrise does not fit.
+        rig.live.preload([Selection("avatar", n) for n in ("porcelain", "midnight", "jade", "sunrise")])
+        rig.wait_for(lambda: len(rig.live._parked) == 2 and rig.live._preloading is None, timeout=60)
+        assert [r.selection.avatar for r in rig.live._parked] == ["midnight", "jade"]
+        assert rig.live.snapshot()["avatar"] == "porcelain"  # preloading shows nothing
+        rig.live.select(Selection("avatar", "jade"))
+        rig.wait_shown(refs, "jade")
+        rig.wait_frames(5)
+    assert builds == ["porcelain", "midnight", "jade"]
+    labels = rig.labels(refs)
+    assert "other" not in labels and "canary" not in labels
+    assert segments(labels) == ["porcelain", "jade", "card"]
