@@ -37,8 +37,8 @@ class SourceConfig:
 @dataclass(frozen=True)
 class TrackerConfig:
     mirror: bool = _opt(False, "move the avatar like a mirror image (the user's left stays the avatar's left)")
-    blend_min_cutoff: float = _opt(1.0, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
-    blink_min_cutoff: float = _opt(6.0, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
+    blend_min_cutoff: float = _opt(3.0, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
+    blink_min_cutoff: float = _opt(10.0, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
     blend_beta: float = _opt(2.0, "how fast expression smoothing opens up with speed", lo=0, hi=100)
     pose_min_cutoff: float = _opt(1.0, "head pose smoothing cut-off at rest, Hz", lo=0.05, hi=30)
     pose_beta: float = _opt(0.3, "how fast pose smoothing opens up with speed", lo=0, hi=100)
