@@ -14,7 +14,7 @@ against eager on the same frames, including a prompt change. A case with
 stream each, shared weights): the GPU's capacity, where the one-stream cases
 give what one camera sees.
 
-    python benchmarks/restyle_bench.py --taesd DIR --video FILE --json OUT.json [--cases 1-step:compiled,...]
+    python benchmarks/restyle_bench.py --taesd DIR --video FILE --json OUT.json [--cases 1-step:compiled,...] [--breakdown]
 
 Prints a table and writes JSON with median (p50), p95, mean and fps per case.
 """
@@ -102,6 +102,40 @@ def timed_run(streams: list[StreamDiffusion], frames: list[np.ndarray], count: i
     return {"frames": count * n, "fps": round(count * n / wall, 1), "latency_ms": stats([v for lat in latencies for v in lat])}
 
 
+def gpu_breakdown(stream: StreamDiffusion, reps: int = 200) -> dict[str, float]:
+    """Median GPU time (CUDA events) of each part of a frame, each replayed as its own CUDA graph:
+    where the time goes, without the host's launch cost."""
+
+    def graph_ms(part) -> float:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                part()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            part()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(reps):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return round(float(np.median(times)), 3)
+
+    s = stream
+    with torch.inference_mode():
+        return {
+            "unet": graph_ms(lambda: s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)),
+            "taesd_encoder": graph_ms(s._encode_frame),
+            "taesd_decoder": graph_ms(lambda: s._decoder(s._prev_latent)),
+            "whole_step": graph_ms(s._step),
+        }
+
+
 def outputs_with_prompt_change(stream: StreamDiffusion, frames: list[np.ndarray]) -> list[np.ndarray]:
     """The first frames, with a new prompt half way: the same sequence for every mode."""
     stream.reset()
@@ -115,7 +149,7 @@ def outputs_with_prompt_change(stream: StreamDiffusion, frames: list[np.ndarray]
     return out
 
 
-def run_case(spec: str, models: DiffusionModels, frames: list[np.ndarray], count: int, references: dict[str, list[np.ndarray]]) -> dict:
+def run_case(spec: str, models: DiffusionModels, frames: list[np.ndarray], count: int, references: dict[str, list[np.ndarray]], breakdown: bool = False) -> dict:
     """One case, "STEPS:MODE[:STREAMS]", e.g. "1-step:compiled:2"."""
     steps_name, mode, *rest = spec.split(":")
     n_streams = int(rest[0]) if rest else 1
@@ -136,6 +170,8 @@ def run_case(spec: str, models: DiffusionModels, frames: list[np.ndarray], count
         diffs = [np.abs(a.astype(int) - b) for a, b in zip(outputs, references[steps_name])]
         case["vs_eager"] = {"mean_abs": round(float(np.mean([d.mean() for d in diffs])), 3), "max_abs": int(max(d.max() for d in diffs))}
     case.update(timed_run(streams, frames, count))
+    if breakdown and torch.cuda.is_available() and n_streams == 1:
+        case["gpu_ms"] = gpu_breakdown(streams[0])
     return case
 
 
@@ -147,6 +183,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300, help="timed frames per stream and case")
     parser.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated STEPS:MODE[:STREAMS] (modes: eager, graph, " + ", ".join(COMPILE_MODES) + ")")
     parser.add_argument("--device", default="cuda", help="cuda (fp16) or cpu (fp32, for a dry run)")
+    parser.add_argument("--breakdown", action="store_true", help="also time UNet, TAESD encoder and decoder alone on the GPU (one-stream cases)")
     args = parser.parse_args()
 
     import diffusers
@@ -168,7 +205,7 @@ def main() -> int:
     references: dict[str, list[np.ndarray]] = {}
     for spec in args.cases.split(","):
         try:
-            case = run_case(spec, models, frames, args.frames, references)
+            case = run_case(spec, models, frames, args.frames, references, args.breakdown)
         except Exception as exc:  # one failing case must not lose the others' numbers
             case = {"case": spec, "error": f"{type(exc).__name__}: {exc}"[:2000]}
         print(json.dumps(case), flush=True)
@@ -190,6 +227,8 @@ def print_table(result: dict) -> None:
         lat = c["latency_ms"]
         check = f"{c['vs_eager']['mean_abs']:.2f}/{c['vs_eager']['max_abs']}" if "vs_eager" in c else "-"
         print(f"{name:<22}{c['fps']:>8.1f}{lat['p50']:>9.2f}{lat['p95']:>9.2f}{lat['max']:>9.2f}{c['warm_up_s']:>11.1f}{check:>12}")
+        if "gpu_ms" in c:
+            print("    GPU ms (median): " + ", ".join(f"{part} {ms:.2f}" for part, ms in c["gpu_ms"].items()))
 
 
 if __name__ == "__main__":
