@@ -416,11 +416,7 @@ class LivePipeline(Pipeline):
             self._preload_at = time.perf_counter() + PRELOAD_DELAY_S  # a switch just loaded: let the output settle
             if not superseded:
                 self._pending = None
-            if r.error is None:
-                try:
-                    require_privacy_safe(r.processor, self.privacy)  # type: ignore[arg-type]
-                except PrivacyError as exc:
-                    r.error = exc
+            self._refuse_if_unsafe(r)
             if r.error is not None:
                 r.state = "retired"
                 if r.purpose != "start":
@@ -436,15 +432,19 @@ class LivePipeline(Pipeline):
                 self._activate(r, dataclasses.replace(r.selection, style=self.selection.style))
                 log.info("%s on (%s; built and warmed up in %.0f ms)", r.describe(), r.purpose, r.build_s * 1000)
 
-    def _on_preloaded(self, r: Runner) -> None:
-        if r is self._preloading:
-            self._preloading = None
-            self._preload_at = time.perf_counter()  # the next one right away (the supervisor's next tick)
+    def _refuse_if_unsafe(self, r: Runner) -> None:
+        """A runner built fine but not privacy-safe while privacy is on counts as failed."""
         if r.error is None:
             try:
                 require_privacy_safe(r.processor, self.privacy)  # type: ignore[arg-type]
             except PrivacyError as exc:
                 r.error = exc
+
+    def _on_preloaded(self, r: Runner) -> None:
+        if r is self._preloading:
+            self._preloading = None
+            self._preload_at = time.perf_counter()  # the next one right away (the supervisor's next tick)
+        self._refuse_if_unsafe(r)
         if r.error is not None:
             r.state = "retired"
             log.info("preloading %s failed: %s", r.describe(), r.error)

@@ -70,7 +70,8 @@ class SoakRecorder:
         self.latency_ms = array("d")
         self.steady_frames_out = 0
         self.steady_s = 0.0
-        self._held: tuple[RunStats, float, float] | None = None  # (window, its length, end time)
+        self._held: tuple[RunStats, float, float, float] | None = None  # (window, its length, end time, RSS then)
+        self._last_rss = 0.0
         self._lock = threading.Lock()
 
     def __call__(self, stats: RunStats, seconds: float) -> None:
@@ -78,7 +79,8 @@ class SoakRecorder:
             now = time.perf_counter()
             if self.t0 is None:
                 self.t0 = now - seconds
-            held, self._held = self._held, (stats, seconds, now - self.t0)
+            rss, _ = memory_mb()  # now, while the daemon runs: a window is read one roll later
+            held, self._held = self._held, (stats, seconds, now - self.t0, rss)
             if held is not None:
                 self._read(*held)
 
@@ -90,12 +92,13 @@ class SoakRecorder:
                 self._held = None
             if last is not None and seconds > 0:
                 now = time.perf_counter()
-                self._read(last, seconds, now - (self.t0 if self.t0 is not None else now - seconds))
+                # RSS now would be after the teardown freed memory: the last running sample stands for it.
+                self._read(last, seconds, now - (self.t0 if self.t0 is not None else now - seconds), self._last_rss or memory_mb()[0])
 
-    def _read(self, stats: RunStats, seconds: float, t_s: float) -> None:
+    def _read(self, stats: RunStats, seconds: float, t_s: float, rss: float) -> None:
         intervals = np.asarray(stats.output_intervals_ms, np.float64)
         latency = np.asarray(stats.latency_ms, np.float64)
-        rss, _ = memory_mb()
+        self._last_rss = rss
         self.samples.append(SoakSample(
             t_s=round(t_s, 2),
             rss_mb=round(rss, 2),

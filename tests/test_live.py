@@ -18,19 +18,24 @@ from veilcam.daemon.selection import Selection
 pytestmark = pytest.mark.usefixtures("model_dir")
 
 
-def test_switching_avatar_changes_the_output_without_reopening_or_black_frames(test_backend: str) -> None:
-    config = live_config(test_backend)
-    refs = look_corners(config, ("porcelain", "midnight"))
-    builds: list[str] = []
+def _counting(builds: list[str]):
+    """A `LiveRig` wrap that notes the avatar of every build."""
 
-    def counting(base):
+    def wrap(base):
         def build(selection, cfg, stats):
             builds.append(selection.avatar)
             return base(selection, cfg, stats)
 
         return build
 
-    rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=counting)
+    return wrap
+
+
+def test_switching_avatar_changes_the_output_without_reopening_or_black_frames(test_backend: str) -> None:
+    config = live_config(test_backend)
+    refs = look_corners(config, ("porcelain", "midnight"))
+    builds: list[str] = []
+    rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=_counting(builds))
     with rig:
         rig.wait_shown(refs, "porcelain")
         requested = time.perf_counter()
@@ -153,15 +158,7 @@ def test_preloaded_avatars_wait_in_warm_parking_and_a_first_switch_to_one_builds
     config = live_config(test_backend, daemon={"warm_avatars": 2})
     refs = look_corners(config, ("porcelain", "midnight", "jade"))
     builds: list[str] = []
-
-    def counting(base):
-        def build(selection, cfg, stats):
-            builds.append(selection.avatar)
-            return base(selection, cfg, stats)
-
-        return build
-
-    rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=counting)
+    rig = LiveRig(config, Selection("avatar", "porcelain"), wrap=_counting(builds))
     with rig:
         rig.wait_shown(refs, "porcelain")
         # porcelain is shown (skipped); two places: midnight and jade; sunrise does not fit.
