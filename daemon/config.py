@@ -14,8 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from veilcam.models.face_filter import FilterSettings
+
 from .errors import ConfigError
 from . import paths
+
+_FILTER = FilterSettings()  # smoothing defaults live with the filter, beside the reasoning behind them
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, lo: float | None = None, hi: float | None = None) -> Any:
@@ -37,13 +41,13 @@ class SourceConfig:
 @dataclass(frozen=True)
 class TrackerConfig:
     mirror: bool = _opt(False, "move the avatar like a mirror image (the user's left stays the avatar's left)")
-    blend_min_cutoff: float = _opt(3.0, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
-    blink_min_cutoff: float = _opt(10.0, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
-    blend_beta: float = _opt(2.0, "how fast expression smoothing opens up with speed", lo=0, hi=100)
-    pose_min_cutoff: float = _opt(1.0, "head pose smoothing cut-off at rest, Hz", lo=0.05, hi=30)
-    pose_beta: float = _opt(0.3, "how fast pose smoothing opens up with speed", lo=0, hi=100)
-    grace_s: float = _opt(0.5, "seconds to hold the last expression when the face is lost", lo=0, hi=10)
-    ease_s: float = _opt(1.0, "seconds to ease to neutral after that", lo=0, hi=10)
+    blend_min_cutoff: float = _opt(_FILTER.blend_min_cutoff, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
+    blink_min_cutoff: float = _opt(_FILTER.blink_min_cutoff, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
+    blend_beta: float = _opt(_FILTER.blend_beta, "how fast expression smoothing opens up with speed", lo=0, hi=100)
+    pose_min_cutoff: float = _opt(_FILTER.pose_min_cutoff, "head pose smoothing cut-off at rest, Hz", lo=0.05, hi=30)
+    pose_beta: float = _opt(_FILTER.pose_beta, "how fast pose smoothing opens up with speed", lo=0, hi=100)
+    grace_s: float = _opt(_FILTER.grace_s, "seconds to hold the last expression when the face is lost", lo=0, hi=10)
+    ease_s: float = _opt(_FILTER.ease_s, "seconds to ease to neutral after that", lo=0, hi=10)
 
 
 @dataclass(frozen=True)

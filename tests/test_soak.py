@@ -45,3 +45,21 @@ def test_soak_reports_memory_gaps_and_latency_and_plots_them(tmp_path: Path, mod
     # Both panels carry curves in colour, not just the white page and black axes.
     colourful = (np.ptp(image.astype(int), axis=2) > 60).sum()
     assert colourful > 500
+
+
+def test_rss_is_sampled_while_the_daemon_runs_not_after_its_teardown(monkeypatch) -> None:
+    """Windows are read one roll late; the last ones are read after the daemon stopped and freed
+    memory. Each must carry the RSS of when the daemon handed it over."""
+    from veilcam.daemon import soak
+    from veilcam.daemon.report import RunStats
+
+    rss = iter([700.0, 710.0, 720.0, 500.0, 500.0])  # the last two: after the teardown
+    monkeypatch.setattr(soak, "memory_mb", lambda: (next(rss), 0.0))
+    recorder = soak.SoakRecorder(warmup_s=0.0)
+    for _ in range(3):
+        stats = RunStats()
+        stats.frames_out = 150
+        stats.output_intervals_ms.extend([33.0] * 150)
+        recorder(stats, 5.0)
+    recorder.finish(RunStats(), 1.0)  # the partial window after the stop
+    assert [s.rss_mb for s in recorder.samples] == [700.0, 710.0, 720.0, 720.0]
