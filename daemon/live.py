@@ -10,7 +10,8 @@ Switching starts a new runner while the current one keeps feeding the output.
 Only once the new one has built, warmed up (shader compiles, model loads) and
 processed one real source item (the first frame pays lazy set-up in libraries:
 MediaPipe's graph, shader variants; it can take most of a second) does it
-become active. So the virtual camera is never reopened, never changes size,
+become active; that rehearsed frame, if still fresh, is then its first frame
+out, so a switch does not also wait for the next camera frame. So the virtual camera is never reopened, never changes size,
 never shows a black or half-initialised frame and never freezes on the old
 avatar, and the watchdog never mistakes a first frame for a hang. A build that
 fails, on that first frame included, leaves the current runner in place. The previous avatar stays loaded (parked), so
@@ -66,6 +67,7 @@ READ_TIMEOUT_S = 0.25
 RUNNER_JOIN_S = 2.0
 RECENT_FRAMES = 8  # published frames remembered for the last check before the sink
 REHEARSAL_WAIT_S = 1.0  # how long a new runner waits for a source item to rehearse on
+REHEARSAL_FRESH_S = 0.1  # a rehearsed frame captured longer ago than this is not shown
 #: The first frame after a runner sat idle (parked, or a card mode) runs with cold
 #: caches and, with llvmpipe, 2-4x slower; the watchdog gives it this many times its limit.
 RESUME_GRACE = 3.0
@@ -120,6 +122,7 @@ class Runner:
         self.resumed = False  # its next frame is the first after sitting idle
         self.build_s = 0.0
         self.pending_prompt: str | None = None
+        self.rehearsed: OutputFrame | None = None  # its first frame, made while it was being built
         self.built = threading.Event()  # set after the live pipeline has acted on the build
         name = f"veilcam-{selection.mode}-{selection.avatar}" if selection.mode == "avatar" else f"veilcam-{selection.mode}"
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -131,24 +134,24 @@ class Runner:
     def describe(self) -> str:
         return f"avatar {self.selection.avatar!r}" if self.selection.mode == "avatar" else self.selection.mode
 
-    def _rehearse(self) -> None:
-        """Process one real source item and discard the result (see the module doc)."""
+    def _rehearse(self) -> OutputFrame | None:
+        """Process one real source item (see the module doc); its frame, or None if none came."""
         deadline = time.perf_counter() + REHEARSAL_WAIT_S
         while time.perf_counter() < deadline and not self.live._stop.is_set():
             try:
                 item = self.live._read()
             except EOFError:
-                return
+                return None
             if item is not None:
-                self.processor.process(item)  # type: ignore[union-attr]
-                return
+                return self.processor.process(item)  # type: ignore[union-attr]
+        return None
 
     def _main(self) -> None:
         t0 = time.perf_counter()
         try:
             self.processor = self.live.build(self.selection, self.config, self.live.stats)
             self.processor.warm_up()
-            self._rehearse()
+            self.rehearsed = self._rehearse()
         except Exception as exc:
             self.error = exc
         self.build_s = time.perf_counter() - t0
@@ -569,6 +572,9 @@ class LivePipeline(Pipeline):
 
     def _serve(self, r: Runner) -> None:
         """A runner's loop: while active for the selected mode, newest item in, frame out."""
+        first, r.rehearsed = r.rehearsed, None
+        if first is not None and time.perf_counter() - first.capture_ts < REHEARSAL_FRESH_S:
+            self._publish(r, first)  # refused unless it is the active runner, for the selected mode
         while True:
             with self._cond:
                 while not self._stop.is_set() and (r.state == "parked" or r.state == "active" and self.selection.mode != r.selection.mode):
