@@ -59,7 +59,6 @@ class DirectVideoDetector:
         self._result_type = result_type
         self._landmark_dtype = _strided_dtype(landmark_type, {"x": "<f4", "y": "<f4", "z": "<f4"})
         self._category_dtype = _strided_dtype(category_type, {"index": "<i4", "score": "<f4"})
-        self._category_type = category_type
         self._names: dict[int, str] = {}  # category index -> name; fixed by the model, read once
         self._lock = threading.Lock()  # one C call at a time per landmarker, as the wrapper guarantees
         self._closed = False

@@ -54,6 +54,14 @@ def read_frames(path: Path) -> list[np.ndarray]:
     return frames
 
 
+def assert_all_differ(images: dict[str, np.ndarray], min_mean_diff: float) -> None:
+    """Every pair of named images differs by more than `min_mean_diff` on average (looks must not blur together)."""
+    names = list(images)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert np.abs(images[a].astype(np.float32) - images[b]).mean() > min_mean_diff, (a, b)
+
+
 @lru_cache(maxsize=None)
 def tracked(key: str, mirror: bool = False) -> tuple:
     """Raw FaceStates for every frame of a shared video (tracked once per session)."""

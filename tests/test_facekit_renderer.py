@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file, tracked
+from conftest import assert_all_differ, shared_file, tracked
 from veilcam.models.face_model import load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
@@ -122,10 +122,7 @@ def test_looks_differ(model, human):
     for name in ("clay", "toon"):
         with FaceKitRenderer(W, H, model, name) as r:
             images[name] = render(r, state())
-    names = list(images)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            assert np.abs(images[a] - images[b]).mean() > 10, (a, b)
+    assert_all_differ(images, 10)
 
 
 def test_a_texture_colours_the_face(model, human):
