@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ from .avatar_pack import installed_packs
 from .config import Config
 from .errors import AvatarPackError, ConfigError, ModelFileError
 from .model_store import ModelStore
+
+if TYPE_CHECKING:
+    from veilcam.models.mask_rig import MaskGeometry
 
 FACE_LANDMARKER = "face_landmarker.task"
 
@@ -45,22 +49,30 @@ def _background_image(path: str) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _build_mask(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+@lru_cache(maxsize=2)
+def _mask_geometry(task: Path, mtime_ns: int) -> "MaskGeometry":
+    """One rig and shell per process for every mask look: a switch between masks then skips 0.2-0.5 s of set-up."""
     from veilcam.models.canonical_mesh import load_canonical_mesh
+    from veilcam.models.mask_rig import MaskGeometry
+
+    # The mask's geometry is MediaPipe's canonical face, shipped inside the tracker's model file.
+    try:
+        return MaskGeometry.from_mesh(load_canonical_mesh(task))
+    except ValueError as exc:
+        raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
+
+
+def _build_mask(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
     from veilcam.models.mask_renderer import MASK_LOOKS, MaskRenderer  # OpenGL loads here, not at import
 
     look = MASK_LOOKS[entry.name]
     background = _background_image(config.avatar.background_image)
     if background is not None:
         look = dataclasses.replace(look, background=background)
-    # The mask's geometry is MediaPipe's canonical face, shipped inside the tracker's model file.
     task = store.resolve(FACE_LANDMARKER)
+    geometry = _mask_geometry(task, task.stat().st_mtime_ns)
     try:
-        mesh = load_canonical_mesh(task)
-    except ValueError as exc:
-        raise ModelFileError(f"{task}: no usable face geometry inside ({exc}); delete it so VeilCam downloads it again") from exc
-    try:
-        return MaskRenderer(config.output.width, config.output.height, mesh, look)
+        return MaskRenderer(config.output.width, config.output.height, geometry, look)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 

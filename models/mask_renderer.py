@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import moderngl
 import numpy as np
 
-from .canonical_mesh import CanonicalMesh
 from .face_state import FaceState
 from .gl_context import create_headless_context
-from .mask_rig import MaskRig, MaskShell
+from .mask_rig import MaskGeometry, MaskShell
 from .renderer import FaceRenderer
 from .scene import (
     FOV_Y_DEG,
@@ -279,22 +278,23 @@ def _eye_cap(rings: int = 8, segments: int = 24, extent_deg: float = 85.0) -> tu
 class MaskRenderer(FaceRenderer):
     """Renders a `FaceState` as a lit ceramic mask in a webcam-like framing.
 
-    `mesh` is the canonical face mesh (`load_canonical_mesh`); `look` a `MaskLook`
+    `geometry` is the rig and shell built from the canonical face mesh
+    (`MaskGeometry.from_mesh`), shareable between renderers; `look` a `MaskLook`
     or a name in `MASK_LOOKS`. The head pose's rotation turns the mask; its
     translation only nudges it, relative to a reference that follows the head
     within a couple of seconds (`state.timestamp` paces it), so the framing stays
     put. Landmarks are never read.
     """
 
-    def __init__(self, width: int, height: int, mesh: CanonicalMesh, look: MaskLook | str = "porcelain") -> None:
+    def __init__(self, width: int, height: int, geometry: MaskGeometry, look: MaskLook | str = "porcelain") -> None:
         super().__init__(width, height)
         if isinstance(look, str):
             if look not in MASK_LOOKS:
                 raise ValueError(f"unknown mask look {look!r}; choose one of {', '.join(MASK_LOOKS)}")
             look = MASK_LOOKS[look]
         self.look = look
-        self.rig = MaskRig(mesh)
-        self.shell = MaskShell(self.rig)
+        self.rig, self.shell = geometry.rig, geometry.shell
+        self._vertices = self.shell.new_vertices()
         self.ctx = create_headless_context()
         self._frame = np.zeros((height, width, 4), np.uint8)
 
@@ -364,7 +364,7 @@ class MaskRenderer(FaceRenderer):
 
     def render(self, state: FaceState) -> np.ndarray:
         frame = self.rig.evaluate(state.blendshapes)
-        vertices = self.shell.build(frame)
+        vertices = self.shell.build(frame, self._vertices)
         model = self._follower.model_matrix(state.head_pose, state.timestamp)
         points = np.concatenate([frame.vertices, self._eye_points])
         origin, box = self._crop.place(to_pixels(points, self._projection @ model, (self.width, self.height)))

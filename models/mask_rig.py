@@ -410,6 +410,20 @@ class LoopSubdivision:
         return np.einsum("kn,knc->nc", self._weight, np.take(values, self._index, axis=0))
 
 
+@dataclass(frozen=True, eq=False)
+class MaskGeometry:
+    """The rig and its shell: read-only once built, so every mask renderer of a
+    process can share one (building them solves ~30 sparse systems: 0.2-0.5 s)."""
+
+    rig: "MaskRig"
+    shell: "MaskShell"
+
+    @classmethod
+    def from_mesh(cls, mesh: CanonicalMesh) -> "MaskGeometry":
+        rig = MaskRig(mesh)
+        return cls(rig, MaskShell(rig))
+
+
 class MaskShell:
     """Closed, smooth render geometry around a posed mask surface.
 
@@ -465,7 +479,7 @@ class MaskShell:
         self.triangles = np.concatenate(tris + [sub.triangles[:, ::-1] + n]).astype(np.int32)
         self.vertex_count = int(cap_ids[-1]) + 1
 
-        out = self._out = np.zeros((self.vertex_count, self.FLOATS), np.float32)
+        out = self._template = np.zeros((self.vertex_count, self.FLOATS), np.float32)
         out[:n, 8:10] = sub(self._paint(rig))
         out[n : 2 * n, 6:8] = (self.BACK_INTERIOR, 1.0)
         out[rim, 6:8] = (0.0, 1.0)
@@ -492,9 +506,13 @@ class MaskShell:
         concavity = np.einsum("ij,ij->i", neighbours / self._degree[:, None] - vertices, normals)
         return np.clip(1.0 - 2.5 * concavity, 0.6, 1.0)
 
-    def build(self, frame: RigFrame) -> np.ndarray:
-        """The (vertex_count, FLOATS) vertex array for one frame (the same array every call)."""
-        out, n, t = self._out, self._n, self.THICKNESS
+    def new_vertices(self) -> np.ndarray:
+        """A (vertex_count, FLOATS) array for `build` to fill: one per renderer, so renderers can share the shell."""
+        return self._template.copy()
+
+    def build(self, frame: RigFrame, out: np.ndarray) -> np.ndarray:
+        """Fill `out` (from `new_vertices`) with the vertex rows for one frame, and return it."""
+        n, t = self._n, self.THICKNESS
         coarse = np.concatenate([frame.vertices, frame.normals, self.occlusion(frame.vertices, frame.normals)[:, None]], axis=1)
         fine = self._subdivide(coarse)
         v, nrm = fine[:, 0:3], fine[:, 3:6]

@@ -14,7 +14,7 @@ from veilcam.models import gl_context
 from veilcam.models.canonical_mesh import METADATA_ENTRY, load_canonical_mesh
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 from veilcam.models.mask_renderer import MASK_LOOKS, MaskLook, MaskRenderer
-from veilcam.models.mask_rig import MaskRig
+from veilcam.models.mask_rig import MaskGeometry
 
 TASK = shared_file("models/face_landmarker.task")  # missing shared data fails the module: CI always has it
 W, H = 640, 360
@@ -40,20 +40,25 @@ def mesh():
 
 
 @pytest.fixture(scope="module")
-def rig(mesh):
-    return MaskRig(mesh)
+def geometry(mesh):
+    return MaskGeometry.from_mesh(mesh)
 
 
 @pytest.fixture(scope="module")
-def renderer(mesh):
-    with MaskRenderer(W, H, mesh) as r:
+def rig(geometry):
+    return geometry.rig
+
+
+@pytest.fixture(scope="module")
+def renderer(geometry):
+    with MaskRenderer(W, H, geometry) as r:
         yield r
 
 
 @pytest.fixture(scope="module")
-def cutout(mesh):
+def cutout(geometry):
     """A renderer with no backdrop: alpha marks exactly the mask's pixels."""
-    with MaskRenderer(W, H, mesh, MaskLook(background=None)) as r:
+    with MaskRenderer(W, H, geometry, MaskLook(background=None)) as r:
         yield r
 
 
@@ -222,8 +227,8 @@ def test_head_yaw_changes_the_image(renderer):
     assert np.abs(render(renderer, state(yaw_deg=25)) - render(renderer, state())).mean() > 2
 
 
-def test_head_translation_moves_the_mask_a_little_then_recentres(mesh):
-    with MaskRenderer(W, H, mesh, MaskLook(background=None)) as r:
+def test_head_translation_moves_the_mask_a_little_then_recentres(geometry):
+    with MaskRenderer(W, H, geometry, MaskLook(background=None)) as r:
 
         def centre_x(x_cm: float, t: float) -> float:
             pose = identity_pose()
@@ -238,10 +243,10 @@ def test_head_translation_moves_the_mask_a_little_then_recentres(mesh):
         assert abs(last - start) < 2
 
 
-def test_looks_differ(mesh):
+def test_looks_differ(geometry):
     images = {}
     for name in MASK_LOOKS:
-        with MaskRenderer(W, H, mesh, name) as r:
+        with MaskRenderer(W, H, geometry, name) as r:
             images[name] = render(r, state())
     assert_all_differ(images, 10)
 
@@ -252,15 +257,27 @@ def test_no_background_leaves_the_corners_transparent(cutout):
     assert alpha[H // 2, W // 2] == 255
 
 
-def test_background_image_fills_the_frame(mesh):
+def test_background_image_fills_the_frame(geometry):
     image = np.zeros((90, 120, 3), np.uint8)
     image[..., 0] = 200  # red
-    with MaskRenderer(W, H, mesh, MaskLook(background=image, backdrop_glow=0.0, backdrop_shadow=0.0)) as r:
+    with MaskRenderer(W, H, geometry, MaskLook(background=image, backdrop_glow=0.0, backdrop_shadow=0.0)) as r:
         img = render(r, state())
     corner = img[5, 5]
     assert corner[0] > 120 and corner[1] < 30 and corner[2] < 30 and corner[3] == 255
 
 
-def test_unknown_look_is_rejected(mesh):
+def test_unknown_look_is_rejected(geometry):
     with pytest.raises(ValueError, match="porcelain"):
-        MaskRenderer(W, H, mesh, "no-such-look")
+        MaskRenderer(W, H, geometry, "no-such-look")
+
+
+def test_renderers_sharing_one_geometry_do_not_disturb_each_other(geometry, renderer):
+    """The daemon shares one MaskGeometry between all mask renderers of a process."""
+    smile, blink = state(mouthSmileLeft=1.0, mouthSmileRight=1.0), state(eyeBlinkLeft=1.0, jawOpen=0.6)
+    alone = render(renderer, smile)
+    with MaskRenderer(W, H, geometry) as other:
+        other_alone = render(other, blink)
+        for _ in range(2):  # interleaved: each keeps its own vertex rows
+            assert np.array_equal(render(renderer, smile), alone)
+            assert np.array_equal(render(other, blink), other_alone)
+    assert np.abs(alone.astype(int) - other_alone).mean() > 1
