@@ -27,6 +27,7 @@ from .sources.base import FrameSource, Source
 from .sources.demo import DemoSource
 from .sources.video_file import VideoFileSource
 from .sources.webcam import WebcamSource
+from .tracker_pool import TRACKERS, PooledTracker
 
 
 def model_store(config: Config) -> ModelStore:
@@ -40,6 +41,12 @@ def open_tracker(config: Config, store: ModelStore | None = None) -> FaceLandmar
         return FaceLandmarker(path, mirror=config.tracker.mirror)
     except ValueError as exc:
         raise ModelFileError(f"{path}: MediaPipe cannot load this model ({exc}); delete it so VeilCam downloads it again") from exc
+
+
+def lease_tracker(config: Config, store: ModelStore) -> PooledTracker:
+    """A tracker for a live processor: a warm one from the process's pool when one is idle."""
+    path = store.resolve(FACE_LANDMARKER)
+    return TRACKERS.lease(path, config.tracker.mirror, lambda: open_tracker(config, store))
 
 
 def make_filter(config: Config) -> FaceFilter:
@@ -104,7 +111,7 @@ def avatar_processor_factory(config: Config, source: Source) -> Callable[[RunSta
     store = model_store(config)
 
     def build(stats: RunStats) -> FrameProcessor:
-        tracker = open_tracker(config, store) if isinstance(source, FrameSource) else None
+        tracker = lease_tracker(config, store) if isinstance(source, FrameSource) else None
         try:
             renderer = make_renderer(config, store)
         except BaseException:

@@ -24,7 +24,6 @@ import numpy as np
 
 from veilcam.models.face_filter import FaceFilter
 from veilcam.models.face_state import FaceState
-from veilcam.models.landmarker import FaceLandmarker
 from veilcam.models.renderer import FaceRenderer
 
 from .compositor import Compositor
@@ -52,6 +51,14 @@ class OutputFrame:
     message: str = ""
 
 
+class Tracker(Protocol):
+    """Camera image -> `FaceState` (`FaceLandmarker`, or one on loan from `tracker_pool`)."""
+
+    def track(self, rgb: np.ndarray, timestamp: float) -> FaceState: ...
+
+    def close(self) -> None: ...
+
+
 class Processor(Protocol):
     """Source item in, sink-ready frame out: the part shared by live and offline runs."""
 
@@ -71,7 +78,7 @@ class FrameProcessor:
     mode the pipeline accepts no other processor.
     """
 
-    def __init__(self, tracker: FaceLandmarker | None, face_filter: FaceFilter, renderer: FaceRenderer, compositor: Compositor, stats: RunStats) -> None:
+    def __init__(self, tracker: Tracker | None, face_filter: FaceFilter, renderer: FaceRenderer, compositor: Compositor, stats: RunStats) -> None:
         if not isinstance(renderer, FaceRenderer) or not renderer.privacy_safe:
             raise TypeError("only FaceRenderer avatars, which never see camera frames, can drive the pipeline")
         self.tracker = tracker
