@@ -33,7 +33,7 @@ from .facekit_lod import simplified_render_mesh
 from .facekit_looks import FACEKIT_LOOKS, STYLES, FaceLook
 from .facekit_paint import eye_image, face_texture, vertex_albedo
 from .gaze import gaze_rotations
-from .gl_context import create_headless_context
+from .gl_context import create_headless_context, mipmapped_rgb_texture
 from .renderer import FaceRenderer
 from .scene import (
     FOV_Y_DEG,
@@ -357,10 +357,7 @@ class FaceKitRenderer(FaceRenderer):
         band[:] = eye[EYE_SIZE // 2, 0]  # the sclera's colour at the rim
         band[:, :EYE_SIZE] = eye
         atlas = np.concatenate([face, band])
-        texture = self.ctx.texture((TEXTURE_SIZE, len(atlas)), 3, atlas[::-1].tobytes(), alignment=1)  # bottom row first
-        texture.build_mipmaps()
-        texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
-        return texture
+        return mipmapped_rgb_texture(self.ctx, atlas[::-1])  # bottom row first
 
     def _paint_face(self) -> np.ndarray:
         material = self.model.material_names.index("M_Face")
