@@ -313,11 +313,12 @@ class FaceRig:
         if self.identity.ndim != 1 or len(self.identity) > NUM_IDENTITY or not np.all(np.isfinite(self.identity)):
             raise ValueError(f"identity coefficients must be a finite vector of at most {NUM_IDENTITY} values")
         src = self.mesh.source
-        self.rest = model.evaluate(self.identity, None, src)  # (N, 3)
+        # One pass over the identity basis (~30 MB), none for the mean face: this runs on every avatar switch.
+        full_rest = model.evaluate(self.identity if self.identity.any() else None)
+        self.rest = full_rest[src]  # (N, 3)
         n = self.mesh.moving
         self._basis = np.ascontiguousarray(model.exp_basis[:, src[:n]].reshape(model.num_expressions, -1))
         self._out = np.empty_like(self.rest)
-        full_rest = model.evaluate(self.identity)
         self.eye_pivots = np.empty((2, 3), np.float32)
         self.eye_axes = np.empty((2, 3), np.float32)
         self.eye_radius = np.empty(2, np.float32)
