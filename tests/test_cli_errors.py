@@ -74,3 +74,16 @@ def test_help_everywhere(env: dict[str, str]) -> None:
     for cmd in ([], ["run"], ["render"], ["bench"], ["devices"]):
         proc = run_veilcam([*cmd, "--help"], env)
         assert proc.returncode == 0 and "usage: veilcam" in proc.stdout
+
+
+def test_a_daemon_command_loads_none_of_the_pipelines_libraries(env: dict[str, str], tmp_path: Path) -> None:
+    """`veilcam panic` bound to a key must act at once: no NumPy, OpenCV, MediaPipe or torch on its way."""
+    import subprocess
+    import sys
+
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")  # nothing listens there
+    code = ("import sys; from veilcam.daemon.cli import main; rc = main(['panic']); "
+            "heavy = sorted({'numpy', 'cv2', 'mediapipe', 'torch', 'moderngl'} & set(sys.modules)); print(rc, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.stdout.strip() == "1 []", proc.stdout + proc.stderr
+    assert "is not running" in proc.stderr
