@@ -3,7 +3,7 @@
 `LivePipeline` keeps `Pipeline`'s constant-rate output thread as it is and
 replaces the single worker with *runners*: one thread per processor. A runner
 builds its processor (an OpenGL context belongs to the thread that made it),
-warms it up, and from then on processes the newest source item whenever it is
+warms it up (an avatar on its rehearsal frame, below), and from then on processes the newest source item whenever it is
 the active runner for the selected mode.
 
 Switching starts a new runner while the current one keeps feeding the output.
@@ -150,8 +150,14 @@ class Runner:
         t0 = time.perf_counter()
         try:
             self.processor = self.live.build(self.selection, self.config, self.live.stats)
-            self.processor.warm_up()
+            # An avatar's rehearsal frame is its warm-up (a render like any other, ~25 ms
+            # saved per switch); restyle compiles first, reporting progress.
+            on_first_frame = isinstance(self.processor, FrameProcessor)
+            if not on_first_frame:
+                self.processor.warm_up()
             self.rehearsed = self._rehearse()
+            if on_first_frame and self.rehearsed is None:  # no camera frame came: warm up on a neutral face
+                self.processor.warm_up()
         except Exception as exc:
             self.error = exc
         self.build_s = time.perf_counter() - t0
