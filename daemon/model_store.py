@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import sys
 import tempfile
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 
 from tqdm import tqdm
 
@@ -46,6 +47,12 @@ class ModelSpec:
     size: int | None  # bytes of the download; None when unknown (only the checksum is checked)
     build: Callable[[Path, Path, bool], None] | None = None  # (download, output, progress) -> writes the model file
     verify: Callable[[Path], bool] | None = None  # True when a model file holds the expected content
+    content_digest: str | None = None  # what `verify` compares against: names the pin in the checks record
+
+    @property
+    def pin(self) -> str | None:
+        """What a verified file was checked against; None: its verdict is not recorded across processes."""
+        return self.sha256 if self.verify is None else self.content_digest
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -65,6 +72,7 @@ MODELS: dict[str, ModelSpec] = {
             size=None,
             build=facekit_convert.build_compact,
             verify=facekit_convert.is_known_good,
+            content_digest=facekit_convert.COMPACT_DIGEST,
         ),
         # TAESD (SD 1.x/2.x latents), MIT, from madebyollin/taesd. The pins are those
         # of the bf16 safetensors copies described in shared/data/SOURCES.md: the
@@ -100,6 +108,7 @@ class ModelStore:
         progress: bool = True,
         registry: Mapping[str, ModelSpec] = MODELS,
         timeout: float = 30.0,
+        checks_file: Path | None = None,
     ) -> None:
         self.override_dir = override_dir
         self.cache_dir = cache_dir
@@ -107,6 +116,7 @@ class ModelStore:
         self.progress = progress
         self.registry = registry
         self.timeout = timeout
+        self.checks_file = checks_file
 
     @classmethod
     def from_environment(
@@ -119,7 +129,7 @@ class ModelStore:
         """Use `override_dir` (from config), else $VEILCAM_MODEL_DIR, plus the user cache."""
         if override_dir is None and os.environ.get(ENV_MODEL_DIR):
             override_dir = Path(os.environ[ENV_MODEL_DIR])
-        return cls(override_dir, paths.cache_dir() / "models", allow_download, progress, registry)
+        return cls(override_dir, paths.cache_dir() / "models", allow_download, progress, registry, checks_file=paths.cache_dir() / "model-checks.json")
 
     def resolve(self, name: str) -> Path:
         """Return the path of a verified copy of model `name`, downloading it if needed."""
@@ -151,15 +161,16 @@ class ModelStore:
             )
         return self._download(spec, cached)
 
-    #: (path, spec) -> (size, mtime_ns) of files already verified, for the
-    #: whole process: every avatar build makes a store, and hashing a model file
-    #: again on each (0.2 s for the face model) would slow every switch.
-    _verified: dict[tuple[Path, ModelSpec], tuple[int, int]] = {}
+    #: (path, spec) -> (size, mtime_ns, inode) of files already verified, for
+    #: the whole process: every avatar build makes a store, and hashing a model
+    #: file again on each (0.2 s for the face model) would slow every switch.
+    _verified: dict[tuple[Path, ModelSpec], tuple[int, int, int]] = {}
 
     def _is_valid(self, path: Path, spec: ModelSpec) -> bool:
         st = path.stat()
-        key = (st.st_size, st.st_mtime_ns)
-        if self._verified.get((path, spec)) == key:
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._verified.get((path, spec)) == stamp or self._recorded(path, spec, stamp):
+            self._verified[(path, spec)] = stamp
             return True
         if spec.verify is not None:
             ok = spec.verify(path)
@@ -169,8 +180,39 @@ class ModelStore:
             with path.open("rb") as f:
                 ok = hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
         if ok:
-            self._verified[(path, spec)] = key
+            self._remember(path, spec, stamp)
         return ok
+
+    # The checks record (`checks_file`) keeps each verdict across processes, for the
+    # same file (path, size, mtime, inode) and the same pin: a daemon's first
+    # face-model avatar then skips re-hashing 17 MB. A changed, replaced or
+    # re-pinned file is checked again; an unreadable record is ignored.
+    def _read_checks(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.checks_file.read_text()) if self.checks_file is not None else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _recorded(self, path: Path, spec: ModelSpec, stamp: tuple[int, int, int]) -> bool:
+        if spec.pin is None:
+            return False
+        return self._read_checks().get(str(path.resolve())) == [*stamp, spec.pin]
+
+    def _remember(self, path: Path, spec: ModelSpec, stamp: tuple[int, int, int]) -> None:
+        self._verified[(path, spec)] = stamp
+        if self.checks_file is None or spec.pin is None:
+            return
+        checks = self._read_checks()
+        checks[str(path.resolve())] = [*stamp, spec.pin]
+        try:
+            self.checks_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".checks-", dir=self.checks_file.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(checks, f)
+            os.replace(tmp, self.checks_file)
+        except OSError:
+            pass  # a read-only cache only costs checking again next time
 
     def _download(self, spec: ModelSpec, dest: Path) -> Path:
         temps: list[Path] = []
@@ -205,7 +247,7 @@ class ModelStore:
             for path in temps:
                 path.unlink(missing_ok=True)  # no-op after a successful os.replace
         st = dest.stat()
-        self._verified[(dest, spec)] = (st.st_size, st.st_mtime_ns)
+        self._remember(dest, spec, (st.st_size, st.st_mtime_ns, st.st_ino))
         return dest
 
     def _fetch(self, spec: ModelSpec, out: BinaryIO) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import os
 import socket
@@ -95,7 +97,8 @@ def test_resolves_from_env_override_dir_without_download(tmp_path, monkeypatch) 
     assert store.cache_dir == tmp_path / "xdg" / "veilcam" / "models"
     assert store.resolve("face_landmarker.task") == SHARED_MODELS / "face_landmarker.task"
     assert store.resolve("face_landmarker.task") == SHARED_MODELS / "face_landmarker.task"
-    assert not (tmp_path / "xdg").exists()
+    assert not (tmp_path / "xdg" / "veilcam" / "models").exists()  # nothing downloaded; only the checks record
+    assert [p.name for p in (tmp_path / "xdg" / "veilcam").iterdir()] == ["model-checks.json"]
 
 
 def test_argument_beats_env_var(tmp_path, monkeypatch) -> None:
@@ -234,7 +237,7 @@ def test_taesd_resolves_from_the_shared_models_subfolder(tmp_path, monkeypatch) 
         name = f"taesd/taesd_{part}.safetensors"
         assert store.resolve(name) == SHARED_MODELS / "taesd" / f"taesd_{part}.safetensors"
         assert MODELS[name].url.startswith("https://raw.githubusercontent.com/madebyollin/taesd/")
-    assert not (tmp_path / "xdg").exists()
+    assert not (tmp_path / "xdg" / "veilcam" / "models").exists()  # nothing downloaded
 
 
 def test_download_into_a_subfolder_of_the_cache(tmp_path, server) -> None:
@@ -242,3 +245,53 @@ def test_download_into_a_subfolder_of_the_cache(tmp_path, server) -> None:
     path = _store(tmp_path, spec).resolve("sub/m.bin")
     assert path == tmp_path / "cache" / "sub" / "m.bin" and path.read_bytes() == PAYLOAD
     assert sorted(p.name for p in (tmp_path / "cache" / "sub").iterdir()) == ["m.bin"]  # no temp file left
+
+
+class _CountingSpec:
+    """A spec whose content check counts its calls (a fresh process has no in-memory verdicts)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.calls = 0
+        self.dir = tmp_path / "models"
+        self.dir.mkdir()
+        (self.dir / "m.bin").write_bytes(PAYLOAD)
+        self.spec = ModelSpec("m.bin", "http://127.0.0.1:9/m.bin", None, None, verify=self.verify, content_digest="pin-1")
+
+    def verify(self, path: Path) -> bool:
+        self.calls += 1
+        return path.read_bytes() == PAYLOAD
+
+    def store(self, tmp_path: Path, spec: ModelSpec | None = None) -> ModelStore:
+        ModelStore._verified.clear()  # as in a new process
+        spec = spec or self.spec
+        return ModelStore(self.dir, tmp_path / "cache", registry={spec.name: spec}, allow_download=False, progress=False,
+                          checks_file=tmp_path / "checks.json")
+
+
+def test_a_verdict_is_kept_across_processes_for_the_same_file_and_pin(tmp_path) -> None:
+    c = _CountingSpec(tmp_path)
+    for _ in range(3):
+        assert c.store(tmp_path).resolve("m.bin") == c.dir / "m.bin"
+    assert c.calls == 1
+    c.store(tmp_path, dataclasses.replace(c.spec, content_digest="pin-2")).resolve("m.bin")  # a new model version
+    assert c.calls == 2
+
+
+def test_a_changed_file_is_checked_again_and_refused(tmp_path) -> None:
+    c = _CountingSpec(tmp_path)
+    c.store(tmp_path).resolve("m.bin")
+    path = c.dir / "m.bin"
+    old = path.stat().st_mtime_ns
+    path.write_bytes(b"y" * len(PAYLOAD))
+    os.utime(path, ns=(old + 10**9, old + 10**9))
+    with pytest.raises(ModelFileError, match="checksum does not match"):
+        c.store(tmp_path).resolve("m.bin")
+    assert c.calls == 2
+
+
+def test_a_damaged_checks_record_only_costs_a_check(tmp_path) -> None:
+    c = _CountingSpec(tmp_path)
+    (tmp_path / "checks.json").write_text("{not json")
+    assert c.store(tmp_path).resolve("m.bin") == c.dir / "m.bin"
+    assert c.store(tmp_path).resolve("m.bin") == c.dir / "m.bin"
+    assert c.calls == 1  # the record was rewritten whole
