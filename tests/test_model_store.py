@@ -97,8 +97,7 @@ def test_resolves_from_env_override_dir_without_download(tmp_path, monkeypatch) 
     assert store.cache_dir == tmp_path / "xdg" / "veilcam" / "models"
     assert store.resolve("face_landmarker.task") == SHARED_MODELS / "face_landmarker.task"
     assert store.resolve("face_landmarker.task") == SHARED_MODELS / "face_landmarker.task"
-    assert not (tmp_path / "xdg" / "veilcam" / "models").exists()  # nothing downloaded; only the checks record
-    assert [p.name for p in (tmp_path / "xdg" / "veilcam").iterdir()] == ["model-checks.json"]
+    assert not (tmp_path / "xdg" / "veilcam" / "models").exists()  # nothing downloaded (at most the checks record is written)
 
 
 def test_argument_beats_env_var(tmp_path, monkeypatch) -> None:
