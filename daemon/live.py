@@ -3,8 +3,9 @@
 `LivePipeline` keeps `Pipeline`'s constant-rate output thread as it is and
 replaces the single worker with *runners*: one thread per processor. A runner
 builds its processor (an OpenGL context belongs to the thread that made it),
-warms it up (an avatar on its rehearsal frame, below), and from then on processes the newest source item whenever it is
-the active runner for the selected mode.
+warms it up (an avatar on its rehearsal frame, below), and from then on
+processes the newest source item whenever it is the active runner for the
+selected mode.
 
 Switching starts a new runner while the current one keeps feeding the output.
 Only once the new one has built, warmed up (shader compiles, model loads) and
