@@ -14,6 +14,11 @@ import numpy as np
 from .face_state import MIRROR_PERMUTATION, FaceState, blendshapes_from_scores
 from .mediapipe_direct import DirectVideoDetector, RawFace
 
+#: Milliseconds between the last frame of one stream and the first of the next
+#: when the caller's clock restarts: long enough that MediaPipe's temporal
+#: filters treat them as unrelated.
+RESTART_GAP_MS = 1000
+
 
 class FaceLandmarker:
     """Tracks one face per frame.
@@ -40,6 +45,7 @@ class FaceLandmarker:
             raise ValueError(f"{model_path}: not a usable face landmarker model ({exc})") from exc
         self.mirror = mirror
         self._last_ms = -1
+        self._offset_ms = 0  # added to the caller's clock (see `track`)
         self._direct = DirectVideoDetector.attach(self._landmarker)
 
     @property
@@ -54,8 +60,15 @@ class FaceLandmarker:
         if self.mirror:
             rgb = rgb[:, ::-1]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        # MediaPipe requires strictly increasing timestamps in VIDEO mode.
-        ms = max(int(timestamp * 1000), self._last_ms + 1)
+        # MediaPipe requires strictly increasing timestamps in VIDEO mode, and its
+        # temporal filters read the spacing. A clock that restarts (the next video,
+        # a reopened source, a tracker handed to a new runner) continues after a
+        # gap, with its own spacing kept: clamping it to +1 ms steps would make
+        # MediaPipe smooth as if every frame came a millisecond after the last.
+        ms = int(timestamp * 1000) + self._offset_ms
+        if ms <= self._last_ms:
+            self._offset_ms += self._last_ms + RESTART_GAP_MS - ms
+            ms = self._last_ms + RESTART_GAP_MS
         self._last_ms = ms
         face = self._direct.detect(image, ms) if self._direct is not None else self._detect_public(image, ms)
         if face is None:
