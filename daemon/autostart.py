@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .paths import write_atomically
+
 UNIT_NAME = "veilcam.service"
 DESKTOP_NAME = "veilcam.desktop"
 WANTED_BY = "default.target"
@@ -83,10 +85,7 @@ X-GNOME-Autostart-enabled=true
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _reload_systemd() -> None:

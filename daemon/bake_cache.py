@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from .paths import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,7 @@ class DiskBake:
             pass  # not baked yet, or damaged: bake it again
         result = compute()
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".npy", dir=self.folder)
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, result, allow_pickle=False)
-            os.replace(tmp, path)
+            write_atomically(path, lambda f: np.save(f, result, allow_pickle=False))
         except OSError as exc:  # a read-only cache only costs the bake next time
             log.info("cannot keep the %s bake in %s: %s", name, self.folder, exc)
         return result

@@ -114,12 +114,9 @@ def facekit_mesh(model: FaceModel) -> RenderMesh:
     full = build_render_mesh(model)
     mesh = full.with_triangles(simplified_triangles(model, full))
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".rendermesh-", suffix=".npz", dir=cached.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, source=mesh.source, uv=mesh.uv, tile=mesh.tile, material=mesh.material, triangles=mesh.triangles,
-                     moving=np.int64(mesh.moving), eyeballs=np.array(mesh.eyeballs, np.int64))
-        os.replace(tmp, cached)
+        paths.write_atomically(cached, lambda f: np.savez(
+            f, source=mesh.source, uv=mesh.uv, tile=mesh.tile, material=mesh.material, triangles=mesh.triangles,
+            moving=np.int64(mesh.moving), eyeballs=np.array(mesh.eyeballs, np.int64)))
     except OSError:
         pass  # a read-only cache only costs the computation next time
     return mesh

@@ -206,11 +206,7 @@ class ModelStore:
         checks = self._read_checks()
         checks[str(path.resolve())] = [*stamp, spec.pin]
         try:
-            self.checks_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".checks-", dir=self.checks_file.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(checks, f)
-            os.replace(tmp, self.checks_file)
+            paths.write_atomically(self.checks_file, lambda f: f.write(json.dumps(checks).encode()))
         except OSError:
             pass  # a read-only cache only costs checking again next time
 

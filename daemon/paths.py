@@ -1,4 +1,4 @@
-"""Per-user directories, following the XDG base directory spec."""
+"""Per-user directories, following the XDG base directory spec, and writing files into them safely."""
 
 from __future__ import annotations
 
@@ -6,11 +6,27 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 
 def _xdg(var: str, fallback: str) -> Path:
     value = os.environ.get(var)
     return Path(value) if value else Path.home() / fallback
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through a temporary file in its folder that is then renamed over
+    it: a reader (another process too) never sees half a file, and a failed write
+    leaves nothing behind. Creates the folder; raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def config_dir() -> Path:
