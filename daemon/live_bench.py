@@ -27,7 +27,7 @@ from .factory import open_sink, open_source
 from .faults import FaultPlan, faulty_builder
 from .live import LivePipeline, ProcessorBuilder, default_builder
 from .pipeline import Processor
-from .report import RunStats, write_report
+from .report import RunStats, summary_ms, write_report
 from .selection import Selection
 from .sinks.base import Sink
 
@@ -91,18 +91,7 @@ def tagging(base: ProcessorBuilder, origin: "OrderedDict[int, tuple[str, Any]]")
 
 
 def _summary(values_s: list[float]) -> dict[str, Any]:
-    ms = np.asarray(values_s, np.float64) * 1000
-    if not len(ms):
-        return {"n": 0}
-    return {
-        "n": int(len(ms)),
-        "p50": round(float(np.percentile(ms, 50)), 1),
-        "p95": round(float(np.percentile(ms, 95)), 1),
-        "p99": round(float(np.percentile(ms, 99)), 1),
-        "max": round(float(ms.max()), 1),
-        "over_50ms": int((ms > 50).sum()),
-        "over_100ms": int((ms > 100).sum()),
-    }
+    return summary_ms(np.asarray(values_s, np.float64) * 1000, 1, over=(50, 100))
 
 
 def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, Any]:

@@ -25,6 +25,18 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
 
 
+def summary_ms(ms: np.ndarray, decimals: int, over: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Count, p50/p95/p99 and max of durations in ms, and how many exceed each of `over`
+    ("over_100ms"): the benchmarks' view of a distribution's tail. {"n": 0} when empty."""
+    ms = np.asarray(ms, np.float64)
+    if not len(ms):
+        return {"n": 0}
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    summary: dict[str, Any] = {"n": int(len(ms)), **{k: round(float(v), decimals) for k, v in (("p50", p50), ("p95", p95), ("p99", p99), ("max", ms.max()))}}
+    summary.update({f"over_{limit:g}ms": int((ms > limit).sum()) for limit in over})
+    return summary
+
+
 @dataclass
 class FrameRecord:
     index: int

@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import Config
 from .errors import VeilCamError
-from .report import RunStats, write_report
+from .report import RunStats, summary_ms, write_report
 
 SAMPLE_S = 5.0  # a stats window, and an RSS sample, this often
 WARMUP_S = 60.0
@@ -115,13 +115,6 @@ class SoakRecorder:
             self.steady_s += seconds
 
 
-def _summary(ms: np.ndarray) -> dict[str, Any]:
-    if not len(ms):
-        return {"n": 0}
-    p = np.percentile(ms, [50, 95, 99])
-    return {"n": int(len(ms)), "p50": round(float(p[0]), 2), "p95": round(float(p[1]), 2), "p99": round(float(p[2]), 2), "max": round(float(ms.max()), 2)}
-
-
 def run_soak(config: Config, minutes: float, warmup_s: float = WARMUP_S, sample_s: float = SAMPLE_S) -> dict[str, Any]:
     """Run the daemon for `warmup_s` plus `minutes`; the report covers the part after the warm-up."""
     from .service import Daemon
@@ -171,8 +164,8 @@ def soak_report(config: Config, minutes: float, rec: SoakRecorder, warmup_s: flo
             "peak_hwm": round(hwm, 2),
         },
         "output_fps": round(rec.steady_frames_out / rec.steady_s, 2) if rec.steady_s > 0 else 0.0,
-        "output_interval_ms": {**_summary(intervals), "over_100ms": gaps_over},
-        "latency_ms": _summary(latency),
+        "output_interval_ms": {**summary_ms(intervals, 2), "over_100ms": gaps_over},
+        "latency_ms": summary_ms(latency, 2),
         "restarts": restarts,
         "target": {
             "rss_growth_pct_under": TARGET_GROWTH_PCT,
