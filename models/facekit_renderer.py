@@ -299,23 +299,20 @@ class FaceKitRenderer(FaceRenderer):
 
     # --- set-up -------------------------------------------------------------------------------
 
-    def _bake_inputs(self) -> list[np.ndarray | str]:
+    def _bake_inputs(self, jaw_open: np.ndarray) -> list[np.ndarray | str]:
         """What the static bakes are a function of, besides the look: the posed mesh and the model's tables."""
         model, mesh, rig = self.model, self.rig.mesh, self.rig
-        return [_look_key(self.look), rig.rest, self._jaw_open_pose(), mesh.triangles, mesh.source, mesh.uv, mesh.material,
+        return [_look_key(self.look), rig.rest, jaw_open, mesh.triangles, mesh.source, mesh.uv, mesh.material,
                 self._landmarks, np.asarray(rig.eye_pivots), np.asarray(rig.eye_axes),
                 repr((model.material_names, sorted(model.regions.items()), mesh.eyeballs))]
 
     def _jaw_open_pose(self) -> np.ndarray:
         jaw_open = np.zeros(self.model.num_expressions, np.float32)
         jaw_open[self.model.exp_index["jawOpen"]] = 1.0
-        return self.rig.pose(jaw_open)
+        return self.rig.pose(jaw_open).copy()  # the rig reuses its output array
 
-    def _static_attributes(self) -> np.ndarray:
+    def _static_attributes(self, jaw_open: np.ndarray) -> np.ndarray:
         """Per render vertex: atlas uv, albedo, (textured, occlusion, kind, alpha), eye index."""
-        return self._bake("facekit-statics", self._bake_inputs(), self._compute_static_attributes)
-
-    def _compute_static_attributes(self) -> np.ndarray:
         model, mesh, rig, look = self.model, self.rig.mesh, self.rig, self.look
         n = len(mesh.source)
         names = np.array(model.material_names)[mesh.material]
@@ -326,7 +323,7 @@ class FaceKitRenderer(FaceRenderer):
         lo, hi = model.regions["mouth_socket"]
         kind[(mesh.source >= lo) & (mesh.source < hi)] = _KINDS["mouth"]
 
-        occlusion = ambient_occlusion(self.ctx, [rig.rest, self._jaw_open_pose()], mesh.triangles)
+        occlusion = ambient_occlusion(self.ctx, [rig.rest, jaw_open], mesh.triangles)
         alpha = np.clip((rig.rest[:, 1] - NECK_FADE[0]) / (NECK_FADE[1] - NECK_FADE[0]), 0.0, 1.0)
 
         atlas_h = TEXTURE_SIZE + EYE_SIZE
@@ -345,13 +342,13 @@ class FaceKitRenderer(FaceRenderer):
         params = np.stack([textured, occlusion, kind, alpha], axis=1).astype(np.float32)
         return np.concatenate([uv, albedo, params, eye_index[:, None]], axis=1).astype(np.float32)
 
-    def _atlas(self) -> moderngl.Texture:
+    def _atlas(self, bake_inputs: list[np.ndarray | str]) -> moderngl.Texture:
         """The face's albedo (the look's texture, or painted) over the eye image."""
         look = self.look
         if look.texture is not None:
             face = cv2.resize(look.texture, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
         else:
-            face = self._bake("facekit-face", self._bake_inputs(), self._paint_face)
+            face = self._bake("facekit-face", bake_inputs, self._paint_face)
         eye = eye_image(look, EYE_SIZE)
         band = np.empty((EYE_SIZE, TEXTURE_SIZE, 3), np.uint8)
         band[:] = eye[EYE_SIZE // 2, 0]  # the sclera's colour at the rim
@@ -387,8 +384,10 @@ class FaceKitRenderer(FaceRenderer):
         self._position_texture = ctx.texture((_TEX_WIDTH, _texture_rows(len(mesh.source))), 3, dtype="f4")
         for texture in (self._ring, self._position_texture):
             texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self._albedo = self._atlas()
-        statics = self._static_attributes()
+        jaw_open = self._jaw_open_pose()
+        bake_inputs = self._bake_inputs(jaw_open)  # hashed by each bake: built once
+        self._albedo = self._atlas(bake_inputs)
+        statics = self._bake("facekit-statics", bake_inputs, lambda: self._static_attributes(jaw_open))
         self._vao = ctx.vertex_array(
             program,
             [
