@@ -12,11 +12,12 @@ Only once the new one has built, warmed up (shader compiles, model loads) and
 processed one real source item (the first frame pays lazy set-up in libraries:
 MediaPipe's graph, shader variants; it can take most of a second) does it
 become active; that rehearsed frame, if still fresh, is then its first frame
-out, so a switch does not also wait for the next camera frame. So the virtual camera is never reopened, never changes size,
-never shows a black or half-initialised frame and never freezes on the old
-avatar, and the watchdog never mistakes a first frame for a hang. A build that
-fails, on that first frame included, leaves the current runner in place. The previous avatar stays loaded (parked), so
-switching back is instant.
+out, so a switch does not also wait for the next camera frame. So the virtual
+camera is never reopened, never changes size, never shows a black or
+half-initialised frame and never freezes on the old avatar, and the watchdog
+never mistakes a first frame for a hang. A build that fails, on that first
+frame included, leaves the current runner in place. The previous avatar stays
+loaded (parked), so switching back is instant.
 
 The supervisor (the pipeline's worker thread) is the watchdog: a frame that
 takes longer than `daemon.watchdog_s` means the runner is hung, unless frames
