@@ -13,6 +13,7 @@ error reply. The wire format is in `control_protocol`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -70,7 +71,7 @@ class ControlServer:
         except OSError as exc:
             sock.close()
             raise VeilCamError(f"cannot create the control socket {self.path}: {exc.strerror or exc}") from exc
-        sock.settimeout(0.5)  # so close() is noticed
+        sock.settimeout(0.5)  # close() is noticed even if its wake-up connection fails
         self._sock = sock
         self._thread = threading.Thread(target=self._accept_loop, name="veilcam-control", daemon=True)
         self._thread.start()
@@ -82,8 +83,14 @@ class ControlServer:
             return len(self._clients)
 
     def close(self) -> None:
+        """Stop at once: a connection of our own wakes the accept loop, so a stopping
+        daemon does not wait out the accept timeout (shutdown() does not wake a
+        poll()ing accept, and not on every platform a blocking one)."""
         self._closed.set()
         if self._thread is not None:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                wake.settimeout(0.2)
+                wake.connect(str(self.path))
             self._thread.join(timeout=2)
         if self._sock is not None:
             self._sock.close()
@@ -107,6 +114,9 @@ class ControlServer:
                 if self._closed.wait(0.1):
                     return
                 continue
+            if self._closed.is_set():  # close()'s wake-up, or a client too late
+                conn.close()
+                return
             try:
                 self._admit(conn)
             except Exception:

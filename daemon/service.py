@@ -102,6 +102,7 @@ class Daemon:
             mode = "restyle" if config.restyle.enabled else "avatar"
             live = LivePipeline(source, sink, config, Selection(mode, config.avatar.name), reopen_source=reopen)
             live.start()
+            deadline = None if duration is None else time.perf_counter() + duration  # the output's running time
             live.preload([Selection("avatar", a.name) for a in list_avatars() if not a.error and a.name != config.avatar.name])
             self.live = live
             self.window_start = time.perf_counter()
@@ -112,15 +113,14 @@ class Daemon:
                 message = f"VeilCam: {config.source.kind} -> {sink.description}, control socket {server.path}"
                 log.info("%s", message)
                 announce(message)
-                self._serve(live, duration)
+                self._serve(live, deadline)
             finally:
                 server.close()
                 live.stop()
                 self.totals.add(live.stats)
                 log.info("stopped: %d frames out, %d in, %d errors", self.totals.frames_out, self.totals.frames_in, self.totals.errors)
 
-    def _serve(self, live: LivePipeline, duration: float | None) -> None:
-        deadline = None if duration is None else time.perf_counter() + duration
+    def _serve(self, live: LivePipeline, deadline: float | None) -> None:
         while not self.stop_event.is_set():
             if live.wait(timeout=0.2):
                 log.info("the source ended")
