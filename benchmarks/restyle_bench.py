@@ -104,7 +104,9 @@ def timed_run(streams: list[StreamDiffusion], frames: list[np.ndarray], count: i
 
 def gpu_breakdown(stream: StreamDiffusion, reps: int = 200) -> dict[str, float]:
     """Median GPU time (CUDA events) of each part of a frame, each replayed as its own CUDA graph:
-    where the time goes, without the host's launch cost."""
+    where the time goes, without the host's launch cost. "unet_beside_taesd" runs the UNet
+    with the TAESD decoder and encoder of neighbouring frames on a second CUDA stream in the
+    same graph: what pipelining frames across streams could save at most."""
 
     def graph_ms(part) -> float:
         side = torch.cuda.Stream()
@@ -127,13 +129,67 @@ def gpu_breakdown(stream: StreamDiffusion, reps: int = 200) -> dict[str, float]:
         return round(float(np.median(times)), 3)
 
     s = stream
+    second = torch.cuda.Stream()
+
+    def unet() -> None:
+        s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
+
+    def unet_beside_taesd() -> None:
+        main = torch.cuda.current_stream()
+        second.wait_stream(main)
+        with torch.cuda.stream(second):
+            s._decoder(s._prev_latent)
+            s._encode_frame()
+        unet()
+        main.wait_stream(second)
+
     with torch.inference_mode():
         return {
-            "unet": graph_ms(lambda: s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)),
+            "unet": graph_ms(unet),
             "taesd_encoder": graph_ms(s._encode_frame),
             "taesd_decoder": graph_ms(lambda: s._decoder(s._prev_latent)),
             "whole_step": graph_ms(s._step),
+            "unet_beside_taesd": graph_ms(unet_beside_taesd),
         }
+
+
+KERNEL_KINDS = (  # (kind, words in the kernel's name), first match wins
+    ("attention", ("sdpa", "flash", "fmha", "attention")),
+    ("triton (fused elementwise and norms)", ("triton",)),
+    ("convolution", ("fprop", "conv", "implicit_gemm")),
+    ("matrix multiply", ("gemm", "nvjet", "cutlass", "xmma")),
+)
+
+
+def unet_kernels(stream: StreamDiffusion, reps: int = 10) -> dict:
+    """GPU time of one UNet call by kind of kernel (profiler over replays of its CUDA graph),
+    and how many kernels it launches: what a faster UNet would have to shrink."""
+    from torch.profiler import ProfilerActivity, profile
+
+    s = stream
+    with torch.inference_mode():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                graph.replay()
+            torch.cuda.synchronize()
+    kinds: dict[str, float] = {}
+    launches = 0.0
+    for event in prof.key_averages():
+        if event.device_time_total <= 0:
+            continue
+        name = event.key.lower()
+        kind = next((k for k, words in KERNEL_KINDS if any(w in name for w in words)), "other (memsets, copies)")
+        kinds[kind] = kinds.get(kind, 0.0) + event.device_time_total / reps / 1000
+        launches += event.count / reps
+    return {"ms_by_kind": {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}, "kernels": int(round(launches))}
 
 
 def outputs_with_prompt_change(stream: StreamDiffusion, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -172,6 +228,7 @@ def run_case(spec: str, models: DiffusionModels, frames: list[np.ndarray], count
     case.update(timed_run(streams, frames, count))
     if breakdown and torch.cuda.is_available() and n_streams == 1:
         case["gpu_ms"] = gpu_breakdown(streams[0])
+        case["unet_kernels"] = unet_kernels(streams[0])
     return case
 
 
@@ -183,7 +240,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300, help="timed frames per stream and case")
     parser.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated STEPS:MODE[:STREAMS] (modes: eager, graph, " + ", ".join(COMPILE_MODES) + ")")
     parser.add_argument("--device", default="cuda", help="cuda (fp16) or cpu (fp32, for a dry run)")
-    parser.add_argument("--breakdown", action="store_true", help="also time UNet, TAESD encoder and decoder alone on the GPU (one-stream cases)")
+    parser.add_argument("--breakdown", action="store_true", help="also time UNet, TAESD encoder and decoder alone on the GPU, and the UNet's kernels by kind (one-stream cases)")
     args = parser.parse_args()
 
     import diffusers
@@ -229,6 +286,9 @@ def print_table(result: dict) -> None:
         print(f"{name:<22}{c['fps']:>8.1f}{lat['p50']:>9.2f}{lat['p95']:>9.2f}{lat['max']:>9.2f}{c['warm_up_s']:>11.1f}{check:>12}")
         if "gpu_ms" in c:
             print("    GPU ms (median): " + ", ".join(f"{part} {ms:.2f}" for part, ms in c["gpu_ms"].items()))
+        if "unet_kernels" in c:
+            k = c["unet_kernels"]
+            print(f"    UNet, {k['kernels']} kernels, ms: " + ", ".join(f"{kind} {ms:.2f}" for kind, ms in k["ms_by_kind"].items()))
 
 
 if __name__ == "__main__":
