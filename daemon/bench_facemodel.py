@@ -31,13 +31,13 @@ def _stats(samples_s: list[float]) -> dict[str, float]:
 
 
 def run(config: Config, avatars: list[str], frames: int, warmup: int = 10) -> dict[str, Any]:
-    from .facekit_avatar import facekit_mesh, open_face_model
+    from .facekit_avatar import face_model_and_mesh
     from .factory import make_renderer, model_store
     from veilcam.models.face_model import FaceRig
 
     store = model_store(config)
-    model = open_face_model(store)
-    rig = FaceRig(model, mesh=facekit_mesh(model))
+    model, mesh = face_model_and_mesh(store)
+    rig = FaceRig(model, mesh=mesh)
     motion = DemoMotion()
     states = [motion(i / 30.0) for i in range(frames + warmup)]
 

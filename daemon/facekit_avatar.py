@@ -91,22 +91,25 @@ def open_face_model(store: ModelStore) -> FaceModel:
     return _load(path, (st.st_size, st.st_mtime_ns, st.st_ino))
 
 
-def _lod_key(model: FaceModel) -> str:
-    from veilcam.models.facekit_lod import KEEP
-
-    h = hashlib.sha256(f"{_LOD_VERSION}{sorted(KEEP.items())}".encode())
-    for array in (model.neutral, model.exp_basis, model.triangles):
-        h.update(np.ascontiguousarray(array).tobytes())
-    return h.hexdigest()[:20]
+def face_model_and_mesh(store: ModelStore) -> tuple[FaceModel, RenderMesh]:
+    """The verified model and its simplified render mesh. The store verified the
+    model's content against its pin, so the pin names that content in the mesh's
+    cache key (hashing the 17 MB of arrays again cost 70 ms per process)."""
+    model = open_face_model(store)
+    pin = store.registry[COMPACT_NAME].pin
+    assert pin is not None, "the face model is checked by its content"
+    return model, facekit_mesh(model, pin)
 
 
 @lru_cache(maxsize=2)
-def facekit_mesh(model: FaceModel) -> RenderMesh:
-    """The simplified render mesh, from the user cache when it is there (whole:
-    building even the full mesh it simplifies takes 0.15 s)."""
-    from veilcam.models.facekit_lod import simplified_triangles
+def facekit_mesh(model: FaceModel, content: str) -> RenderMesh:
+    """The simplified render mesh of `model`, whose arrays `content` names (a digest),
+    from the user cache when it is there (whole: building even the full mesh it
+    simplifies takes 0.15 s)."""
+    from veilcam.models.facekit_lod import KEEP, simplified_triangles
 
-    cached = paths.cache_dir() / "facekit" / f"rendermesh-{_lod_key(model)}.npz"
+    key = hashlib.sha256(f"{_LOD_VERSION} {sorted(KEEP.items())} {content}".encode()).hexdigest()[:20]
+    cached = paths.cache_dir() / "facekit" / f"rendermesh-{key}.npz"
     try:
         return _read_mesh(cached, model)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -149,9 +152,9 @@ def make_facekit_renderer(config: Config, store: ModelStore, look: FaceLook, ide
 
     if background is not None:
         look = dataclasses.replace(look, background=background)
-    model = open_face_model(store)
+    model, mesh = face_model_and_mesh(store)
     try:
         bake = DiskBake(paths.cache_dir() / "facekit")
-        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity, facekit_mesh(model), bake)
+        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity, mesh, bake)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc

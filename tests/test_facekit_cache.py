@@ -9,6 +9,7 @@ import pytest
 
 from conftest import shared_file
 from veilcam.daemon import facekit_avatar
+from veilcam.daemon.facekit_convert import COMPACT_DIGEST
 from veilcam.models.face_model import load_face_model
 
 COMPACT = "models/ict_facekit/ict_facekit_compact.npz"
@@ -66,10 +67,10 @@ def test_a_damaged_prepared_copy_is_read_past(cache) -> None:
 
 def test_the_cached_render_mesh_is_the_computed_one(cache) -> None:
     model = load_face_model(shared_file(COMPACT))
-    computed = facekit_avatar.facekit_mesh(model)
+    computed = facekit_avatar.facekit_mesh(model, COMPACT_DIGEST)
     facekit_avatar.facekit_mesh.cache_clear()
     (entry,) = cache.glob("rendermesh-*.npz")
-    cached = facekit_avatar.facekit_mesh(model)
+    cached = facekit_avatar.facekit_mesh(model, COMPACT_DIGEST)
     for f in dataclasses.fields(computed):
         a, b = getattr(computed, f.name), getattr(cached, f.name)
         assert (np.array_equal(a, b) and a.dtype == b.dtype) if isinstance(a, np.ndarray) else a == b, f.name
@@ -80,4 +81,4 @@ def test_the_cached_render_mesh_is_the_computed_one(cache) -> None:
     with pytest.raises(ValueError, match="not a render mesh"):
         facekit_avatar._read_mesh(entry, model)
     facekit_avatar.facekit_mesh.cache_clear()
-    assert np.array_equal(facekit_avatar.facekit_mesh(model).triangles, computed.triangles)  # computed again
+    assert np.array_equal(facekit_avatar.facekit_mesh(model, COMPACT_DIGEST).triangles, computed.triangles)  # computed again
