@@ -9,7 +9,8 @@ selected mode.
 
 Switching starts a new runner while the current one keeps feeding the output.
 Only once the new one has built, warmed up (shader compiles, model loads) and
-processed one real source item (the first frame pays lazy set-up in libraries:
+processed one real source item (the one the active runner read last, if it is
+recent; the first frame pays lazy set-up in libraries:
 MediaPipe's graph, shader variants; it can take most of a second) does it
 become active; that rehearsed frame, if still fresh, is then its first frame
 out, so a switch does not also wait for the next camera frame. So the virtual
@@ -137,7 +138,15 @@ class Runner:
         return f"avatar {self.selection.avatar!r}" if self.selection.mode == "avatar" else self.selection.mode
 
     def _rehearse(self) -> OutputFrame | None:
-        """Process one real source item (see the module doc); its frame, or None if none came."""
+        """Process one real source item (see the module doc); its frame, or None if none came.
+
+        The item the active runner read last serves if it is less than a frame
+        interval old: the new avatar shows that same moment, and the switch does not
+        wait for the next camera frame (17 ms on average at 30 fps) or take it away
+        from the avatar still on air."""
+        newest = self.live._newest
+        if newest is not None and time.perf_counter() - newest[0] < 1.0 / self.live.fps:
+            return self.processor.process(newest[1])  # type: ignore[union-attr]
         deadline = time.perf_counter() + REHEARSAL_WAIT_S
         while time.perf_counter() < deadline and not self.live._stop.is_set():
             try:
@@ -151,7 +160,9 @@ class Runner:
     def _main(self) -> None:
         t0 = time.perf_counter()
         try:
-            self.processor = self.live.build(self.selection, self.config, self.live.stats)
+            # Its own statistics until it goes on air (`_activate`): rehearsing an item
+            # the active runner already processed must not count that item twice.
+            self.processor = self.live.build(self.selection, self.config, RunStats())
             # An avatar's rehearsal frame is its warm-up (a render like any other, ~25 ms
             # saved per switch); restyle compiles first, reporting progress.
             on_first_frame = isinstance(self.processor, FrameProcessor)
@@ -215,6 +226,7 @@ class LivePipeline(Pipeline):
         self._last_card = 0  # publication number of the newest card
         self._recent: OrderedDict[int, tuple[int, OutputFrame]] = OrderedDict()  # id -> (publication, frame)
         self._durations: deque[float] = deque(maxlen=RECENT_DURATIONS)  # seconds per processed frame
+        self._newest: tuple[float, object] | None = None  # (when read, item): the last source item a runner read
 
     # -- requests (any thread) ----------------------------------------------------
     def select(self, target: Selection, timeout: float = 60.0) -> float:
@@ -621,7 +633,10 @@ class LivePipeline(Pipeline):
     def _read(self) -> object | None:
         with self._source_lock:
             if not self._source_closed:
-                return self.source.read(timeout=READ_TIMEOUT_S)
+                item = self.source.read(timeout=READ_TIMEOUT_S)
+                if item is not None:
+                    self._newest = (time.perf_counter(), item)
+                return item
         time.sleep(SUPERVISOR_TICK_S)  # paused: the mode check stops this runner next
         return None
 

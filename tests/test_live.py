@@ -11,7 +11,10 @@ import pytest
 
 from live_rig import H, W, LiveRig, canary_clip, canary_source, live_config, look_corners, segments  # noqa: F401
 from recording_backend import OPENED
+from veilcam.daemon.config import config_from_dict
 from veilcam.daemon.errors import ModelFileError, PrivacyError, VeilCamError
+from veilcam.daemon.factory import open_sink, open_source
+from veilcam.daemon.live import LivePipeline, Runner
 from veilcam.daemon.pipeline import OutputFrame
 from veilcam.daemon.selection import Selection
 
@@ -173,3 +176,29 @@ def test_preloaded_avatars_wait_in_warm_parking_and_a_first_switch_to_one_builds
     labels = rig.labels(refs)
     assert "other" not in labels and "canary" not in labels
     assert segments(labels) == ["porcelain", "jade", "card"]
+
+
+class _Recorder:
+    """Stands in for a built processor: keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+
+    def process(self, item: object) -> OutputFrame:
+        self.items.append(item)
+        now = time.perf_counter()
+        return OutputFrame(None, now, now, len(self.items))
+
+
+def test_a_switch_rehearses_on_the_item_the_active_avatar_just_read() -> None:
+    config = config_from_dict({"source": {"kind": "demo"}, "output": {"sink": "null", "width": W, "height": H}}, "test")
+    with open_source(config) as source, open_sink(config) as sink:
+        live = LivePipeline(source, sink, config, Selection("avatar", "porcelain"))  # not started: we play the runners
+        runner = Runner(live, Selection("avatar", "midnight"), config, 0, "switch")
+        runner.processor = recorder = _Recorder()  # type: ignore[assignment]
+        shown = live._read()  # what the avatar on air read last
+        runner._rehearse()
+        assert recorder.items == [shown], "the new avatar starts on the same moment, without waiting for the next item"
+        live._newest = (time.perf_counter() - 1.0, shown)  # a second old: the camera stalled meanwhile
+        runner._rehearse()
+        assert len(recorder.items) == 2 and recorder.items[1] is not shown and recorder.items[1] is not None
