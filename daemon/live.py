@@ -605,6 +605,10 @@ class LivePipeline(Pipeline):
             prompt, r.pending_prompt = r.pending_prompt, None
             if prompt is not None:
                 r.processor.set_prompt(prompt)  # type: ignore[union-attr]
+            if self._pending is not None and r is self._active:
+                # A switch is building: on air at half rate meanwhile (the output repeats
+                # frames at its own rate), so the build has the CPU to itself half the time.
+                time.sleep(1.0 / self.fps)
             try:
                 item = self._read()
             except EOFError:

@@ -33,7 +33,7 @@ from .facekit_lod import simplified_render_mesh
 from .facekit_looks import FACEKIT_LOOKS, STYLES, FaceLook
 from .facekit_paint import eye_image, face_texture, vertex_albedo
 from .gaze import gaze_rotations
-from .gl_context import create_headless_context, mipmapped_rgb_texture
+from .gl_context import create_headless_context, mip_chain, mipmapped_rgb_texture, pack_mip_chain, unpack_mip_chain
 from .renderer import FaceRenderer
 from .scene import (
     FOV_Y_DEG,
@@ -343,18 +343,24 @@ class FaceKitRenderer(FaceRenderer):
         return np.concatenate([uv, albedo, params, eye_index[:, None]], axis=1).astype(np.float32)
 
     def _atlas(self, bake_inputs: list[np.ndarray | str]) -> moderngl.Texture:
-        """The face's albedo (the look's texture, or painted) over the eye image."""
+        """The face's albedo (the look's texture, or painted) over the eye image, with
+        its mip chain: baked whole, so a cold build only reads it and uploads it."""
         look = self.look
-        if look.texture is not None:
-            face = cv2.resize(look.texture, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
-        else:
-            face = self._bake("facekit-face", bake_inputs, self._paint_face)
-        eye = self._bake("facekit-eye", [_look_key(look)], lambda: eye_image(look, EYE_SIZE))  # ~50 ms of painting
-        band = np.empty((EYE_SIZE, TEXTURE_SIZE, 3), np.uint8)
-        band[:] = eye[EYE_SIZE // 2, 0]  # the sclera's colour at the rim
-        band[:, :EYE_SIZE] = eye
-        atlas = np.concatenate([face, band])
-        return mipmapped_rgb_texture(self.ctx, atlas[::-1])  # bottom row first
+
+        def chain() -> np.ndarray:
+            if look.texture is not None:
+                face = cv2.resize(look.texture, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
+            else:
+                face = self._paint_face()
+            eye = eye_image(look, EYE_SIZE)
+            band = np.empty((EYE_SIZE, TEXTURE_SIZE, 3), np.uint8)
+            band[:] = eye[EYE_SIZE // 2, 0]  # the sclera's colour at the rim
+            band[:, :EYE_SIZE] = eye
+            return pack_mip_chain(mip_chain(np.concatenate([face, band])[::-1]))  # bottom row first
+
+        inputs = bake_inputs if look.texture is None else [*bake_inputs, look.texture]
+        packed = self._bake("facekit-atlas", inputs, chain)
+        return mipmapped_rgb_texture(self.ctx, unpack_mip_chain(packed, TEXTURE_SIZE + EYE_SIZE, TEXTURE_SIZE))
 
     def _paint_face(self) -> np.ndarray:
         material = self.model.material_names.index("M_Face")

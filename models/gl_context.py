@@ -40,30 +40,60 @@ def _libgl() -> ctypes.CDLL | None:
         return None
 
 
-def mipmapped_rgb_texture(ctx: moderngl.Context, rgb: np.ndarray) -> moderngl.Texture:
-    """An RGB texture with trilinear filtering from an (H, W, 3) uint8 image, rows bottom first.
+def mip_chain(rgb: np.ndarray) -> list[np.ndarray]:
+    """GL's mip chain of an (H, W, 3) uint8 image, each level box-filtered from the
+    one before (OpenCV's area resize), halving (rounding down) to 1x1."""
+    levels = [np.ascontiguousarray(rgb, np.uint8)]
+    while max(levels[-1].shape[:2]) > 1:
+        h, w = levels[-1].shape[:2]
+        levels.append(np.ascontiguousarray(cv2.resize(levels[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)))
+    return levels
 
-    The mip levels are box-filtered on the CPU (OpenCV, which releases the GIL)
-    and uploaded with glTexImage2D through ctypes, which releases it too: Mesa's
-    llvmpipe spends ~60 ms in glGenerateMipmap for each new texture (most of it
-    set-up, holding the GIL in moderngl's `build_mipmaps`), which stalled the
-    output while an avatar was being built. Falls back to `build_mipmaps` where
-    GLVND's libOpenGL is missing. `ctx` must be current.
+
+def pack_mip_chain(levels: list[np.ndarray]) -> np.ndarray:
+    """One flat array of the whole chain (to keep it as one file): `unpack_mip_chain` reverses it."""
+    return np.concatenate([level.ravel() for level in levels])
+
+
+def unpack_mip_chain(flat: np.ndarray, height: int, width: int) -> list[np.ndarray]:
+    """The levels of a packed chain of an image of this size; ValueError if it does not fit."""
+    levels, offset = [], 0
+    h, w = height, width
+    while True:
+        n = h * w * 3
+        if flat.dtype != np.uint8 or offset + n > flat.size:
+            raise ValueError("not a mip chain of that size")
+        levels.append(flat[offset: offset + n].reshape(h, w, 3))
+        offset += n
+        if max(h, w) == 1:
+            break
+        h, w = max(1, h // 2), max(1, w // 2)
+    if offset != flat.size:
+        raise ValueError("not a mip chain of that size")
+    return levels
+
+
+def mipmapped_rgb_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> moderngl.Texture:
+    """An RGB texture with trilinear filtering from a full mip chain (`mip_chain`), rows bottom first.
+
+    Mesa's llvmpipe spends ~60 ms in glGenerateMipmap for each new texture, holding
+    the GIL in moderngl, which stalled the output while an avatar was being built;
+    so the levels come from the CPU (and from the bake cache) and are uploaded with
+    glTexImage2D through libOpenGL (ctypes releases the GIL meanwhile: while
+    another avatar renders, an upload can take tens of ms). Falls back to
+    `build_mipmaps` where libOpenGL is missing. `ctx` must be current.
     """
-    rgb = np.ascontiguousarray(rgb, np.uint8)
-    texture = ctx.texture((rgb.shape[1], rgb.shape[0]), 3, rgb.tobytes(), alignment=1)
+    base = np.ascontiguousarray(levels[0])
+    texture = ctx.texture((base.shape[1], base.shape[0]), 3, base.tobytes(), alignment=1)
     gl = _libgl()
     if gl is None:
         texture.build_mipmaps()
     else:
         gl.glBindTexture(_GL_TEXTURE_2D, texture.glo)
         gl.glPixelStorei(_GL_UNPACK_ALIGNMENT, 1)
-        level, image = 0, rgb
-        while max(image.shape[:2]) > 1:  # GL's chain: each level halves (rounding down) to 1x1
-            size = (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2))
-            image = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-            level += 1
-            gl.glTexImage2D(_GL_TEXTURE_2D, level, _GL_RGB8, size[0], size[1], 0, _GL_RGB, _GL_UNSIGNED_BYTE, image.ctypes.data_as(ctypes.c_void_p))
-        gl.glTexParameteri(_GL_TEXTURE_2D, _GL_TEXTURE_MAX_LEVEL, level)
+        for k, level in enumerate(levels[1:], start=1):
+            level = np.ascontiguousarray(level)
+            gl.glTexImage2D(_GL_TEXTURE_2D, k, _GL_RGB8, level.shape[1], level.shape[0], 0, _GL_RGB, _GL_UNSIGNED_BYTE, level.ctypes.data_as(ctypes.c_void_p))
+        gl.glTexParameteri(_GL_TEXTURE_2D, _GL_TEXTURE_MAX_LEVEL, len(levels) - 1)
     texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
     return texture

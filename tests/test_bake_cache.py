@@ -46,9 +46,9 @@ def test_a_cached_bake_draws_the_same_frame_and_a_damaged_one_is_baked_again(mod
     reference = _frame(model, "human")
     bake = CountingBake(tmp_path / "bakes")
     assert np.array_equal(_frame(model, "human", bake), reference)
-    assert sorted(bake.computed) == ["facekit-eye", "facekit-face", "facekit-statics"]
+    assert sorted(bake.computed) == ["facekit-atlas", "facekit-statics"]
     files = sorted((tmp_path / "bakes").glob("*.npy"))
-    assert len(files) == 3
+    assert len(files) == 2
 
     bake.computed.clear()
     assert np.array_equal(_frame(model, "human", bake), reference)
@@ -64,10 +64,17 @@ def test_a_different_look_or_identity_is_baked_anew(model, tmp_path: Path) -> No
     _frame(model, "human", bake)
     bake.computed.clear()
     _frame(model, dataclasses.replace(FACEKIT_LOOKS["human"], lip_color="#ff0000"), bake)
-    assert sorted(bake.computed) == ["facekit-eye", "facekit-face", "facekit-statics"]
+    assert sorted(bake.computed) == ["facekit-atlas", "facekit-statics"]
     bake.computed.clear()
     identity = np.zeros(len(model.id_basis), np.float32)
     identity[0] = 2.0
     with FaceKitRenderer(W, H, model, "human", identity, bake=bake):
         pass
-    assert sorted(bake.computed) == ["facekit-face", "facekit-statics"]  # the eye depends on the look alone
+    assert sorted(bake.computed) == ["facekit-atlas", "facekit-statics"]
+    painted = np.full((64, 64, 3), 200, np.uint8)  # a photo avatar's texture: the atlas depends on it too
+    for colour in (200, 90):
+        bake.computed.clear()
+        painted[:] = colour
+        with FaceKitRenderer(W, H, model, dataclasses.replace(FACEKIT_LOOKS["human"], texture=painted.copy()), bake=bake):
+            pass
+        assert bake.computed == ["facekit-atlas"]

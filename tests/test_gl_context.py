@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import moderngl
 import numpy as np
+import pytest
 
 from veilcam.models import gl_context
 
@@ -47,7 +48,7 @@ def test_cpu_mip_levels_sample_like_the_drivers_own() -> None:
     ctx = gl_context.create_headless_context()
     try:
         with ctx:
-            ours = gl_context.mipmapped_rgb_texture(ctx, stripes)
+            ours = gl_context.mipmapped_rgb_texture(ctx, gl_context.mip_chain(stripes))
             theirs = ctx.texture((128, 160), 3, stripes.tobytes(), alignment=1)
             theirs.build_mipmaps()
             theirs.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
@@ -57,3 +58,13 @@ def test_cpu_mip_levels_sample_like_the_drivers_own() -> None:
                 assert abs(a[..., 0].mean() - 125) < 10  # averaged stripes, not every other texel
     finally:
         ctx.release()
+
+
+def test_a_packed_mip_chain_unpacks_to_the_same_levels_and_only_at_its_size() -> None:
+    image = np.random.default_rng(5).integers(0, 255, (37, 20, 3), dtype=np.uint8)
+    chain = gl_context.mip_chain(image)
+    assert [lv.shape[:2] for lv in chain] == [(37, 20), (18, 10), (9, 5), (4, 2), (2, 1), (1, 1)]  # GL's sizes
+    unpacked = gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), 37, 20)
+    assert all(np.array_equal(a, b) for a, b in zip(chain, unpacked)) and len(unpacked) == len(chain)
+    with pytest.raises(ValueError):
+        gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), 36, 20)
