@@ -49,6 +49,13 @@ def lease_tracker(config: Config, store: ModelStore) -> PooledTracker:
     return TRACKERS.lease(path, config.tracker.mirror, lambda: open_tracker(config, store))
 
 
+def stock_tracker(config: Config) -> None:
+    """A spare tracker in the pool for the next avatar runner (see `TrackerPool.stock`)."""
+    store = model_store(config)
+    path = store.resolve(FACE_LANDMARKER)
+    TRACKERS.stock(path, config.tracker.mirror, lambda: open_tracker(config, store))
+
+
 def make_filter(config: Config) -> FaceFilter:
     t = config.tracker
     return FaceFilter(FilterSettings(t.blend_min_cutoff, t.blink_min_cutoff, t.blend_beta, t.pose_min_cutoff, t.pose_beta, t.grace_s, t.ease_s))

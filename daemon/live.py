@@ -32,7 +32,8 @@ replaced the same way, after a growing back-off; running out of memory steps
 down `fallback_selection` instead of retrying the same thing. The supervisor
 also preloads (`preload`): a few seconds after start-up it builds other avatars
 into the free warm-parking places, one at a time, so a first switch to them is
-as quick as a switch back.
+as quick as a switch back; and at the same quiet moments (`stock`) it keeps a
+spare face tracker in the pool for the next cold switch.
 
 Fail-closed, in four places: with privacy on, a processor that is not a
 `FrameProcessor` is refused when it is built, when it would become active,
@@ -98,6 +99,15 @@ def default_builder(source: Source) -> ProcessorBuilder:
         return avatar_processor_factory(config, source)(stats)
 
     return build
+
+
+def default_stock(source: Source) -> Callable[[Config], None] | None:
+    """What to prepare while the output is settled: a spare face tracker, for a camera or video."""
+    if not isinstance(source, FrameSource):
+        return None
+    from .factory import stock_tracker
+
+    return stock_tracker
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,10 @@ class LivePipeline(Pipeline):
         selection: Selection,
         build: ProcessorBuilder | None = None,
         reopen_source: Callable[[], Source] | None = None,
+        stock: Callable[[Config], None] | None = None,
     ) -> None:
         self.build = build or default_builder(source)
+        self.stock = stock or default_stock(source)
         super().__init__(source, lambda stats: self.build(self.selection, self.config, stats), sink, config.output.fps, privacy=config.privacy.enabled)
         self.config = config
         self.selection = selection
@@ -220,6 +232,7 @@ class LivePipeline(Pipeline):
         self._restart: tuple[float, Selection] | None = None
         self._preload: list[Selection] = []  # still to build into warm parking
         self._preload_at = 0.0
+        self._stock_at: float | None = None  # when to run `stock` next (None: not due)
         self._preloading: Runner | None = None
         self._backoff = Backoff()
         self._publications = 0  # frames and cards published so far
@@ -437,6 +450,7 @@ class LivePipeline(Pipeline):
                 return
             superseded = r is not self._pending
             self._preload_at = time.perf_counter() + PRELOAD_DELAY_S  # a switch just loaded: let the output settle
+            self._stock_at = self._preload_at
             if not superseded:
                 self._pending = None
             self._refuse_if_unsafe(r)
@@ -494,6 +508,19 @@ class LivePipeline(Pipeline):
                     self._preloading = self._spawn(target, "preload")
                     return
 
+    def _stock_when_due(self) -> None:
+        """Once the output has settled after start-up or a switch, with nothing loading:
+        `stock` (a spare tracker, ~40 ms, which a cold switch would otherwise pay)."""
+        with self._lock:
+            busy = self._pending is not None or self._preloading is not None or self._restart is not None
+            if self.stock is None or self._stock_at is None or busy or time.perf_counter() < self._stock_at:
+                return
+            self._stock_at = None
+        try:
+            self.stock(self.config)
+        except Exception as exc:  # only the next switch is slower
+            log.info("could not prepare a spare tracker: %s", exc)
+
     def _fail(self, r: Runner, message: str, exc: BaseException | None) -> None:
         """The active runner `r` failed: card now, a replacement soon."""
         with self._lock:
@@ -545,11 +572,13 @@ class LivePipeline(Pipeline):
             with self._lock:
                 self._show_card(CARD_MESSAGES[self.selection.mode])
         self._ready.set()
+        self._stock_at = time.perf_counter() + PRELOAD_DELAY_S
         try:
             while not self._stop.wait(SUPERVISOR_TICK_S):
                 self._watchdog()
                 self._restart_when_due()
                 self._preload_when_due()
+                self._stock_when_due()
         finally:
             self._shutdown_runners()
 

@@ -67,6 +67,15 @@ class TrackerPool:
             tracker = idle.pop() if idle else None
         return PooledTracker(self, key, tracker or open_new())
 
+    def stock(self, model_path: Path, mirror: bool, open_new: Callable[[], FaceLandmarker]) -> None:
+        """Open a spare tracker now, at a quiet moment, unless one is idle already: the
+        next switch then takes it instead of creating one in its build."""
+        key = (model_path, model_path.stat().st_mtime_ns, mirror)
+        with self._lock:
+            if self._idle.get(key):
+                return
+        self._give_back(key, open_new())
+
     def idle_count(self) -> int:
         with self._lock:
             return sum(len(v) for v in self._idle.values())

@@ -202,3 +202,13 @@ def test_a_switch_rehearses_on_the_item_the_active_avatar_just_read() -> None:
         live._newest = (time.perf_counter() - 1.0, shown)  # a second old: the camera stalled meanwhile
         runner._rehearse()
         assert len(recorder.items) == 2 and recorder.items[1] is not shown and recorder.items[1] is not None
+
+
+def test_once_settled_the_pipeline_keeps_a_spare_tracker_for_the_next_switch(test_backend: str, canary_clip: Path) -> None:
+    from veilcam.daemon.tracker_pool import TRACKERS
+
+    TRACKERS.close()  # no spare left over from other tests
+    with LiveRig(live_config(test_backend, canary_source(canary_clip)), Selection("avatar", "porcelain")) as rig:
+        rig.wait_frames(5)
+        assert TRACKERS.idle_count() == 0  # the avatar on air holds the only tracker
+        rig.wait_for(lambda: TRACKERS.idle_count() == 1, timeout=15)

@@ -71,3 +71,14 @@ def test_a_tracker_that_raised_is_closed_not_handed_on(frames) -> None:
     pool.lease(TASK, False, opener).close()
     assert len(opener.opened) == 2
     pool.close()
+
+
+def test_stock_opens_one_spare_at_a_quiet_moment_and_the_next_lease_takes_it() -> None:
+    pool, opener = TrackerPool(), Opener()
+    pool.stock(TASK, False, opener)
+    pool.stock(TASK, False, opener)  # one spare is enough
+    assert len(opener.opened) == 1 and pool.idle_count() == 1
+    lease = pool.lease(TASK, False, opener)
+    assert len(opener.opened) == 1 and pool.idle_count() == 0, "the lease took the spare"
+    lease.close()
+    pool.close()
