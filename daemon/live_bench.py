@@ -33,7 +33,7 @@ from .sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
-WARMUP_S = 2.0
+WARMUP_S = 5.0  # past start-up: the daemon has settled (PRELOAD_DELAY_S) and stocked its spare tracker
 SETTLE_S = 1.0
 GAP_WINDOW_AFTER_S = 0.5  # a switch's window runs from the request to this long after its first new frame
 TIMEOUT_S = 30.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +249,7 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre.astype(np.float32), float(np.sqrt(sol[3] + centre @ centre))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: rigs of one mesh share its expression basis
 class RenderMesh:
     """The drawn part of the model as a GPU-ready indexed mesh.
 
@@ -325,6 +326,17 @@ def build_render_mesh(model: FaceModel) -> RenderMesh:
     )
 
 
+@lru_cache(maxsize=4)
+def _moving_basis(model: FaceModel, mesh: RenderMesh) -> np.ndarray:
+    """The expression basis over the mesh's moving render vertices, (E, 3·moving),
+    read-only: gathering it from the model takes ~10 ms, and every rig of the same
+    model and mesh (every face-model avatar build) needs the same one."""
+    src = mesh.source[: mesh.moving]
+    basis = np.ascontiguousarray(model.exp_basis[:, src].reshape(model.num_expressions, -1))
+    basis.setflags(write=False)
+    return basis
+
+
 class FaceRig:
     """One identity, posed per frame: `pose(blendshapes)` -> render-vertex positions.
 
@@ -342,8 +354,7 @@ class FaceRig:
         # One pass over the identity basis (~30 MB), none for the mean face: this runs on every avatar switch.
         full_rest = model.evaluate(self.identity if self.identity.any() else None)
         self.rest = full_rest[src]  # (N, 3)
-        n = self.mesh.moving
-        self._basis = np.ascontiguousarray(model.exp_basis[:, src[:n]].reshape(model.num_expressions, -1))
+        self._basis = _moving_basis(model, self.mesh)
         self._out = np.empty_like(self.rest)
         self.eye_pivots = np.empty((2, 3), np.float32)
         self.eye_axes = np.empty((2, 3), np.float32)
