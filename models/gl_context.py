@@ -29,7 +29,8 @@ def create_headless_context() -> moderngl.Context:
 _GL_TEXTURE_2D = 0x0DE1
 _GL_TEXTURE_MAX_LEVEL = 0x813D
 _GL_UNPACK_ALIGNMENT = 0x0CF5
-_GL_RGB, _GL_RGB8, _GL_UNSIGNED_BYTE = 0x1907, 0x8051, 0x1401
+_GL_UNSIGNED_BYTE = 0x1401
+_GL_FORMATS = {3: (0x8051, 0x1907), 4: (0x8058, 0x1908)}  # channels -> (GL_RGB8, GL_RGB), (GL_RGBA8, GL_RGBA)
 
 
 @lru_cache(maxsize=1)
@@ -40,10 +41,10 @@ def _libgl() -> ctypes.CDLL | None:
         return None
 
 
-def mip_chain(rgb: np.ndarray) -> list[np.ndarray]:
-    """GL's mip chain of an (H, W, 3) uint8 image, each level box-filtered from the
+def mip_chain(image: np.ndarray) -> list[np.ndarray]:
+    """GL's mip chain of an (H, W, C) uint8 image, each level box-filtered from the
     one before (OpenCV's area resize), halving (rounding down) to 1x1."""
-    levels = [np.ascontiguousarray(rgb, np.uint8)]
+    levels = [np.ascontiguousarray(image, np.uint8)]
     while max(levels[-1].shape[:2]) > 1:
         h, w = levels[-1].shape[:2]
         levels.append(np.ascontiguousarray(cv2.resize(levels[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)))
@@ -55,15 +56,15 @@ def pack_mip_chain(levels: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([level.ravel() for level in levels])
 
 
-def unpack_mip_chain(flat: np.ndarray, height: int, width: int) -> list[np.ndarray]:
-    """The levels of a packed chain of an image of this size; ValueError if it does not fit."""
+def unpack_mip_chain(flat: np.ndarray, height: int, width: int, channels: int) -> list[np.ndarray]:
+    """The levels of a packed chain of an image of this shape; ValueError if it does not fit."""
     levels, offset = [], 0
     h, w = height, width
     while True:
-        n = h * w * 3
+        n = h * w * channels
         if flat.dtype != np.uint8 or offset + n > flat.size:
             raise ValueError("not a mip chain of that size")
-        levels.append(flat[offset: offset + n].reshape(h, w, 3))
+        levels.append(flat[offset: offset + n].reshape(h, w, channels))
         offset += n
         if max(h, w) == 1:
             break
@@ -73,18 +74,21 @@ def unpack_mip_chain(flat: np.ndarray, height: int, width: int) -> list[np.ndarr
     return levels
 
 
-def mipmapped_rgb_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> moderngl.Texture:
-    """An RGB texture with trilinear filtering from a full mip chain (`mip_chain`), rows bottom first.
+def mipmapped_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> moderngl.Texture:
+    """An RGB or RGBA texture with trilinear filtering from a full mip chain (`mip_chain`), rows bottom first.
 
     Mesa's llvmpipe spends ~60 ms in glGenerateMipmap for each new texture, holding
     the GIL in moderngl, which stalled the output while an avatar was being built;
     so the levels come from the CPU (and from the bake cache) and are uploaded with
     glTexImage2D through libOpenGL (ctypes releases the GIL meanwhile: while
-    another avatar renders, an upload can take tens of ms). Falls back to
+    another avatar renders, an upload can take tens of ms). RGBA uploads in about
+    half the time of RGB (llvmpipe stores both as RGBA). Falls back to
     `build_mipmaps` where libOpenGL is missing. `ctx` must be current.
     """
     base = np.ascontiguousarray(levels[0])
-    texture = ctx.texture((base.shape[1], base.shape[0]), 3, base.tobytes(), alignment=1)
+    channels = base.shape[2]
+    internal, layout = _GL_FORMATS[channels]
+    texture = ctx.texture((base.shape[1], base.shape[0]), channels, base.tobytes(), alignment=1)
     gl = _libgl()
     if gl is None:
         texture.build_mipmaps()
@@ -93,7 +97,7 @@ def mipmapped_rgb_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> mo
         gl.glPixelStorei(_GL_UNPACK_ALIGNMENT, 1)
         for k, level in enumerate(levels[1:], start=1):
             level = np.ascontiguousarray(level)
-            gl.glTexImage2D(_GL_TEXTURE_2D, k, _GL_RGB8, level.shape[1], level.shape[0], 0, _GL_RGB, _GL_UNSIGNED_BYTE, level.ctypes.data_as(ctypes.c_void_p))
+            gl.glTexImage2D(_GL_TEXTURE_2D, k, internal, level.shape[1], level.shape[0], 0, layout, _GL_UNSIGNED_BYTE, level.ctypes.data_as(ctypes.c_void_p))
         gl.glTexParameteri(_GL_TEXTURE_2D, _GL_TEXTURE_MAX_LEVEL, len(levels) - 1)
     texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
     return texture

@@ -40,16 +40,18 @@ def test_libopengl_is_there_so_mip_levels_come_from_the_cpu() -> None:
     assert gl_context._libgl() is not None
 
 
-def test_cpu_mip_levels_sample_like_the_drivers_own() -> None:
+@pytest.mark.parametrize("channels", [3, 4])
+def test_cpu_mip_levels_sample_like_the_drivers_own(channels: int) -> None:
     rng = np.random.default_rng(3)
-    stripes = np.zeros((160, 128, 3), np.uint8)  # fine detail that aliases without mipmaps
-    stripes[:, ::2] = (250, 40, 10)
-    stripes += rng.integers(0, 5, stripes.shape, dtype=np.uint8)
+    stripes = np.full((160, 128, channels), 255, np.uint8)  # fine detail that aliases without mipmaps
+    stripes[..., :3] = 0
+    stripes[:, ::2, :3] = (250, 40, 10)
+    stripes[..., :3] += rng.integers(0, 5, (160, 128, 3), dtype=np.uint8)
     ctx = gl_context.create_headless_context()
     try:
         with ctx:
-            ours = gl_context.mipmapped_rgb_texture(ctx, gl_context.mip_chain(stripes))
-            theirs = ctx.texture((128, 160), 3, stripes.tobytes(), alignment=1)
+            ours = gl_context.mipmapped_texture(ctx, gl_context.mip_chain(stripes))
+            theirs = ctx.texture((128, 160), channels, stripes.tobytes(), alignment=1)
             theirs.build_mipmaps()
             theirs.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
             for size in (40, 17, 5):
@@ -64,7 +66,8 @@ def test_a_packed_mip_chain_unpacks_to_the_same_levels_and_only_at_its_size() ->
     image = np.random.default_rng(5).integers(0, 255, (37, 20, 3), dtype=np.uint8)
     chain = gl_context.mip_chain(image)
     assert [lv.shape[:2] for lv in chain] == [(37, 20), (18, 10), (9, 5), (4, 2), (2, 1), (1, 1)]  # GL's sizes
-    unpacked = gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), 37, 20)
+    unpacked = gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), 37, 20, 3)
     assert all(np.array_equal(a, b) for a, b in zip(chain, unpacked)) and len(unpacked) == len(chain)
-    with pytest.raises(ValueError):
-        gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), 36, 20)
+    for shape in ((36, 20, 3), (37, 20, 4)):
+        with pytest.raises(ValueError):
+            gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), *shape)
