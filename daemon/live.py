@@ -634,9 +634,11 @@ class LivePipeline(Pipeline):
             prompt, r.pending_prompt = r.pending_prompt, None
             if prompt is not None:
                 r.processor.set_prompt(prompt)  # type: ignore[union-attr]
-            if self._pending is not None and r is self._active:
-                # A switch is building: on air at half rate meanwhile (the output repeats
-                # frames at its own rate), so the build has the CPU to itself half the time.
+            pending = self._pending
+            if pending is not None and pending.selection.mode == "avatar" and r is self._active:
+                # An avatar switch is building (a fraction of a second; restyle's minutes of
+                # compiling are not waited out this way): on air at half rate meanwhile (the
+                # output repeats frames at its own rate), so the build has more of the CPU.
                 time.sleep(1.0 / self.fps)
             try:
                 item = self._read()
