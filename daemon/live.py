@@ -622,6 +622,7 @@ class LivePipeline(Pipeline):
     def _serve(self, r: Runner) -> None:
         """A runner's loop: while active for the selected mode, newest item in, frame out."""
         first, r.rehearsed = r.rehearsed, None
+        started: float | None = None  # when its latest frame began
         if first is not None and time.perf_counter() - first.capture_ts < REHEARSAL_FRESH_S:
             self._publish(r, first)  # refused unless it is the active runner, for the selected mode
         while True:
@@ -635,11 +636,11 @@ class LivePipeline(Pipeline):
             if prompt is not None:
                 r.processor.set_prompt(prompt)  # type: ignore[union-attr]
             pending = self._pending
-            if pending is not None and pending.selection.mode == "avatar" and r is self._active:
+            if pending is not None and pending.selection.mode == "avatar" and r is self._active and started is not None:
                 # An avatar switch is building (a fraction of a second; restyle's minutes of
                 # compiling are not waited out this way): on air at half rate meanwhile (the
                 # output repeats frames at its own rate), so the build has more of the CPU.
-                time.sleep(1.0 / self.fps)
+                time.sleep(max(0.0, started + 2.0 / self.fps - time.perf_counter()))
             try:
                 item = self._read()
             except EOFError:
@@ -651,7 +652,7 @@ class LivePipeline(Pipeline):
                         if r is self._active and self.selection.mode == r.selection.mode and self.card != "camera disconnected":
                             self._show_card("camera disconnected")
                 continue
-            r.busy_since = time.perf_counter()
+            r.busy_since = started = time.perf_counter()
             try:
                 frame = r.processor.process(item)  # type: ignore[union-attr]
             except Exception as exc:

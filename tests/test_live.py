@@ -212,3 +212,35 @@ def test_once_settled_the_pipeline_keeps_a_spare_tracker_for_the_next_switch(tes
         rig.wait_frames(5)
         assert TRACKERS.idle_count() == 0  # the avatar on air holds the only tracker
         rig.wait_for(lambda: TRACKERS.idle_count() == 1, timeout=15)
+
+
+def test_the_avatar_on_air_runs_at_half_rate_while_a_switch_builds(test_backend: str) -> None:
+    calls: list[tuple[str, float]] = []
+    built: dict[str, float] = {}
+
+    def wrap(base):
+        def build(selection, cfg, stats):
+            if selection.avatar == "midnight":
+                built["start"] = time.perf_counter()
+                time.sleep(0.9)  # a slow build: the avatar on air keeps the output going meanwhile
+                built["end"] = time.perf_counter()
+            processor = base(selection, cfg, stats)
+            process = processor.process
+
+            def counted(item):
+                calls.append((selection.avatar, time.perf_counter()))
+                return process(item)
+
+            processor.process = counted
+            return processor
+
+        return build
+
+    with LiveRig(live_config(test_backend), Selection("avatar", "porcelain"), wrap=wrap) as rig:
+        rig.wait_frames(20)
+        rig.live.select(Selection("avatar", "midnight"))
+    during = [t for name, t in calls if name == "porcelain" and built["start"] + 0.1 < t < built["end"]]
+    before = [t for name, t in calls if name == "porcelain" and built["start"] - 0.8 < t < built["start"]]
+    rate_before, rate_during = len(before) / 0.8, len(during) / (built["end"] - built["start"] - 0.1)
+    assert rate_during > 5, "the avatar on air must keep rendering while the switch builds"
+    assert rate_during < 0.7 * rate_before, (rate_before, rate_during)
