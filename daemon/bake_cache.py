@@ -57,7 +57,7 @@ class DiskBake:
     def __call__(self, name: str, inputs: Sequence[np.ndarray | str], compute: Callable[[], np.ndarray]) -> np.ndarray:
         path = self.folder / f"{name}-{bake_key(name, inputs)}.npy"
         try:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, mmap_mode="r", allow_pickle=False)  # mapped: uploads read the page cache directly
         except (OSError, ValueError, EOFError):
             pass  # not baked yet, or damaged: bake it again
         result = compute()
