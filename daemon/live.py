@@ -55,6 +55,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable
 
+from veilcam.models.face_state import FaceState
+
 from .config import Config
 from .errors import PrivacyError, VeilCamError
 from .pipeline import FrameProcessor, OutputFrame, Pipeline, Processor, require_privacy_safe
@@ -156,6 +158,9 @@ class Runner:
         from the avatar still on air."""
         newest = self.live._newest
         if newest is not None and time.perf_counter() - newest[0] < 1.0 / self.live.fps:
+            tracked = self.live._tracked(newest[1], self)
+            if tracked is not None:  # the avatar on air has tracked it already
+                return self.processor.process(newest[1], tracked)  # type: ignore[union-attr, call-arg]
             return self.processor.process(newest[1])  # type: ignore[union-attr]
         deadline = time.perf_counter() + REHEARSAL_WAIT_S
         while time.perf_counter() < deadline and not self.live._stop.is_set():
@@ -668,6 +673,16 @@ class LivePipeline(Pipeline):
             r.busy_since = None
             r.resumed = False
             self._publish(r, frame)
+
+    def _tracked(self, item: object, r: Runner) -> FaceState | None:
+        """What the active avatar's tracker found in `item`, if it has tracked it, for
+        runner `r` (an avatar with the same tracker settings) to rehearse on."""
+        active = self._active
+        p = active.processor if active is not None else None
+        if not isinstance(p, FrameProcessor) or not isinstance(r.processor, FrameProcessor) or active.config.tracker != r.config.tracker:  # type: ignore[union-attr]
+            return None
+        last = p.last_tracked
+        return last[1] if last is not None and last[0] is item else None
 
     def _read(self) -> object | None:
         with self._source_lock:

@@ -77,8 +77,8 @@ def tagging(base: ProcessorBuilder, origin: "OrderedDict[int, tuple[str, Any]]")
         processor = base(selection, config, stats)
         process = processor.process
 
-        def traced(item):  # type: ignore[no-untyped-def]
-            frame = process(item)
+        def traced(item, *tracked):  # type: ignore[no-untyped-def]
+            frame = process(item, *tracked)
             origin[id(frame.rgb)] = (selection.avatar, frame.rgb)
             while len(origin) > 64:
                 origin.popitem(last=False)

@@ -86,6 +86,7 @@ class FrameProcessor:
         self.renderer = renderer
         self.compositor = compositor
         self.stats = stats
+        self.last_tracked: tuple[CameraFrame, FaceState] | None = None  # the newest camera frame and what it tracked
 
     def warm_up(self) -> None:
         self.renderer.render(FaceState.neutral(time.perf_counter()))  # compiles the shaders
@@ -104,11 +105,14 @@ class FrameProcessor:
         t0 = time.perf_counter()
         state = self.tracker.track(item.rgb, item.media_time)
         self.stats.stage("track", (time.perf_counter() - t0) * 1000)
+        self.last_tracked = (item, state)
         return state, item.index
 
-    def process(self, item: CameraFrame | FaceState) -> OutputFrame:
-        """One finished frame; its latency is counted from `item.timestamp`."""
-        raw, index = self.face_state(item)
+    def process(self, item: CameraFrame | FaceState, tracked: FaceState | None = None) -> OutputFrame:
+        """One finished frame; its latency is counted from `item.timestamp`. `tracked`:
+        what another processor's tracker already found in this camera frame (a new
+        avatar's first frame, see `LivePipeline`), so it is not tracked twice."""
+        raw, index = self.face_state(item) if tracked is None or isinstance(item, FaceState) else (tracked, item.index)
         self.stats.record_frame(index, raw.present, raw.blendshape_dict() if raw.present else None)
         state = self.face_filter(raw)
         t0 = time.perf_counter()

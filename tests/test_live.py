@@ -16,6 +16,7 @@ from veilcam.daemon.errors import ModelFileError, PrivacyError, VeilCamError
 from veilcam.daemon.factory import open_sink, open_source
 from veilcam.daemon.live import LivePipeline, Runner
 from veilcam.daemon.pipeline import OutputFrame
+from veilcam.daemon.report import RunStats
 from veilcam.daemon.selection import Selection
 
 pytestmark = pytest.mark.usefixtures("model_dir")
@@ -227,10 +228,10 @@ def test_the_avatar_on_air_slows_down_while_a_switch_builds(test_backend: str) -
             processor = base(selection, cfg, stats)
             process = processor.process
 
-            def counted(item):
+            def counted(item, *tracked):
                 calls.append((selection.avatar, time.perf_counter()))
                 time.sleep(0.02)  # a frame's work at full size
-                return process(item)
+                return process(item, *tracked)
 
             processor.process = counted
             return processor
@@ -245,3 +246,33 @@ def test_the_avatar_on_air_slows_down_while_a_switch_builds(test_backend: str) -
     rate_before, rate_during = len(before) / 0.8, len(during) / (built["end"] - built["start"] - 0.1)
     assert rate_during > 5, "the avatar on air must keep rendering while the switch builds"
     assert rate_during < 0.7 * rate_before, (rate_before, rate_during)
+
+
+def test_a_new_avatar_rehearses_on_what_the_avatar_on_air_tracked(test_backend: str, canary_clip: Path) -> None:
+    """Its first frame renders the face the avatar on air found in that camera frame: not tracked twice."""
+    config = live_config(test_backend, canary_source(canary_clip))
+    with open_source(config) as source, open_sink(config) as sink:
+        live = LivePipeline(source, sink, config, Selection("avatar", "porcelain"))  # not started: we play the runners
+        on_air = Runner(live, Selection("avatar", "porcelain"), config, 0, "start")
+        on_air.processor = live.build(on_air.selection, config, RunStats())
+        live._active = on_air
+        source.start()
+        newcomer = Runner(live, Selection("avatar", "midnight"), config, 0, "switch")
+        newcomer.processor = live.build(newcomer.selection, config, RunStats())
+        try:
+            item = live._read()
+            on_air.processor.process(item)
+            tracked = on_air.processor.last_tracked
+            assert tracked is not None and tracked[0] is item
+
+            def untracked(*args):
+                raise AssertionError("the camera frame was tracked a second time")
+
+            newcomer.processor.tracker.track = untracked  # type: ignore[union-attr, method-assign]
+            live._newest = (time.perf_counter(), item)  # as if read just now (the first frame above was slow)
+            frame = newcomer._rehearse()
+            assert frame is not None and frame.rgb is not None and frame.index == item.index
+            assert newcomer.processor.last_tracked is None
+        finally:
+            on_air.processor.close()
+            newcomer.processor.close()
