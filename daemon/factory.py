@@ -30,9 +30,10 @@ from .sources.webcam import WebcamSource
 from .tracker_pool import TRACKERS, PooledTracker
 
 
-def model_store(config: Config) -> ModelStore:
+def model_store(config: Config, download: bool = True) -> ModelStore:
+    """The configured model store; `download=False` never downloads, whatever the config allows."""
     override = Path(config.models.dir).expanduser() if config.models.dir else None
-    return ModelStore.from_environment(override, allow_download=config.models.download)
+    return ModelStore.from_environment(override, allow_download=config.models.download and download)
 
 
 def open_tracker(config: Config, store: ModelStore | None = None) -> FaceLandmarker:
@@ -49,11 +50,19 @@ def lease_tracker(config: Config, store: ModelStore) -> PooledTracker:
     return TRACKERS.lease(path, config.tracker.mirror, lambda: open_tracker(config, store))
 
 
-def stock_tracker(config: Config) -> None:
-    """A spare tracker in the pool for the next avatar runner (see `TrackerPool.stock`)."""
-    store = model_store(config)
-    path = store.resolve(FACE_LANDMARKER)
-    TRACKERS.stock(path, config.tracker.mirror, lambda: open_tracker(config, store))
+def stock_for_switches(config: Config) -> None:
+    """Prepare, at a quiet moment, what a cold avatar switch would otherwise pay for:
+    a spare tracker in the pool (`TrackerPool.stock`), and the face model with its
+    render mesh and expression basis, loaded once per process (~40 ms on the first
+    face-model switch). Nothing is downloaded for this: a missing model file is left
+    to the switch that needs it."""
+    store = model_store(config, download=False)
+    TRACKERS.stock(store.resolve(FACE_LANDMARKER), config.tracker.mirror, lambda: open_tracker(config, store))
+    from veilcam.models.face_model import moving_basis
+
+    from .facekit_avatar import face_model_and_mesh
+
+    moving_basis(*face_model_and_mesh(store))
 
 
 def make_filter(config: Config) -> FaceFilter:

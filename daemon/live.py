@@ -32,8 +32,9 @@ replaced the same way, after a growing back-off; running out of memory steps
 down `fallback_selection` instead of retrying the same thing. The supervisor
 also preloads (`preload`): a few seconds after start-up it builds other avatars
 into the free warm-parking places, one at a time, so a first switch to them is
-as quick as a switch back; and at the same quiet moments (`stock`) it keeps a
-spare face tracker in the pool for the next cold switch.
+as quick as a switch back; and at the same quiet moments (`stock`) it prepares
+what a cold switch would otherwise pay for: a spare face tracker in the pool,
+and the face model loaded.
 
 Fail-closed, in four places: with privacy on, a processor that is not a
 `FrameProcessor` is refused when it is built, when it would become active,
@@ -104,12 +105,12 @@ def default_builder(source: Source) -> ProcessorBuilder:
 
 
 def default_stock(source: Source) -> Callable[[Config], None] | None:
-    """What to prepare while the output is settled: a spare face tracker, for a camera or video."""
+    """What to prepare while the output is settled, for a camera or video (`factory.stock_for_switches`)."""
     if not isinstance(source, FrameSource):
         return None
-    from .factory import stock_tracker
+    from .factory import stock_for_switches
 
-    return stock_tracker
+    return stock_for_switches
 
 
 @dataclass(frozen=True)
@@ -515,7 +516,7 @@ class LivePipeline(Pipeline):
 
     def _stock_when_due(self) -> None:
         """Once the output has settled after start-up or a switch, with nothing loading:
-        `stock` (a spare tracker, ~40 ms, which a cold switch would otherwise pay)."""
+        `stock` (a spare tracker and the face model, which a cold switch would otherwise pay for)."""
         with self._lock:
             busy = self._pending is not None or self._preloading is not None or self._restart is not None
             if self.stock is None or self._stock_at is None or busy or time.perf_counter() < self._stock_at:
@@ -524,7 +525,7 @@ class LivePipeline(Pipeline):
         try:
             self.stock(self.config)
         except Exception as exc:  # only the next switch is slower
-            log.info("could not prepare a spare tracker: %s", exc)
+            log.info("could not prepare for the next switch: %s", exc)
 
     def _fail(self, r: Runner, message: str, exc: BaseException | None) -> None:
         """The active runner `r` failed: card now, a replacement soon."""

@@ -327,7 +327,7 @@ def build_render_mesh(model: FaceModel) -> RenderMesh:
 
 
 @lru_cache(maxsize=4)
-def _moving_basis(model: FaceModel, mesh: RenderMesh) -> np.ndarray:
+def moving_basis(model: FaceModel, mesh: RenderMesh) -> np.ndarray:
     """The expression basis over the mesh's moving render vertices, (E, 3·moving),
     read-only: gathering it from the model takes ~10 ms, and every rig of the same
     model and mesh (every face-model avatar build) needs the same one."""
@@ -354,7 +354,7 @@ class FaceRig:
         # One pass over the identity basis (~30 MB), none for the mean face: this runs on every avatar switch.
         full_rest = model.evaluate(self.identity if self.identity.any() else None)
         self.rest = full_rest[src]  # (N, 3)
-        self._basis = _moving_basis(model, self.mesh)
+        self._basis = moving_basis(model, self.mesh)
         self._out = np.empty_like(self.rest)
         self.eye_pivots = np.empty((2, 3), np.float32)
         self.eye_axes = np.empty((2, 3), np.float32)

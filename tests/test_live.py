@@ -205,14 +205,17 @@ def test_a_switch_rehearses_on_the_item_the_active_avatar_just_read() -> None:
         assert len(recorder.items) == 2 and recorder.items[1] is not shown and recorder.items[1] is not None
 
 
-def test_once_settled_the_pipeline_keeps_a_spare_tracker_for_the_next_switch(test_backend: str, canary_clip: Path) -> None:
+def test_once_settled_the_pipeline_prepares_a_spare_tracker_and_the_face_model_for_the_next_switch(test_backend: str, canary_clip: Path) -> None:
+    from veilcam.daemon import facekit_avatar
     from veilcam.daemon.tracker_pool import TRACKERS
 
-    TRACKERS.close()  # no spare left over from other tests
+    TRACKERS.close()  # nothing left over from other tests
+    facekit_avatar._load.cache_clear()
     with LiveRig(live_config(test_backend, canary_source(canary_clip)), Selection("avatar", "porcelain")) as rig:
         rig.wait_frames(5)
-        assert TRACKERS.idle_count() == 0  # the avatar on air holds the only tracker
-        rig.wait_for(lambda: TRACKERS.idle_count() == 1, timeout=15)
+        assert TRACKERS.idle_count() == 0  # the avatar on air (a mask) holds the only tracker
+        assert facekit_avatar._load.cache_info().currsize == 0
+        rig.wait_for(lambda: TRACKERS.idle_count() == 1 and facekit_avatar._load.cache_info().currsize == 1, timeout=15)
 
 
 def test_the_avatar_on_air_slows_down_while_a_switch_builds(test_backend: str) -> None:

@@ -294,3 +294,15 @@ def test_a_damaged_checks_record_only_costs_a_check(tmp_path) -> None:
     assert c.store(tmp_path).resolve("m.bin") == c.dir / "m.bin"
     assert c.store(tmp_path).resolve("m.bin") == c.dir / "m.bin"
     assert c.calls == 1  # the record was rewritten whole
+
+
+def test_preparing_for_switches_never_downloads(tmp_path, monkeypatch) -> None:
+    from veilcam.daemon.config import Config
+    from veilcam.daemon.factory import stock_for_switches
+
+    monkeypatch.delenv(ENV_MODEL_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # an empty cache: every model is missing
+    with pytest.raises(ModelFileError, match="downloads are disabled"):
+        stock_for_switches(Config())  # the config allows downloads; a background preparation still must not
+    models = tmp_path / "xdg" / "veilcam" / "models"
+    assert not models.exists() or not any(models.iterdir())
