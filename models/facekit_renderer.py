@@ -57,6 +57,10 @@ NECK_FADE = (-16.5, -12.0)
 #: band with the eyeball image (EYE_SIZE square, bottom left).
 TEXTURE_SIZE = 1024
 EYE_SIZE = 256
+#: Mip levels of the atlas: down to 1/32 of its size, all a face of 32 px or more
+#: samples. Each further level cost an upload round trip through the GIL on a
+#: cold avatar switch (up to 50 ms in all while another avatar was rendering).
+ATLAS_MIP_LEVELS = 6
 PAINT_SIZE = 512  # the painted face is smooth: paint at this size and scale it up
 _TEX_WIDTH = 1024
 #: Upper and lower inner-lip landmarks (iBUG 68), facing pairs.
@@ -358,11 +362,11 @@ class FaceKitRenderer(FaceRenderer):
             band[:, :EYE_SIZE] = eye
             rgb = np.concatenate([face, band])[::-1]  # bottom row first
             rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])  # uploads twice as fast as RGB
-            return pack_mip_chain(mip_chain(rgba))
+            return pack_mip_chain(mip_chain(rgba, ATLAS_MIP_LEVELS))
 
         inputs = bake_inputs if look.texture is None else [*bake_inputs, look.texture]
         packed = self._bake("facekit-atlas", inputs, chain)
-        return mipmapped_texture(self.ctx, unpack_mip_chain(packed, TEXTURE_SIZE + EYE_SIZE, TEXTURE_SIZE, 4))
+        return mipmapped_texture(self.ctx, unpack_mip_chain(packed, TEXTURE_SIZE + EYE_SIZE, TEXTURE_SIZE, 4, ATLAS_MIP_LEVELS))
 
     def _paint_face(self) -> np.ndarray:
         material = self.model.material_names.index("M_Face")

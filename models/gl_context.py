@@ -41,14 +41,15 @@ def _libgl() -> ctypes.CDLL | None:
         return None
 
 
-def mip_chain(image: np.ndarray) -> list[np.ndarray]:
+def mip_chain(image: np.ndarray, levels: int | None = None) -> list[np.ndarray]:
     """GL's mip chain of an (H, W, C) uint8 image, each level box-filtered from the
-    one before (OpenCV's area resize), halving (rounding down) to 1x1."""
-    levels = [np.ascontiguousarray(image, np.uint8)]
-    while max(levels[-1].shape[:2]) > 1:
-        h, w = levels[-1].shape[:2]
-        levels.append(np.ascontiguousarray(cv2.resize(levels[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)))
-    return levels
+    one before (OpenCV's area resize), halving (rounding down) to 1x1, or the first
+    `levels` of it (the texture then stops there: `mipmapped_texture`)."""
+    chain = [np.ascontiguousarray(image, np.uint8)]
+    while max(chain[-1].shape[:2]) > 1 and (levels is None or len(chain) < levels):
+        h, w = chain[-1].shape[:2]
+        chain.append(np.ascontiguousarray(cv2.resize(chain[-1], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)))
+    return chain
 
 
 def pack_mip_chain(levels: list[np.ndarray]) -> np.ndarray:
@@ -56,34 +57,36 @@ def pack_mip_chain(levels: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([level.ravel() for level in levels])
 
 
-def unpack_mip_chain(flat: np.ndarray, height: int, width: int, channels: int) -> list[np.ndarray]:
-    """The levels of a packed chain of an image of this shape; ValueError if it does not fit."""
-    levels, offset = [], 0
+def unpack_mip_chain(flat: np.ndarray, height: int, width: int, channels: int, levels: int | None = None) -> list[np.ndarray]:
+    """The levels of a packed chain (`mip_chain(image, levels)`) of an image of this
+    shape; ValueError if it does not fit."""
+    chain, offset = [], 0
     h, w = height, width
     while True:
         n = h * w * channels
         if flat.dtype != np.uint8 or offset + n > flat.size:
             raise ValueError("not a mip chain of that size")
-        levels.append(flat[offset: offset + n].reshape(h, w, channels))
+        chain.append(flat[offset: offset + n].reshape(h, w, channels))
         offset += n
-        if max(h, w) == 1:
+        if max(h, w) == 1 or (levels is not None and len(chain) == levels):
             break
         h, w = max(1, h // 2), max(1, w // 2)
     if offset != flat.size:
         raise ValueError("not a mip chain of that size")
-    return levels
+    return chain
 
 
 def mipmapped_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> moderngl.Texture:
-    """An RGB or RGBA texture with trilinear filtering from a full mip chain (`mip_chain`), rows bottom first.
+    """An RGB or RGBA texture with trilinear filtering from a mip chain (`mip_chain`), rows bottom first.
 
     Mesa's llvmpipe spends ~60 ms in glGenerateMipmap for each new texture, holding
     the GIL in moderngl, which stalled the output while an avatar was being built;
     so the levels come from the CPU (and from the bake cache) and are uploaded with
     glTexImage2D through libOpenGL (ctypes releases the GIL meanwhile: while
-    another avatar renders, an upload can take tens of ms). RGBA uploads in about
-    half the time of RGB (llvmpipe stores both as RGBA). Falls back to
-    `build_mipmaps` where libOpenGL is missing. `ctx` must be current.
+    another avatar renders, each call can wait that long for the GIL to come back:
+    a chain cut short uploads with fewer waits). RGBA uploads in about half the
+    time of RGB (llvmpipe stores both as RGBA). Falls back to `build_mipmaps`
+    (the full chain) where libOpenGL is missing. `ctx` must be current.
     """
     base = np.ascontiguousarray(levels[0])
     channels = base.shape[2]

@@ -40,8 +40,8 @@ def test_libopengl_is_there_so_mip_levels_come_from_the_cpu() -> None:
     assert gl_context._libgl() is not None
 
 
-@pytest.mark.parametrize("channels", [3, 4])
-def test_cpu_mip_levels_sample_like_the_drivers_own(channels: int) -> None:
+@pytest.mark.parametrize(("channels", "levels"), [(3, None), (4, None), (4, 6)])
+def test_cpu_mip_levels_sample_like_the_drivers_own(channels: int, levels: int | None) -> None:
     rng = np.random.default_rng(3)
     stripes = np.full((160, 128, channels), 255, np.uint8)  # fine detail that aliases without mipmaps
     stripes[..., :3] = 0
@@ -50,7 +50,7 @@ def test_cpu_mip_levels_sample_like_the_drivers_own(channels: int) -> None:
     ctx = gl_context.create_headless_context()
     try:
         with ctx:
-            ours = gl_context.mipmapped_texture(ctx, gl_context.mip_chain(stripes))
+            ours = gl_context.mipmapped_texture(ctx, gl_context.mip_chain(stripes, levels))
             theirs = ctx.texture((128, 160), channels, stripes.tobytes(), alignment=1)
             theirs.build_mipmaps()
             theirs.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
@@ -71,3 +71,6 @@ def test_a_packed_mip_chain_unpacks_to_the_same_levels_and_only_at_its_size() ->
     for shape in ((36, 20, 3), (37, 20, 4)):
         with pytest.raises(ValueError):
             gl_context.unpack_mip_chain(gl_context.pack_mip_chain(chain), *shape)
+    short = gl_context.mip_chain(image, 3)
+    assert [lv.shape[:2] for lv in short] == [(37, 20), (18, 10), (9, 5)]
+    assert all(np.array_equal(a, b) for a, b in zip(short, gl_context.unpack_mip_chain(gl_context.pack_mip_chain(short), 37, 20, 3, 3)))
