@@ -679,10 +679,11 @@ class LivePipeline(Pipeline):
         """What the active avatar's tracker found in `item`, if it has tracked it, for
         runner `r` (an avatar with the same tracker settings) to rehearse on."""
         active = self._active
-        p = active.processor if active is not None else None
-        if not isinstance(p, FrameProcessor) or not isinstance(r.processor, FrameProcessor) or active.config.tracker != r.config.tracker:  # type: ignore[union-attr]
+        if active is None or active.config.tracker != r.config.tracker:
             return None
-        last = p.last_tracked
+        if not isinstance(active.processor, FrameProcessor) or not isinstance(r.processor, FrameProcessor):
+            return None
+        last = active.processor.last_tracked
         return last[1] if last is not None and last[0] is item else None
 
     def _read(self) -> object | None:
