@@ -279,3 +279,17 @@ def test_a_new_avatar_rehearses_on_what_the_avatar_on_air_tracked(test_backend: 
         finally:
             on_air.processor.close()
             newcomer.processor.close()
+
+
+def test_the_live_benchmark_table_counts_switches_over_the_target() -> None:
+    from veilcam.daemon.live_bench import _summary, format_live_table
+
+    one = _summary([0.05])
+    report = {
+        "switch_ms": {"cold": _summary([0.08, 0.12, 0.21, 0.25]), "cold_by_avatar": {}, "warm": one, "to_placeholder": one, "placeholder_to_avatar": one},
+        "watchdog_ms": {"hang_to_card": one, "hang_to_avatar_again": one},
+        "output_interval_ms": {"steady": _summary([0.033] * 5)},
+        "output": [1280, 720, 30.0], "source": "x.mp4", "watchdog_s": 0.5, "avatars": ["a"], "restarts_not_injected": 0, "failures": {},
+    }
+    cold = format_live_table(report).splitlines()[1].split()
+    assert cold[-1] == "2" and cold[-2] == "250.0", "two of four cold switches took over 200 ms"
