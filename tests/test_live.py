@@ -233,7 +233,7 @@ def test_the_avatar_on_air_slows_down_while_a_switch_builds(test_backend: str) -
 
             def counted(item, *tracked):
                 calls.append((selection.avatar, time.perf_counter()))
-                time.sleep(0.02)  # a frame's work at full size
+                time.sleep(0.03)  # a frame's work at full size
                 return process(item, *tracked)
 
             processor.process = counted
@@ -248,7 +248,8 @@ def test_the_avatar_on_air_slows_down_while_a_switch_builds(test_backend: str) -
     before = [t for name, t in calls if name == "porcelain" and built["start"] - 0.8 < t < built["start"]]
     rate_before, rate_during = len(before) / 0.8, len(during) / (built["end"] - built["start"] - 0.1)
     assert rate_during > 5, "the avatar on air must keep rendering while the switch builds"
-    assert rate_during < 0.7 * rate_before, (rate_before, rate_during)
+    added = 1 / rate_during - 1 / rate_before  # seconds per frame: about a frame interval more
+    assert added > 0.5 / 30, (rate_before, rate_during)
 
 
 def test_a_new_avatar_rehearses_on_what_the_avatar_on_air_tracked(test_backend: str, canary_clip: Path) -> None:
