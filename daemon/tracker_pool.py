@@ -24,6 +24,10 @@ from veilcam.models.landmarker import FaceLandmarker
 _Key = tuple[Path, int, bool]  # model file, its mtime, mirror
 
 
+def _key(model_path: Path, mirror: bool) -> _Key:
+    return (model_path, model_path.stat().st_mtime_ns, mirror)
+
+
 class PooledTracker:
     """A tracker on loan: `close` returns it to the pool if it never failed."""
 
@@ -61,7 +65,7 @@ class TrackerPool:
 
     def lease(self, model_path: Path, mirror: bool, open_new: Callable[[], FaceLandmarker]) -> PooledTracker:
         """An idle tracker of this model file and mirror setting, else a new one from `open_new`."""
-        key = (model_path, model_path.stat().st_mtime_ns, mirror)
+        key = _key(model_path, mirror)
         with self._lock:
             idle = self._idle.get(key)
             tracker = idle.pop() if idle else None
@@ -70,7 +74,7 @@ class TrackerPool:
     def stock(self, model_path: Path, mirror: bool, open_new: Callable[[], FaceLandmarker]) -> None:
         """Open a spare tracker now, at a quiet moment, unless one is idle already: the
         next switch then takes it instead of creating one in its build."""
-        key = (model_path, model_path.stat().st_mtime_ns, mirror)
+        key = _key(model_path, mirror)
         with self._lock:
             if self._idle.get(key):
                 return
