@@ -221,22 +221,25 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
 
 
 def format_live_table(report: dict[str, Any]) -> str:
-    rows = [
+    switches = [
         ("switch, cold (build + warm-up)", report["switch_ms"]["cold"]),
+        *((f"  cold, to {name}", s) for name, s in report["switch_ms"]["cold_by_avatar"].items()),
         ("switch, warm (parked avatar)", report["switch_ms"]["warm"]),
         ("avatar -> placeholder (panic)", report["switch_ms"]["to_placeholder"]),
         ("placeholder -> avatar", report["switch_ms"]["placeholder_to_avatar"]),
+    ]
+    watchdog = [
         ("watchdog: hang -> card", report["watchdog_ms"]["hang_to_card"]),
         ("watchdog: hang -> avatar again", report["watchdog_ms"]["hang_to_avatar_again"]),
     ]
     gaps = [(f"output interval, {k.replace('_', ' ')}", v) for k, v in report["output_interval_ms"].items()]
-    rows[1:1] = [(f"  cold, to {name}", s) for name, s in report["switch_ms"]["cold_by_avatar"].items()]
     over = f"over_{SWITCH_TARGET_MS}ms"
     lines = [f"{'measure':<34}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'>' + str(SWITCH_TARGET_MS) + 'ms':>8}"]
-    for name, s in rows:
-        nan = float("nan")
-        count = "-" if name.startswith("watchdog") else s.get(over, "-")  # the target is for switches
-        lines.append(f"{name:<34}{s['n']:>6}{s.get('p50', nan):>9.1f}{s.get('p95', nan):>9.1f}{s.get('max', nan):>9.1f}{count:>8}")
+    nan = float("nan")
+    for rows, is_switch in ((switches, True), (watchdog, False)):  # the target is for switches
+        for name, s in rows:
+            count = s.get(over, "-") if is_switch else "-"
+            lines.append(f"{name:<34}{s['n']:>6}{s.get('p50', nan):>9.1f}{s.get('p95', nan):>9.1f}{s.get('max', nan):>9.1f}{count:>8}")
     lines.append("")
     lines.append(f"{'output interval (sink)':<34}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'>50ms':>7}{'>100ms':>7}")
     for name, s in gaps:
