@@ -82,9 +82,9 @@ def mipmapped_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> modern
     Mesa's llvmpipe spends ~60 ms in glGenerateMipmap for each new texture, holding
     the GIL in moderngl, which stalled the output while an avatar was being built;
     so the levels come from the CPU (and from the bake cache) and are uploaded with
-    glTexImage2D through libOpenGL (ctypes releases the GIL meanwhile: while
-    another avatar renders, each call can wait that long for the GIL to come back:
-    a chain cut short uploads with fewer waits). RGBA uploads in about half the
+    glTexImage2D through libOpenGL. ctypes releases the GIL for each call, and
+    while another avatar renders each call can wait for it to come back, so a
+    chain cut short uploads with fewer waits. RGBA uploads in about half the
     time of RGB (llvmpipe stores both as RGBA). Falls back to `build_mipmaps`
     (the full chain) where libOpenGL is missing. `ctx` must be current.
     """
