@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .control_cli import add_control_commands
 from .errors import VeilCamError
+from .memory import retain_freed_memory
 
 if TYPE_CHECKING:
     from .config import Config
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     # the rest (~0.2 s): `veilcam panic` bound to a key should act at once.
     parser, control = control_parser()
     if not (argv[:1] and argv[0] in control):
+        retain_freed_memory()  # before any thread starts: see daemon/memory.py
         parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
