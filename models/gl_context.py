@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 from functools import lru_cache
 
 import cv2
@@ -14,13 +15,22 @@ MIN_GL_VERSION = 330
 _INSTALL_HINT = "install libegl1 libegl-mesa0 libgl1-mesa-dri (Debian/Ubuntu) or your GPU driver's EGL/OpenGL libraries"
 
 
+@lru_cache(maxsize=1)
+def _egl_libraries() -> dict[str, str]:
+    """libGL and libEGL as the system names them, looked up once per process:
+    glcontext otherwise runs `ldconfig -p` (a fork of the whole daemon) for each
+    new context, i.e. on every avatar switch."""
+    found = {"libgl": ctypes.util.find_library("GL"), "libegl": ctypes.util.find_library("EGL")}
+    return {key: name for key, name in found.items() if name}
+
+
 def create_headless_context() -> moderngl.Context:
     """A standalone OpenGL >= 3.3 core context over EGL (no display needed).
 
     Raises RuntimeError with a one-line fix when EGL or OpenGL is missing.
     """
     try:
-        ctx = moderngl.create_context(standalone=True, backend="egl", require=MIN_GL_VERSION)
+        ctx = moderngl.create_context(standalone=True, backend="egl", require=MIN_GL_VERSION, **_egl_libraries())
     except Exception as exc:  # moderngl/glcontext raise bare Exception for a missing library
         raise RuntimeError(f"cannot create a headless OpenGL context over EGL ({exc}); on Linux, {_INSTALL_HINT}") from exc
     return ctx
@@ -91,7 +101,7 @@ def mipmapped_texture(ctx: moderngl.Context, levels: list[np.ndarray]) -> modern
     base = np.ascontiguousarray(levels[0])
     channels = base.shape[2]
     internal, layout = _GL_FORMATS[channels]
-    texture = ctx.texture((base.shape[1], base.shape[0]), channels, base.tobytes(), alignment=1)
+    texture = ctx.texture((base.shape[1], base.shape[0]), channels, base, alignment=1)  # no copy: fresh pages cost
     gl = _libgl()
     if gl is None:
         texture.build_mipmaps()
