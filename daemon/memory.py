@@ -14,7 +14,6 @@ high-water mark (the soak benchmark watches RSS over time).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -32,11 +31,9 @@ def retain_freed_memory() -> bool:
     (macOS, Windows, musl), which then keeps its own allocator's behaviour.
 
     Call it at start-up, before threads allocate: arenas already made stay."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc's, where it is glibc
+    except (OSError, TypeError, AttributeError):
         return False
     done = all(mallopt(param, value) == 1 for param, value in
                ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
