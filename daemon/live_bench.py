@@ -107,6 +107,7 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
     results: dict[str, list[float]] = {"cold": [], "cold_build": [], "warm": [], "to_card": [], "to_avatar": [], "watchdog": [], "restart": []}
     failures: dict[str, int] = {}
     cold_by_avatar: dict[str, list[float]] = {}
+    cold_in_order: list[dict[str, Any]] = []  # which switch was slow: a look's first build in the process, or a later one
 
     def trial(phase: str, measure: Callable[[], None]) -> None:
         """One measurement; a timeout or refusal is counted, not fatal (an overloaded machine)."""
@@ -131,6 +132,7 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
             if kind == "cold":
                 results["cold_build"].append(returned)
                 cold_by_avatar.setdefault(target, []).append(t1 - t0)
+                cold_in_order.append({"avatar": target, "ms": round((t1 - t0) * 1000, 1)})
             windows[kind].append((t0, t1 + GAP_WINDOW_AFTER_S))
 
         def panic_and_back() -> None:
@@ -205,6 +207,7 @@ def run_live_benchmark(config: Config, switches: int, hangs: int) -> dict[str, A
             "cold": _summary(results["cold"]),
             "cold_select_returned": _summary(results["cold_build"]),
             "cold_by_avatar": {name: _summary(values) for name, values in cold_by_avatar.items()},
+            "cold_in_order": cold_in_order,
             "warm": _summary(results["warm"]),
             "to_placeholder": _summary(results["to_card"]),
             "placeholder_to_avatar": _summary(results["to_avatar"]),
