@@ -53,16 +53,16 @@ def lease_tracker(config: Config, store: ModelStore) -> PooledTracker:
 def stock_for_switches(config: Config) -> None:
     """Prepare, at a quiet moment, what a cold avatar switch would otherwise pay for:
     a spare tracker in the pool (`TrackerPool.stock`), and the face model with its
-    render mesh and expression basis, loaded once per process (~40 ms on the first
-    face-model switch). Nothing is downloaded for this: a missing model file is left
-    to the switch that needs it."""
+    render mesh and what its renderers share, computed once per process (50-150 ms
+    on the first face-model switch). Nothing is downloaded for this: a missing
+    model file is left to the switch that needs it."""
     store = model_store(config, download=False)
     TRACKERS.stock(store.resolve(FACE_LANDMARKER), config.tracker.mirror, lambda: open_tracker(config, store))
-    from veilcam.models.face_model import moving_basis
+    from veilcam.models.facekit_renderer import prepare_shared
 
     from .facekit_avatar import face_model_and_mesh
 
-    moving_basis(*face_model_and_mesh(store))
+    prepare_shared(*face_model_and_mesh(store))
 
 
 def make_filter(config: Config) -> FaceFilter:

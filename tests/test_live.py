@@ -3,6 +3,7 @@ pyvirtualcam backend: what the virtual camera received, frame by frame."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -207,15 +208,23 @@ def test_a_switch_rehearses_on_the_item_the_active_avatar_just_read() -> None:
 
 def test_once_settled_the_pipeline_prepares_a_spare_tracker_and_the_face_model_for_the_next_switch(test_backend: str, canary_clip: Path) -> None:
     from veilcam.daemon import facekit_avatar
+    from veilcam.daemon.factory import make_renderer
     from veilcam.daemon.tracker_pool import TRACKERS
+    from veilcam.models.face_model import moving_basis
 
     TRACKERS.close()  # nothing left over from other tests
     facekit_avatar._load.cache_clear()
-    with LiveRig(live_config(test_backend, canary_source(canary_clip)), Selection("avatar", "porcelain")) as rig:
+    moving_basis.cache_clear()
+    config = live_config(test_backend, canary_source(canary_clip))
+    with LiveRig(config, Selection("avatar", "porcelain")) as rig:
         rig.wait_frames(5)
         assert TRACKERS.idle_count() == 0  # the avatar on air (a mask) holds the only tracker
         assert facekit_avatar._load.cache_info().currsize == 0
         rig.wait_for(lambda: TRACKERS.idle_count() == 1 and facekit_avatar._load.cache_info().currsize == 1, timeout=15)
+    prepared = moving_basis.cache_info()
+    assert prepared.currsize == 1
+    make_renderer(dataclasses.replace(config, avatar=dataclasses.replace(config.avatar, name="human"))).close()
+    assert moving_basis.cache_info().misses == prepared.misses, "the first face-model avatar uses the basis prepared for it"
 
 
 def test_the_avatar_on_air_slows_down_while_a_switch_builds(test_backend: str) -> None:
