@@ -18,6 +18,7 @@ from .avatars import FACE_LANDMARKER, build_renderer, find_avatar
 from .compositor import Compositor
 from .config import Config
 from .errors import ConfigError, ModelFileError
+from .memory import build_reserve_bytes, reserve_heap
 from .model_store import ModelStore
 from .sinks import NullSink, PreviewSink, TeeSink, VideoFileSink, VirtualCameraSink
 from .sinks.base import Sink
@@ -52,10 +53,11 @@ def lease_tracker(config: Config, store: ModelStore) -> PooledTracker:
 
 def stock_for_switches(config: Config) -> None:
     """Prepare, at a quiet moment, what a cold avatar switch would otherwise pay for:
-    a spare tracker in the pool (`TrackerPool.stock`), and the face model with its
+    a spare tracker in the pool (`TrackerPool.stock`), the face model with its
     render mesh and what its renderers share, computed once per process (50-150 ms
-    on the first face-model switch). Nothing is downloaded for this: a missing
-    model file is left to the switch that needs it."""
+    on the first face-model switch), and heap memory for a build (`reserve_heap`).
+    Nothing is downloaded for this: a missing model file is left to the switch
+    that needs it."""
     store = model_store(config, download=False)
     TRACKERS.stock(store.resolve(FACE_LANDMARKER), config.tracker.mirror, lambda: open_tracker(config, store))
     from veilcam.models.facekit_renderer import prepare_shared
@@ -63,6 +65,7 @@ def stock_for_switches(config: Config) -> None:
     from .facekit_avatar import face_model_and_mesh
 
     prepare_shared(*face_model_and_mesh(store))
+    reserve_heap(build_reserve_bytes(config.output.width, config.output.height))
 
 
 def make_filter(config: Config) -> FaceFilter:

@@ -47,3 +47,39 @@ def test_a_block_freed_by_one_thread_is_reused_by_the_next_without_faulting():
     assert tuned["tuned"] is True
     assert default["faults"] > default["pages"] // 2  # the premise: by default the pages come fresh
     assert tuned["faults"] < tuned["pages"] // 20
+
+
+_FIRST_BUILD = """
+import ctypes, json, resource, sys, threading
+from veilcam.daemon.memory import reserve_heap, retain_freed_memory
+retain_freed_memory()
+reserved = again = 0
+if sys.argv[1] == "reserved":
+    reserved = reserve_heap(32 << 20)
+    again = reserve_heap(16 << 20)  # no more than is there already: nothing to do
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+SIZE = 6 << 20
+faults = {}
+def build():  # the first avatar build of a process: three textures and framebuffers
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(3):
+        block = libc.malloc(SIZE); libc.memset(block, 1, SIZE)
+    faults["n"] = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+t = threading.Thread(target=build); t.start(); t.join()
+print(json.dumps({"reserved": reserved, "again": again, "faults": faults["n"], "pages": 3 * SIZE // resource.getpagesize()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux")
+def test_a_reserved_heap_spares_the_first_build_its_page_faults():
+    def probe(mode: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", _FIRST_BUILD, mode], capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(out.stdout)
+
+    plain, reserved = probe("plain"), probe("reserved")
+    assert plain["faults"] > plain["pages"] // 2  # nothing retired yet: fresh pages
+    assert reserved["reserved"] == 32 << 20 and reserved["again"] == 0
+    assert reserved["faults"] < reserved["pages"] // 20
