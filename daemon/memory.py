@@ -13,8 +13,9 @@ high-water mark (the soak benchmark watches RSS over time).
 The first switches of a process have nothing retired to take over yet, so the
 daemon also grows the heap once, at a quiet moment, by about what a build
 allocates (`reserve_heap`): the first build of each look then runs as fast as
-later ones (on the 2-core VM, 110-160 ms -> 42-55 ms uncontended, for ~20 MB
-more RSS in the steady state).
+later ones (on the 2-core VM, 110-160 ms -> 42-55 ms uncontended). The reserve
+stays resident (+64 MiB at 1280x720 until builds take it over), about the cost
+of one more warm avatar.
 """
 
 from __future__ import annotations
