@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from functools import lru_cache
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,24 @@ _state = {"retaining": False, "reserved": 0}
 _RESERVE_BLOCK = 8 << 20  # under MMAP_THRESHOLD: such blocks are carved from the heap, and stay there once freed
 
 
+@lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    """The process's own symbols (libc's), with the prototypes used here."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
 def retain_freed_memory() -> bool:
     """Tune glibc's allocator as the module doc says; False where there is no glibc
     (macOS, Windows, musl), which then keeps its own allocator's behaviour.
 
     Call it at start-up, before threads allocate: arenas already made stay."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc's, where it is glibc
+        mallopt = _libc().mallopt  # glibc's only
     except (OSError, TypeError, AttributeError):
         return False
     done = all(mallopt(param, value) == 1 for param, value in
@@ -66,11 +78,7 @@ def reserve_heap(size: int) -> int:
     Does nothing unless `retain_freed_memory` took effect: freed blocks would go back."""
     if not _state["retaining"] or size <= _state["reserved"]:
         return 0
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+    libc = _libc()
     blocks = []
     try:
         for _ in range(-(-size // _RESERVE_BLOCK)):  # all held at once, so the heap grows by the whole size

@@ -12,15 +12,18 @@ import sys
 
 import pytest
 
-_PROBE = """
+_LIBC = """
 import ctypes, json, resource, sys, threading
-from veilcam.daemon.memory import retain_freed_memory
-tuned = retain_freed_memory() if sys.argv[1] == "tuned" else None
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+"""
+
+_PROBE = _LIBC + """
+from veilcam.daemon.memory import retain_freed_memory
+tuned = retain_freed_memory() if sys.argv[1] == "tuned" else None
 SIZE = 24 << 20  # as a renderer's textures and framebuffers (numpy itself asks for huge pages)
 def first():
     block = libc.malloc(SIZE); libc.memset(block, 1, SIZE); libc.free(block)  # an avatar retired
@@ -35,32 +38,27 @@ print(json.dumps({"tuned": tuned, "faults": faults["n"], "pages": SIZE // resour
 """
 
 
-def _probe(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=60, check=True)
+def _probe(script: str, mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux")
 def test_a_block_freed_by_one_thread_is_reused_by_the_next_without_faulting():
-    default = _probe("default")
-    tuned = _probe("tuned")
+    default = _probe(_PROBE, "default")
+    tuned = _probe(_PROBE, "tuned")
     assert tuned["tuned"] is True
     assert default["faults"] > default["pages"] // 2  # the premise: by default the pages come fresh
     assert tuned["faults"] < tuned["pages"] // 20
 
 
-_FIRST_BUILD = """
-import ctypes, json, resource, sys, threading
+_FIRST_BUILD = _LIBC + """
 from veilcam.daemon.memory import reserve_heap, retain_freed_memory
 retain_freed_memory()
 reserved = again = 0
 if sys.argv[1] == "reserved":
     reserved = reserve_heap(32 << 20)
     again = reserve_heap(16 << 20)  # no more than is there already: nothing to do
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
 SIZE = 6 << 20
 faults = {}
 def build():  # the first avatar build of a process: three textures and framebuffers
@@ -75,11 +73,7 @@ print(json.dumps({"reserved": reserved, "again": again, "faults": faults["n"], "
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux")
 def test_a_reserved_heap_spares_the_first_build_its_page_faults():
-    def probe(mode: str) -> dict:
-        out = subprocess.run([sys.executable, "-c", _FIRST_BUILD, mode], capture_output=True, text=True, timeout=60, check=True)
-        return json.loads(out.stdout)
-
-    plain, reserved = probe("plain"), probe("reserved")
+    plain, reserved = _probe(_FIRST_BUILD, "plain"), _probe(_FIRST_BUILD, "reserved")
     assert plain["faults"] > plain["pages"] // 2  # nothing retired yet: fresh pages
     assert reserved["reserved"] == 32 << 20 and reserved["again"] == 0
     assert reserved["faults"] < reserved["pages"] // 20
