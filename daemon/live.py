@@ -33,8 +33,8 @@ down `fallback_selection` instead of retrying the same thing. The supervisor
 also preloads (`preload`): a few seconds after start-up it builds other avatars
 into the free warm-parking places, one at a time, so a first switch to them is
 as quick as a switch back; and at the same quiet moments (`stock`) it prepares
-what a cold switch would otherwise pay for: a spare face tracker in the pool,
-and the face model loaded.
+what a cold switch would otherwise pay for (`factory.stock_for_switches`: a
+spare face tracker in the pool, the face model, heap memory for a build).
 
 Fail-closed, in four places: with privacy on, a processor that is not a
 `FrameProcessor` is refused when it is built, when it would become active,
@@ -516,7 +516,7 @@ class LivePipeline(Pipeline):
 
     def _stock_when_due(self) -> None:
         """Once the output has settled after start-up or a switch, with nothing loading:
-        `stock` (a spare tracker and the face model, which a cold switch would otherwise pay for)."""
+        `stock` (what a cold switch would otherwise pay for: `factory.stock_for_switches`)."""
         with self._lock:
             busy = self._pending is not None or self._preloading is not None or self._restart is not None
             if self.stock is None or self._stock_at is None or busy or time.perf_counter() < self._stock_at:
