@@ -8,8 +8,8 @@ half of the face) lies in the texture. Then:
 1. Photo: texels that face the camera, are not hidden and fall inside the
    tracked face outline (not in the eye or mouth openings) take the photo's
    colour, weighted so the weight fades out towards grazing angles and the
-   outline instead of cutting off. Near the outline, colours unlike the skin
-   (hair, background) are dropped. The photo's broad light and shadow are
+   outline instead of cutting off. Near the outline and above the brows,
+   colours unlike the skin (hair, a fringe, background) are dropped. The photo's broad light and shadow are
    evened out, since the renderer lights the face itself.
 2. Mirror: a texel the photo shows poorly takes its mirror texel's colour
    where that one is well seen (a face turned a little still shows one whole
@@ -57,6 +57,10 @@ FEATHER = 0.05
 #: Within this distance of the outline (fraction of the eye distance), photo
 #: colours unlike the skin (hair over the temples, background) are not used.
 RIM_WIDTH = 0.35
+#: Nor are they above the brows (a fringe over the forehead): from this far above
+#: the brows' upper edge, fully from this much further (fractions of the eye distance).
+BROW_CLEARANCE = 0.03
+FOREHEAD_RAMP = 0.08
 #: Where the cheeks are on the neutral face (cm): |x| and y ranges.
 CHEEK_X_CM = (2.5, 5.5)
 CHEEK_Y_CM = (-2.5, 1.5)
@@ -144,11 +148,11 @@ class PhotoTrust:
     """Per photo pixel, float32 in [0, 1]."""
 
     region: np.ndarray  # (H, W) inside the face outline, away from the eye and mouth openings
-    rim: np.ndarray  # (H, W) near the outline, where hair and background reach into the face
+    hair_prone: np.ndarray  # (H, W) near the outline and above the brows, where hair and background may cover the skin
 
 
 def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> PhotoTrust:
-    """Which photo pixels can be trusted to show the face's skin, and which lie on its rim."""
+    """Which photo pixels can be trusted to show the face's skin, and where hair may cover it."""
     h, w = shape
     eyes = [landmarks_px[e, :2] for e in contours.eyes]
     iod = float(np.linalg.norm(eyes[0].mean(0) - eyes[1].mean(0)))
@@ -172,7 +176,29 @@ def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, conto
         region *= 1.0 - grown(polygon(landmarks_px[opening, :2]), OPENING_MARGIN * iod)
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 5)  # pixels inside the outline
     rim = 1.0 - _smoothstep(0.0, RIM_WIDTH * iod, depth)
-    return PhotoTrust(np.clip(region, 0.0, 1.0), rim.astype(np.float32))
+    forehead = _smoothstep(BROW_CLEARANCE * iod, (BROW_CLEARANCE + FOREHEAD_RAMP) * iod,
+                           height_above_brows((h, w), landmarks_px, contours))
+    return PhotoTrust(np.clip(region, 0.0, 1.0), np.maximum(rim, forehead).astype(np.float32))
+
+
+def height_above_brows(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> np.ndarray:
+    """(H, W) float32: how far (pixels) each photo pixel lies above the brows' upper edge,
+    measured across the line between the eyes (so a tilted head tilts it), negative below.
+    Beyond the brows' ends the edge continues level."""
+    centres = [landmarks_px[e, :2].mean(0) for e in contours.eyes]
+    across = (centres[1] - centres[0]) / max(float(np.linalg.norm(centres[1] - centres[0])), 1e-6)
+    up = np.array([across[1], -across[0]])
+    if np.dot(landmarks_px[contours.mouth, :2].mean(0) - (centres[0] + centres[1]) / 2, up) > 0:
+        up = -up  # up points away from the mouth
+    origin = (centres[0] + centres[1]) / 2
+    brows = landmarks_px[np.concatenate(contours.brows), :2] - origin
+    along, height = brows @ across, brows @ up
+    order = np.argsort(along)
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    px, py = xs - origin[0], ys - origin[1]
+    pixel_along = px * across[0] + py * across[1]
+    edge = np.interp(pixel_along, along[order], height[order])
+    return (px * up[0] + py * up[1] - edge).astype(np.float32)
 
 
 def cheek_vertices(model: FaceModel) -> np.ndarray:
@@ -275,7 +301,7 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
               * (inside & visible))
     colour = cv2.remap(photo.astype(np.float32), px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    # Skin colour, from the cheeks when they are seen well; then drop what is not skin on the rim.
+    # Skin colour, from the cheeks when they are seen well; then drop what is not skin where hair may be.
     reliable = weight > 0.8
     if np.count_nonzero(reliable & (t_cheek > 0.5)) >= 64:
         reliable &= t_cheek > 0.5
@@ -283,8 +309,8 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
         raise ValueError("the photo shows too little of the face to take its colours")
     skin_rgb = np.median(colour[reliable], axis=0)
     skin_lab = _to_lab(skin_rgb[None])[0]
-    rim = cv2.remap(trust.rim, px, py, cv2.INTER_LINEAR, borderValue=1)
-    weight *= 1.0 - rim * (1.0 - skin_likeness(colour, skin_lab))
+    hair_prone = cv2.remap(trust.hair_prone, px, py, cv2.INTER_LINEAR, borderValue=1)
+    weight *= 1.0 - hair_prone * (1.0 - skin_likeness(colour, skin_lab))
 
     # 2. Mirror where the photo shows the other side better.
     mpx, mpy = mx * size - 0.5, my * size - 0.5

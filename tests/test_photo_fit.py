@@ -12,7 +12,7 @@ from veilcam.models.attribute_raster import AttributeRasterizer
 from veilcam.models.face_fit import fit_portrait
 from veilcam.models.face_model import load_face_model
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
-from veilcam.models.photo_texture import bake_photo_texture, face_triangles, push_pull
+from veilcam.models.photo_texture import BROW_CLEARANCE, bake_photo_texture, face_triangles, height_above_brows, push_pull, trusted_photo_region
 
 PORTRAITS = ("s42", "s7", "s9", "s12", "d8")
 #: Portraits are fitted at this width at most, to keep the suite fast.
@@ -169,6 +169,38 @@ def test_push_pull_fills_everything_smoothly():
     assert np.all(np.isfinite(out)) and out[..., 1].max() < 1  # two samples are enough: the prior only fills an empty image
     empty = push_pull(colour, np.zeros_like(weight), np.array([0, 255, 0], np.float32))
     assert np.allclose(empty, (0, 255, 0))
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_hair_may_cover_the_forehead_not_the_brows_or_eyes(name, data, tracked):
+    """A fringe over the forehead is kept out of the skin texture: the region above the brows,
+    measured across the eyes' line, so a tilted portrait tilts it."""
+    rgb, landmarks, _ = tracked[name]
+    h, w = rgb.shape[:2]
+    iod = eye_distance(landmarks, data.contours)
+    centres = [landmarks[e, :2].mean(0) for e in data.contours.eyes]
+    for angle in (0.0, 25.0):  # the same portrait turned in the image plane
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        lm = landmarks.copy()
+        lm[:, :2] = landmarks[:, :2] @ turn[:, :2].T + turn[:, 2]
+        height = height_above_brows((h, w), lm, data.contours)
+        up = np.array([0.0, -1.0]) @ turn[:, :2].T  # the face's up in the turned image
+        hair_prone = trusted_photo_region((h, w), lm, data.contours).hair_prone
+
+        def at(point: np.ndarray, grid: np.ndarray) -> float:
+            x, y = np.clip(np.round(point).astype(int), 0, (w - 1, h - 1))
+            return float(grid[y, x])
+
+        for brow in data.contours.brows:
+            mid = lm[brow[len(brow) // 2], :2]
+            assert abs(at(mid, height)) < 0.05 * iod  # on the brow's upper edge
+            above = mid + 0.3 * iod * up
+            assert at(above, height) == pytest.approx(0.3 * iod, abs=0.06 * iod)
+            assert at(above, hair_prone) > 0.99
+        for centre in centres:
+            eye = centre @ turn[:, :2].T + turn[:, 2]
+            assert at(eye, height) < -BROW_CLEARANCE * iod
+            assert at(eye, hair_prone) < 0.01
 
 
 @pytest.fixture(scope="module")
