@@ -9,8 +9,9 @@ half of the face) lies in the texture. Then:
    tracked face outline (not in the eye or mouth openings) take the photo's
    colour, weighted so the weight fades out towards grazing angles and the
    outline instead of cutting off. Near the outline and above the brows,
-   colours unlike the skin (hair, a fringe, background) are dropped. The photo's broad light and shadow are
-   evened out, since the renderer lights the face itself.
+   colours unlike the skin (hair, a fringe, background) are dropped. The
+   photo's broad light and shadow are evened out, since the renderer lights
+   the face itself.
 2. Mirror: a texel the photo shows poorly takes its mirror texel's colour
    where that one is well seen (a face turned a little still shows one whole
    cheek).
