@@ -188,10 +188,10 @@ def height_above_brows(shape: tuple[int, int], landmarks_px: np.ndarray, contour
     Beyond the brows' ends the edge continues level."""
     centres = [landmarks_px[e, :2].mean(0) for e in contours.eyes]
     across = (centres[1] - centres[0]) / max(float(np.linalg.norm(centres[1] - centres[0])), 1e-6)
-    up = np.array([across[1], -across[0]])
-    if np.dot(landmarks_px[contours.mouth, :2].mean(0) - (centres[0] + centres[1]) / 2, up) > 0:
-        up = -up  # up points away from the mouth
     origin = (centres[0] + centres[1]) / 2
+    up = np.array([across[1], -across[0]])
+    if np.dot(landmarks_px[contours.mouth, :2].mean(0) - origin, up) > 0:
+        up = -up  # up points away from the mouth
     brows = landmarks_px[np.concatenate(contours.brows), :2] - origin
     along, height = brows @ across, brows @ up
     order = np.argsort(along)

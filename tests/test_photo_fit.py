@@ -178,7 +178,6 @@ def test_hair_may_cover_the_forehead_not_the_brows_or_eyes(name, data, tracked):
     rgb, landmarks, _ = tracked[name]
     h, w = rgb.shape[:2]
     iod = eye_distance(landmarks, data.contours)
-    centres = [landmarks[e, :2].mean(0) for e in data.contours.eyes]
     for angle in (0.0, 25.0):  # the same portrait turned in the image plane
         turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
         lm = landmarks.copy()
@@ -197,8 +196,7 @@ def test_hair_may_cover_the_forehead_not_the_brows_or_eyes(name, data, tracked):
             above = mid + 0.3 * iod * up
             assert at(above, height) == pytest.approx(0.3 * iod, abs=0.06 * iod)
             assert at(above, hair_prone) > 0.99
-        for centre in centres:
-            eye = centre @ turn[:, :2].T + turn[:, 2]
+        for eye in (lm[e, :2].mean(0) for e in data.contours.eyes):
             assert at(eye, height) < -BROW_CLEARANCE * iod
             assert at(eye, hair_prone) < 0.01
 
