@@ -13,12 +13,9 @@ import sys
 import pytest
 
 _LIBC = """
-import ctypes, json, resource, sys, threading
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+import json, resource, sys, threading
+from veilcam.daemon.memory import _libc
+libc = _libc()  # with its malloc, memset and free prototypes
 """
 
 _PROBE = _LIBC + """
