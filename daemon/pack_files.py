@@ -267,6 +267,8 @@ def decode_arrays(data: bytes, path: str, specs: tuple[ArraySpec, ...], what: st
     arrays = _npz_arrays(data, specs, what, where) if path.endswith(".npz") else _safetensors_arrays(data, what, where)
     for spec in specs:
         if spec.name not in arrays:
+            if not spec.required:
+                continue
             raise where.error(f"{what} has no array '{spec.name}'")
         a = arrays[spec.name]
         if a.shape != spec.shape or a.dtype != np.dtype(spec.dtype):

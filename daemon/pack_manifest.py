@@ -53,6 +53,7 @@ class ArraySpec:
     name: str
     shape: tuple[int, ...]
     dtype: str  # numpy dtype name
+    required: bool = True  # False: packs made before the array existed still load
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class FieldSpec:
     """A kind-specific manifest field that names one data file, and what that file must hold."""
 
     key: str
-    arrays: tuple[ArraySpec, ...] = ()  # an .npz or .safetensors file with exactly these arrays
+    arrays: tuple[ArraySpec, ...] = ()  # an .npz or .safetensors file with these arrays and no others
     image: ImageSpec | None = None  # a .png file
 
     @property
@@ -84,11 +85,12 @@ PHOTO_IDENTITY_MODES = 100
 #: Kind -> the files its manifest table names, and what each must hold. A pack
 #: of a kind not listed here is refused (made by a newer VeilCam).
 KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
-    # A face fitted to one portrait: its identity coefficients and skin colour
-    # (for the head around the face), and the photo projected into the face
-    # model's face tile (UV tile 0) as the skin texture.
+    # A face fitted to one portrait: its identity coefficients, skin colour (for
+    # the head around the face) and hair colour (absent: bald), and the photo
+    # projected into the face model's face tile (UV tile 0) as the skin texture.
     "photo": (
-        FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("skin_rgb", (3,), "uint8"))),
+        FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("skin_rgb", (3,), "uint8"),
+                                  ArraySpec("hair_rgb", (3,), "uint8", required=False))),
         FieldSpec("albedo", image=ImageSpec(channels=(3,), min_side=64, max_side=8192, aspect=1.0)),
     ),
 }

@@ -4,8 +4,9 @@
 pipeline uses, fits the ICT face model to its landmarks (identity, expression,
 pose), bakes the photo into the model's skin texture, renders a preview with
 the real renderer and writes the pack atomically. What the pack keeps is the
-fitted identity and the texture; the expression and pose of the photo are
-dropped, because the avatar is driven by the user's.
+fitted identity, the texture, and the skin and hair colours for the rest of the
+head; the expression and pose of the photo are dropped, because the avatar is
+driven by the user's.
 
 The photo never reaches the renderer at run time: the pack holds numbers and
 a texture made once, offline, and the renderer takes a `FaceState` only.
@@ -129,11 +130,6 @@ def fitting_data(model: FaceModel, task: Path) -> FittingData:
     return FittingData(model, build_render_mesh(model), canonical, face_contours(canonical), compute_correspondence(model, canonical))
 
 
-def eye_distance(landmarks_px: np.ndarray, contours: FaceContours) -> float:
-    right, left = (landmarks_px[e, :2].mean(0) for e in contours.eyes)
-    return float(np.linalg.norm(right - left))
-
-
 def _stage(bar: tqdm, seconds: dict[str, float], name: str, start: float) -> float:
     now = time.perf_counter()
     seconds[name] = now - start
@@ -145,7 +141,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
                         description: str = "", replace: bool = False, progress: bool = True) -> PhotoAvatarResult:
     """Make the photo avatar `name` from `photo` and install it under `root`; see the module docstring."""
     from veilcam.models.attribute_raster import AttributeRasterizer
-    from veilcam.models.photo_texture import bake_photo_texture
+    from veilcam.models.photo_texture import bake_photo_texture, eye_distance
 
     check_name(name)
     if not is_one_line(description):
@@ -181,12 +177,14 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
                 raise PortraitError(f"{photo}: {exc}; use a photo where the face is clearly visible") from exc
         t = _stage(bar, seconds, "texture", t)
 
-        skin_rgb = np.clip(np.round(baked.skin_rgb), 0, 255).astype(np.uint8)
-        preview = render_preview(config, store, photo_look(baked.image, skin_rgb), fit.identity)
+        colours = {"skin_rgb": _rgb8(baked.skin_rgb)}
+        if baked.hair_rgb is not None:
+            colours["hair_rgb"] = _rgb8(baked.hair_rgb)
+        preview = render_preview(config, store, photo_look(baked.image, colours["skin_rgb"], colours.get("hair_rgb")), fit.identity)
         t = _stage(bar, seconds, "preview", t)
 
         files = {
-            FACE_FILE: encode_npz({"identity": fit.identity.astype(np.float32), "skin_rgb": skin_rgb}),
+            FACE_FILE: encode_npz({"identity": fit.identity.astype(np.float32), **colours}),
             ALBEDO_FILE: encode_png(baked.image),
             PREVIEW_FILE: encode_png(preview),
         }
@@ -206,12 +204,21 @@ def _version() -> str:
         return "dev"
 
 
+def _rgb8(rgb: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
 # -- rendering a photo avatar ------------------------------------------------------
-def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray) -> FaceLook:
-    """The human look with the photo's face texture; the rest of the head (bald,
-    as nothing of the hair can be known) in the face's skin colour."""
-    skin = "#{:02x}{:02x}{:02x}".format(*(int(c) for c in skin_rgb))
-    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=skin, hair_color=None)
+def _hex(rgb: np.ndarray) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
+
+
+def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, hair_rgb: np.ndarray | None) -> FaceLook:
+    """The human look with the photo's face texture, the rest of the head in the
+    face's skin colour, and short hair in the photo's hair colour; bald without one
+    (the photo showed bare scalp, or packs made before hair was read)."""
+    hair = None if hair_rgb is None else _hex(hair_rgb)
+    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=_hex(skin_rgb), hair_color=hair)
 
 
 def render_preview(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray:
@@ -227,5 +234,5 @@ def build_photo_renderer(entry: AvatarEntry, config: Config, store: ModelStore) 
     assert entry.pack_dir is not None
     pack = load_pack(entry.pack_dir)
     face = pack.arrays["face"]
-    look = photo_look(pack.images["albedo"], face["skin_rgb"])
+    look = photo_look(pack.images["albedo"], face["skin_rgb"], face.get("hair_rgb"))
     return make_facekit_renderer(config, store, look, face["identity"], background=_background_image(config.avatar.background_image))

@@ -28,7 +28,8 @@ class FaceLook:
     RGB image laid out in UV tile 0 of the model (material M_Face), row 0 at the
     top (v = 1), as `facekit_bake.uv_position_map` lays out its texels. It
     replaces the painted skin, lips and brows of the face; the rest of the head
-    keeps `skin_color` (set it to the texture's skin tone) and the painted hair.
+    keeps `skin_color` (set it to the texture's skin tone), and the painted hair
+    covers both, the texture where it reaches into the face tile.
     """
 
     style: str = "skin"

@@ -11,6 +11,7 @@ paint lines up across seams and follows any identity.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .face_model import FaceModel, RenderMesh
@@ -127,8 +128,13 @@ def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, featur
             body = (1.0 - _smoothstep(0.5 * half, half, d)) * strokes * front * (1.0 - 0.3 * _smoothstep(0.6, 1.0, t))
             out = _mix(out, _rgb(look.brow_color), (look.brow_strength * body)[:, None])
     if look.hair_color is not None:
-        out = _mix(out, _rgb(look.hair_color) * (0.85 + 0.3 * _noise(points, 9.0))[:, None], hair_coverage(points, landmarks)[:, None])
+        out = _mix(out, _hair_albedo(points, look.hair_color), hair_coverage(points, landmarks)[:, None])
     return out
+
+
+def _hair_albedo(points: np.ndarray, hair_color: str) -> np.ndarray:
+    """(K, 3) linear albedo of the painted hair: the colour, with a little strand-scale variation."""
+    return _rgb(hair_color) * (0.85 + 0.3 * _noise(points, 9.0))[:, None]
 
 
 def _sorted_xy(line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,20 +152,43 @@ def face_texture(position_map: np.ndarray, covered: np.ndarray, landmarks: np.nd
     layout of `FaceLook.texture`), painted at the position map's resolution;
     uncovered texels take the nearest paint so filtering never pulls in black at
     UV island edges."""
-    import cv2
-
     out_size = size or position_map.shape[0]
     size = position_map.shape[0]
     linear = np.zeros((size * size, 3), np.float32)
     mask = covered.ravel()
     linear[mask] = paint_skin(position_map.reshape(-1, 3)[mask], landmarks, look)
-    image = (np.sqrt(np.clip(linear, 0, 1)) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3)
-    holes = (~covered).astype(np.uint8)
-    for _ in range(6):  # grow the islands by a few texels into the gutters
-        grown = cv2.dilate(image, np.ones((3, 3), np.uint8))
-        image = np.where(holes[:, :, None] > 0, grown, image)
-        holes = cv2.erode(holes, np.ones((3, 3), np.uint8))
+    image = _into_gutters((np.sqrt(np.clip(linear, 0, 1)) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3), covered)
     return image if out_size == size else cv2.resize(image, (out_size, out_size), interpolation=cv2.INTER_CUBIC)
+
+
+def _into_gutters(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """`image` (uint8) with its UV islands grown by a few texels into the gutters around
+    them, so filtering and mipmaps never pull in a colour from outside an island."""
+    holes = (~covered).astype(np.uint8)
+    for _ in range(6):
+        grown = cv2.dilate(image, np.ones((3, 3), np.uint8))
+        image = np.where((holes > 0).reshape(holes.shape + (1,) * (image.ndim - 2)), grown, image)
+        holes = cv2.erode(holes, np.ones((3, 3), np.uint8))
+    return image
+
+
+def hair_over_texture(texture: np.ndarray, position_map: np.ndarray, covered: np.ndarray, landmarks: np.ndarray,
+                      hair_color: str) -> np.ndarray:
+    """The painted hair over a face texture (sRGB uint8, the layout of `FaceLook.texture`),
+    where it reaches into the face tile: the same hair, by the same function of rest
+    position, as on the rest of the head, so the hairline meets it without a seam.
+    The hair is painted at the position map's resolution and scaled to the texture's."""
+    size = position_map.shape[0]
+    points = position_map.reshape(-1, 3)[covered.ravel()]
+    layer = np.zeros((size * size, 4), np.float32)
+    layer[covered.ravel(), :3] = np.sqrt(np.clip(_hair_albedo(points, hair_color), 0, 1))
+    layer[covered.ravel(), 3] = hair_coverage(points, landmarks)
+    layer = _into_gutters((layer * 255 + 0.5).astype(np.uint8).reshape(size, size, 4), covered)
+    side = texture.shape[0]
+    layer = cv2.resize(layer, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    alpha = layer[..., 3:]
+    linear = (texture.astype(np.float32) / 255) ** 2 * (1 - alpha) + layer[..., :3] ** 2 * alpha
+    return (np.sqrt(linear) * 255 + 0.5).astype(np.uint8)
 
 
 def vertex_albedo(model: FaceModel, mesh: RenderMesh, rest: np.ndarray, landmarks: np.ndarray, look: FaceLook) -> np.ndarray:

@@ -32,7 +32,7 @@ from .face_state import FaceState
 from .facekit_bake import ambient_occlusion, uv_position_map
 from .facekit_lod import simplified_render_mesh
 from .facekit_looks import FACEKIT_LOOKS, STYLES, FaceLook
-from .facekit_paint import eye_image, face_texture, vertex_albedo
+from .facekit_paint import eye_image, face_texture, hair_over_texture, vertex_albedo
 from .gaze import gaze_rotations
 from .gl_context import create_headless_context, mip_chain, mipmapped_texture, pack_mip_chain, unpack_mip_chain
 from .renderer import FaceRenderer
@@ -371,6 +371,8 @@ class FaceKitRenderer(FaceRenderer):
         def chain() -> np.ndarray:
             if look.texture is not None:
                 face = cv2.resize(look.texture, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
+                if look.hair_color is not None:
+                    face = hair_over_texture(face, *self._face_position_map(), self._landmarks, look.hair_color)
             else:
                 face = self._paint_face()
             eye = eye_image(look, EYE_SIZE)
@@ -385,10 +387,12 @@ class FaceKitRenderer(FaceRenderer):
         packed = self._bake("facekit-atlas", inputs, chain)
         return mipmapped_texture(self.ctx, unpack_mip_chain(packed, TEXTURE_SIZE + EYE_SIZE, TEXTURE_SIZE, 4, ATLAS_MIP_LEVELS))
 
+    def _face_position_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """The face tile's rest position per texel, at the painting size, and which texels the face covers."""
+        return uv_position_map(self.ctx, self.rig.mesh, self.rig.rest, self.model.material_names.index("M_Face"), PAINT_SIZE)
+
     def _paint_face(self) -> np.ndarray:
-        material = self.model.material_names.index("M_Face")
-        position_map, covered = uv_position_map(self.ctx, self.rig.mesh, self.rig.rest, material, PAINT_SIZE)
-        return face_texture(position_map, covered, self._landmarks, self.look, TEXTURE_SIZE)
+        return face_texture(*self._face_position_map(), self._landmarks, self.look, TEXTURE_SIZE)
 
     def _build_gl(self) -> None:
         ctx, look, mesh = self.ctx, self.look, self.rig.mesh

@@ -62,6 +62,17 @@ RIM_WIDTH = 0.35
 #: the brows' upper edge, fully from this much further (fractions of the eye distance).
 BROW_CLEARANCE = 0.03
 FOREHEAD_RAMP = 0.08
+#: Hair colour: read from a band this far above the brows (fractions of the eye
+#: distance) and this wide either side of the eyes' midpoint. On nearly every
+#: head that band is hair or bare scalp, not background.
+HAIR_BAND = (1.0, 1.3)
+HAIR_BAND_HALF_WIDTH = 0.6
+#: The head has hair when at least this share of the band is unlike the skin
+#: (skin likeness below HAIR_SKIN_LIKENESS), and the photo shows at least
+#: HAIR_BAND_SEEN of the band at all.
+HAIR_MIN_SHARE = 0.5
+HAIR_SKIN_LIKENESS = 0.2
+HAIR_BAND_SEEN = 0.25
 #: Where the cheeks are on the neutral face (cm): |x| and y ranges.
 CHEEK_X_CM = (2.5, 5.5)
 CHEEK_Y_CM = (-2.5, 1.5)
@@ -85,6 +96,7 @@ class BakedTexture:
     photo_weight: np.ndarray  # (S, S) float32: share of each texel seen in the photo, directly or mirrored
     covered: np.ndarray  # (S, S) bool: texels inside a face triangle
     skin_rgb: np.ndarray  # (3,) float32: the face's median skin colour, 0..255
+    hair_rgb: np.ndarray | None  # (3,) float32: the hair's median colour, 0..255; None: bare scalp or not shown
 
 
 def mirror_vertices(points: np.ndarray, subset: np.ndarray) -> np.ndarray:
@@ -152,11 +164,16 @@ class PhotoTrust:
     hair_prone: np.ndarray  # (H, W) near the outline and above the brows, where hair and background may cover the skin
 
 
+def eye_distance(landmarks_px: np.ndarray, contours: FaceContours) -> float:
+    """Distance between the eye centres (pixels): the photo's unit for every margin here."""
+    right, left = (landmarks_px[e, :2].mean(0) for e in contours.eyes)
+    return float(np.linalg.norm(right - left))
+
+
 def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> PhotoTrust:
     """Which photo pixels can be trusted to show the face's skin, and where hair may cover it."""
     h, w = shape
-    eyes = [landmarks_px[e, :2] for e in contours.eyes]
-    iod = float(np.linalg.norm(eyes[0].mean(0) - eyes[1].mean(0)))
+    iod = eye_distance(landmarks_px, contours)
     feather = max(FEATHER * iod, 1.0)
 
     def polygon(points: np.ndarray) -> np.ndarray:
@@ -182,24 +199,55 @@ def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, conto
     return PhotoTrust(np.clip(region, 0.0, 1.0), np.maximum(rim, forehead).astype(np.float32))
 
 
-def height_above_brows(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> np.ndarray:
-    """(H, W) float32: how far (pixels) each photo pixel lies above the brows' upper edge,
-    measured across the line between the eyes (so a tilted head tilts it), negative below.
-    Beyond the brows' ends the edge continues level."""
+def _eye_frame(landmarks_px: np.ndarray, contours: FaceContours) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face's upright frame in the photo: the eyes' midpoint, the unit vector from
+    one eye to the other, and the unit vector across it pointing away from the mouth."""
     centres = [landmarks_px[e, :2].mean(0) for e in contours.eyes]
     across = (centres[1] - centres[0]) / max(float(np.linalg.norm(centres[1] - centres[0])), 1e-6)
     origin = (centres[0] + centres[1]) / 2
     up = np.array([across[1], -across[0]])
     if np.dot(landmarks_px[contours.mouth, :2].mean(0) - origin, up) > 0:
-        up = -up  # up points away from the mouth
+        up = -up
+    return origin, across, up
+
+
+def _pixels_in_frame(shape: tuple[int, int], origin: np.ndarray, across: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 each: every photo pixel's position along and up the face's frame (pixels)."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    px, py = xs - origin[0], ys - origin[1]
+    return px * across[0] + py * across[1], px * up[0] + py * up[1]
+
+
+def height_above_brows(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> np.ndarray:
+    """(H, W) float32: how far (pixels) each photo pixel lies above the brows' upper edge,
+    measured across the line between the eyes (so a tilted head tilts it), negative below.
+    Beyond the brows' ends the edge continues level."""
+    origin, across, up = _eye_frame(landmarks_px, contours)
     brows = landmarks_px[np.concatenate(contours.brows), :2] - origin
     along, height = brows @ across, brows @ up
     order = np.argsort(along)
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    px, py = xs - origin[0], ys - origin[1]
-    pixel_along = px * across[0] + py * across[1]
-    edge = np.interp(pixel_along, along[order], height[order])
-    return (px * up[0] + py * up[1] - edge).astype(np.float32)
+    pixel_along, pixel_up = _pixels_in_frame(shape, origin, across, up)
+    return (pixel_up - np.interp(pixel_along, along[order], height[order])).astype(np.float32)
+
+
+def hair_colour(photo: np.ndarray, landmarks_px: np.ndarray, contours: FaceContours, skin_lab: np.ndarray) -> np.ndarray | None:
+    """The median colour (RGB 0..255) of the hair above the forehead, or None where the
+    band there is mostly skin (a bald head, a high forehead) or out of the photo: the
+    avatar then stays bald rather than wear a guess. A hat counts as hair."""
+    h, w = photo.shape[:2]
+    origin, across, up = _eye_frame(landmarks_px, contours)
+    iod = eye_distance(landmarks_px, contours)
+    along, _ = _pixels_in_frame((h, w), origin, across, up)
+    height = height_above_brows((h, w), landmarks_px, contours) / iod
+    band = (height > HAIR_BAND[0]) & (height < HAIR_BAND[1]) & (np.abs(along) < HAIR_BAND_HALF_WIDTH * iod)
+    full_area = (HAIR_BAND[1] - HAIR_BAND[0]) * 2 * HAIR_BAND_HALF_WIDTH * iod**2
+    if np.count_nonzero(band) < HAIR_BAND_SEEN * full_area:
+        return None
+    pixels = photo[band].astype(np.float32)
+    hair = skin_likeness(pixels, skin_lab) < HAIR_SKIN_LIKENESS
+    if hair.mean() < HAIR_MIN_SHARE:
+        return None
+    return np.median(pixels[hair], axis=0).astype(np.float32)
 
 
 def cheek_vertices(model: FaceModel) -> np.ndarray:
@@ -334,4 +382,5 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     grown = push_pull(out, covered.astype(np.float32), skin_rgb)
     out = np.where(covered[..., None], out, grown)
     image = np.clip(np.round(out), 0, 255).astype(np.uint8)
-    return BakedTexture(image, (total * covered).astype(np.float32), covered, skin_rgb.astype(np.float32))
+    return BakedTexture(image, (total * covered).astype(np.float32), covered, skin_rgb.astype(np.float32),
+                        hair_colour(photo, landmarks_px, contours, skin_lab))

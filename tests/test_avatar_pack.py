@@ -181,6 +181,8 @@ SKIN = np.array([200, 160, 140], np.uint8)
         ({"coeffs": np.zeros(100, np.float32), "skin_rgb": SKIN}, ["unexpected array 'coeffs.npy'"]),
         ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "extra": np.zeros(3)}, ["unexpected array 'extra.npy'"]),
         ({"identity": np.zeros(10**6, np.float32), "skin_rgb": SKIN}, ["larger than a float32 array of shape (100,)"]),
+        ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "hair_rgb": np.zeros(4, np.uint8)}, ["array 'hair_rgb' is uint8 (4,), expected uint8 (3,)"]),
+        ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "hair_rgb": np.zeros(3, np.float32)}, ["expected uint8 (3,)"]),
     ],
 )
 def test_wrong_arrays(root: Path, arrays: dict[str, np.ndarray], needles: list[str]) -> None:
@@ -189,6 +191,15 @@ def test_wrong_arrays(root: Path, arrays: dict[str, np.ndarray], needles: list[s
     with pytest.raises(AvatarPackError) as exc:
         load_pack(pack)
     one_line(exc, "photo.face (face.npz)", *needles)
+
+
+def test_hair_colour_is_optional(root: Path) -> None:
+    """Packs made before photo avatars read the hair colour still load (bald); newer ones carry it."""
+    pack = make_pack(root)
+    assert "hair_rgb" not in load_pack(pack).arrays["face"]
+    hair = np.array([60, 40, 30], np.uint8)
+    relist(pack, "face.npz", encode_npz({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "hair_rgb": hair}))
+    np.testing.assert_array_equal(load_pack(pack).arrays["face"]["hair_rgb"], hair)
 
 
 def test_safetensors_arrays_are_checked_like_npz() -> None:

@@ -65,6 +65,45 @@ def test_every_shared_portrait_makes_a_pack_that_loads(name: str, avatars: Path,
     assert [a.name for a in list_avatars()][-1] == name
 
 
+def _crown(preview: np.ndarray) -> np.ndarray:
+    """The colour at the top of the rendered head, in the middle."""
+    column = preview[:, preview.shape[1] // 2, :3].astype(np.float32)
+    top = int(np.argmax(np.abs(column - column[0]).max(axis=1) > 30))
+    return np.median(column[top + 4 : top + 12], axis=0)
+
+
+def test_hair_seen_above_the_forehead_is_worn_and_bare_scalp_stays_bald(avatars: Path, tmp_path: Path) -> None:
+    from veilcam.daemon.photo_avatar import fitting_data, read_portrait, track_portrait
+    from veilcam.daemon.facekit_avatar import open_face_model
+    from veilcam.models.photo_texture import eye_distance, height_above_brows
+
+    store = ModelStore.from_environment()
+    path = small_portrait("s12", tmp_path)
+    rgb = read_portrait(path)
+    h, w = rgb.shape[:2]
+    task = shared_file("models/face_landmarker.task")
+    landmarks = track_portrait(rgb, task).landmarks * np.array([w, h, w], np.float32)
+    contours = fitting_data(open_face_model(store), task).contours
+    above = height_above_brows((h, w), landmarks, contours) / eye_distance(landmarks, contours) > 0.8
+    results = {}
+    for name, colour in (("red", (150, 30, 20)), ("bald", None)):
+        painted = rgb.copy()
+        painted[above] = colour if colour is not None else np.median(rgb[h // 2 : h // 2 + 10, w // 2 - 5 : w // 2 + 5], axis=(0, 1))
+        photo = tmp_path / f"{name}.png"
+        cv2.imwrite(str(photo), cv2.cvtColor(painted, cv2.COLOR_RGB2BGR))
+        create_photo_avatar(photo, name, Config(), store, avatars, texture_size=TEXTURE, progress=False)
+        results[name] = load_pack(avatars / name)
+    red = results["red"].arrays["face"]
+    np.testing.assert_allclose(red["hair_rgb"], (150, 30, 20), atol=2)
+    crown = _crown(results["red"].images["preview"])
+    assert crown[0] > 1.8 * crown[1], crown  # lit red hair on top of the head
+    bald = results["bald"].arrays["face"]
+    assert "hair_rgb" not in bald
+    skin = bald["skin_rgb"].astype(np.float32)
+    crown = _crown(results["bald"].images["preview"])
+    assert np.abs(crown / crown.sum() - skin / skin.sum()).max() < 0.05, (crown, skin)
+
+
 def test_photo_avatar_renders_the_users_expressions(avatars: Path, tmp_path: Path) -> None:
     create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
     config = config_from_dict({"output": {"width": 320, "height": 240}, "avatar": {"name": "me"}}, "test")

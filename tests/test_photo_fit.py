@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from veilcam.daemon.photo_avatar import eye_distance, fitting_data, read_portrait, track_portrait
+from veilcam.daemon.photo_avatar import fitting_data, read_portrait, track_portrait
 from veilcam.models.attribute_raster import AttributeRasterizer
 from veilcam.models.face_fit import fit_portrait
 from veilcam.models.face_model import load_face_model
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
-from veilcam.models.photo_texture import BROW_CLEARANCE, bake_photo_texture, face_triangles, height_above_brows, push_pull, trusted_photo_region
+from veilcam.models.photo_texture import (BROW_CLEARANCE, bake_photo_texture, eye_distance, face_triangles, hair_colour, height_above_brows,
+                                         push_pull, skin_likeness, trusted_photo_region)
 
 PORTRAITS = ("s42", "s7", "s9", "s12", "d8")
 #: Portraits are fitted at this width at most, to keep the suite fast.
@@ -199,6 +200,33 @@ def test_hair_may_cover_the_forehead_not_the_brows_or_eyes(name, data, tracked):
         for eye in (lm[e, :2].mean(0) for e in data.contours.eyes):
             assert at(eye, height) < -BROW_CLEARANCE * iod
             assert at(eye, hair_prone) < 0.01
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_hair_colour_is_read_above_the_forehead_or_left_out(name, data, tracked):
+    """Whatever covers the head above the forehead gives the hair colour; bare skin
+    there (a bald head) or a photo cut off just above the brows gives none."""
+    rgb, landmarks, _ = tracked[name]
+    h, w = rgb.shape[:2]
+    iod = eye_distance(landmarks, data.contours)
+    height = height_above_brows((h, w), landmarks, data.contours) / iod
+    skin = np.median(rgb[trusted_photo_region((h, w), landmarks, data.contours).region > 0.9], axis=0)
+    skin_lab = cv2.cvtColor(np.float32([[skin / 255]]), cv2.COLOR_RGB2Lab)[0, 0]
+    above = (height > 0.8) & (height < 1.6)  # the top of the forehead and the head above it
+    # Hair (or a hat) of colours unlike this face's skin: a dark one and a bright one.
+    candidates = np.float32([(70, 40, 25), (20, 18, 16), (230, 200, 60), (60, 90, 200)])
+    unlike = candidates[skin_likeness(candidates, skin_lab) < 0.05]
+    assert len(unlike) >= 2
+    for painted in unlike:
+        hairy = rgb.copy()
+        hairy[above] = painted
+        found = hair_colour(hairy, landmarks, data.contours, skin_lab)
+        assert found is not None and np.abs(found - painted).max() <= 1, found
+    bald = rgb.copy()
+    bald[above] = skin
+    assert hair_colour(bald, landmarks, data.contours, skin_lab) is None
+    cut = int(max(0.0, landmarks[np.concatenate(data.contours.brows), 1].min() - 0.4 * iod))
+    assert hair_colour(rgb[cut:], landmarks - (0, cut, 0), data.contours, skin_lab) is None
 
 
 @pytest.fixture(scope="module")
