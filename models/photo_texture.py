@@ -21,6 +21,8 @@ half of the face) lies in the texture. Then:
    median skin colour (taken from the cheeks) away from the seen part, so there
    are no holes, and the texture's edges meet the rest of the head, which the
    renderer paints in that same colour, without a seam.
+4. Hair: the colour of what the photo shows just above the forehead, when that
+   is unlike the skin; the renderer paints short hair in it over the head.
 
 The texture is UV tile 0 of the model, the face skin (material M_Face), with
 row 0 at the top (v = 1): the layout of `FaceLook.texture`.
