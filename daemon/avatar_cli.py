@@ -82,7 +82,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from .config import load_config
     from .factory import model_store
     from .pack_manifest import check_name
-    from .photo_avatar import create_photo_avatar
+    from .photo_avatar import create_photo_avatar, hex_rgb
 
     name = check_name(args.name)
     if name in {a.name for a in builtin_avatars()}:
@@ -98,6 +98,10 @@ def cmd_create(args: argparse.Namespace) -> int:
         print(f"created avatar {name} in {result.pack}")
         print(f"  landmark fit: median {result.fit_error_px:.2f} px, 90th percentile {result.fit_error_p90_px:.2f} px "
               f"(eyes {result.eye_distance_px:.0f} px apart)")
+        if result.hair_rgb is None:
+            print("  hair: none (the photo shows skin, hair close to the skin's colour, or too little above the forehead)")
+        else:
+            print(f"  hair: {hex_rgb(result.hair_rgb)}, the colour the photo shows above the forehead")
         print("  time: " + ", ".join(f"{stage} {s:.2f} s" for stage, s in result.seconds.items()))
         print(f"  use it: veilcam run --avatar-name {name}")
     return 0

@@ -59,6 +59,7 @@ class PhotoAvatarResult:
     pack: Path
     fit: PortraitFit
     eye_distance_px: float  # in the (possibly scaled-down) photo the fit was made on
+    hair_rgb: np.ndarray | None  # (3,) uint8 as the pack keeps it; None: the avatar is bald
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     @property
@@ -80,6 +81,7 @@ class PhotoAvatarResult:
                 "eye_distance_px": round(self.eye_distance_px, 1),
                 "median_per_eye_distance": round(self.fit_error_px / self.eye_distance_px, 4),
             },
+            "hair": None if self.hair_rgb is None else hex_rgb(self.hair_rgb),
             "seconds": {stage: round(s, 3) for stage, s in self.seconds.items()},
             "total_s": round(sum(self.seconds.values()), 3),
         }
@@ -192,7 +194,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
                                    description, generator=f"veilcam {_version()}")
         pack = write_pack(root, manifest, files, replace=replace)
         _stage(bar, seconds, "write", t)
-    return PhotoAvatarResult(pack, fit, eyes, seconds)
+    return PhotoAvatarResult(pack, fit, eyes, colours.get("hair_rgb"), seconds)
 
 
 def _version() -> str:
@@ -209,7 +211,8 @@ def _rgb8(rgb: np.ndarray) -> np.ndarray:
 
 
 # -- rendering a photo avatar ------------------------------------------------------
-def _hex(rgb: np.ndarray) -> str:
+def hex_rgb(rgb: np.ndarray) -> str:
+    """"#rrggbb", as looks and reports write colours."""
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
 
 
@@ -217,8 +220,8 @@ def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, hair_rgb: np.ndarray | 
     """The human look with the photo's face texture, the rest of the head in the
     face's skin colour, and short hair in the photo's hair colour; bald without one
     (the photo showed bare scalp, or packs made before hair was read)."""
-    hair = None if hair_rgb is None else _hex(hair_rgb)
-    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=_hex(skin_rgb), hair_color=hair)
+    hair = None if hair_rgb is None else hex_rgb(hair_rgb)
+    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=hex_rgb(skin_rgb), hair_color=hair)
 
 
 def render_preview(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray:

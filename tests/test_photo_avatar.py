@@ -141,6 +141,12 @@ def test_create_from_the_command_line(tmp_path: Path) -> None:
 
     data = json.loads(report.read_text())
     assert data["fit"]["median_per_eye_distance"] < 0.03 and data["total_s"] > 0
+    # What hair the avatar wears is said, the same in the report, on screen and in the pack.
+    face = load_pack(tmp_path / "data" / "veilcam" / "avatars" / "albert").arrays["face"]
+    if "hair_rgb" in face:
+        assert data["hair"] == "#{:02x}{:02x}{:02x}".format(*face["hair_rgb"]) and f"hair: {data['hair']}" in proc.stdout
+    else:
+        assert data["hair"] is None and "hair: none" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", "avatar", "create", "--photo", str(photo), "--name", "albert"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 1 and "already exists" in proc.stderr and "--force" in proc.stderr
