@@ -1,22 +1,24 @@
 """Temporal policy for tracked faces: One Euro smoothing and the face-lost rule.
 
-Smoothing is set by latency, because on the avatar the tracker's expression
-jitter is already about a fifth of a pixel: a portrait fed as a still video
-with fresh camera noise every frame (sigma 3 and 8 of 255; medians over the
-five shared portraits) gives blendshape scores that vary by a standard
-deviation of at most 0.011 (mouthPucker, whose full weight moves the lips by
-1.2 cm; at the default framing a face has about 15 px/cm at 720p). Most of
-that variation is slow drift of MediaPipe's crop, which no low-pass removes
-without lag. A first-order low-pass at f Hz lags by its time constant
-1/(2*pi*f), so expressions, eyelids and jaw all get 10 Hz at rest (16 ms, half
-a frame at 30 fps): it takes the frame-to-frame noise off (second-difference
-jitter -26 to -33 % on the shared videos) without the 17-43 ms that a 3 Hz
-cut-off added to every smile, pucker and brow raise. Eyelids and jaw keep
-their own setting, since blinks must stay fast whatever the expressions are
-set to. Head pose keeps 1 Hz: the whole head shaking is visible, and framing
-that lags a little reads as calm. When the face is lost the avatar holds its
-last expression for a moment (a hand passing in front of the face should not
-make it go blank), then eases to a calm neutral face looking at the camera.
+Smoothing is set by latency, because the tracker's expressions barely jitter:
+in VIDEO mode MediaPipe smooths its landmarks itself, before it computes the
+blendshapes (a One Euro filter with a 0.05 Hz cut-off at rest that opens with
+speed, in units of the face's size). A portrait fed as a still video with
+fresh camera noise every frame (sigma 3 and 8 of 255; medians over the five
+shared portraits) gives blendshape scores that vary by a standard deviation of
+at most 0.011 (mouthPucker, whose full weight moves the lips by 1.2 cm; at the
+default framing a face has about 15 px/cm at 720p): about a fifth of a pixel
+on the avatar, mostly slow drift that no low-pass removes without lag. A
+first-order low-pass at f Hz lags by its time constant 1/(2*pi*f), so
+expressions, eyelids and jaw all get 10 Hz at rest (16 ms, half a frame at 30
+fps): it takes the frame-to-frame noise off (second-difference jitter -26 to
+-33 % on the shared videos) without the 17-43 ms that a 3 Hz cut-off added to
+every smile, pucker and brow raise. Eyelids and jaw keep their own setting,
+since blinks must stay fast whatever the expressions are set to. Head pose
+keeps 1 Hz: the whole head shaking is visible, and framing that lags a little
+reads as calm. When the face is lost the avatar holds its last expression for
+a moment (a hand passing in front of the face should not make it go blank),
+then eases to a calm neutral face looking at the camera.
 """
 
 from __future__ import annotations
