@@ -212,7 +212,7 @@ def _rgb8(rgb: np.ndarray) -> np.ndarray:
 
 # -- rendering a photo avatar ------------------------------------------------------
 def hex_rgb(rgb: np.ndarray) -> str:
-    """"#rrggbb", as looks and reports write colours."""
+    """The colour as "#rrggbb", the way looks and reports write colours."""
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
 
 
