@@ -112,21 +112,40 @@ def mirror_vertices(points: np.ndarray, subset: np.ndarray) -> np.ndarray:
     return out
 
 
-def mirror_corners(tri_vertices: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each triangle corner, (triangle, corner) of the same corner on the mirrored
-    triangle, and whether that triangle exists (the mesh is symmetric almost everywhere)."""
+def mirror_texture_positions(tri_vertices: np.ndarray, tex_pos: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each triangle corner, the texture position of its mirror image (T, 3, 2), and
+    whether the triangle has one (T,).
+
+    Where the mirrored triangle exists, its corner's own position is exact (right
+    across UV seams). Where it does not, because the two halves split a quad along
+    different diagonals, each corner takes a texture position of its mirror vertex;
+    that is kept only when the three land on a triangle of about the same size
+    (within a factor of 3), so the lookup never spans two UV islands.
+    """
     n = int(tri_vertices.max()) + 1
     key = np.sort(tri_vertices, axis=1).astype(np.int64)
     keys = (key[:, 0] * n + key[:, 1]) * n + key[:, 2]
     order = np.argsort(keys)
     mirrored = mirror[tri_vertices]
+    paired = np.all(mirrored >= 0, axis=1)
     mkey = np.sort(mirrored, axis=1).astype(np.int64)
     mkeys = (mkey[:, 0] * n + mkey[:, 1]) * n + mkey[:, 2]
-    pos = np.clip(np.searchsorted(keys[order], mkeys), 0, len(keys) - 1)
-    partner = order[pos]
-    found = keys[partner] == mkeys
+    partner = order[np.clip(np.searchsorted(keys[order], mkeys), 0, len(keys) - 1)]
+    found = (keys[partner] == mkeys) & paired
     corner = np.argmax(tri_vertices[partner][:, None, :] == mirrored[:, :, None], axis=2)  # (T, 3)
-    return partner, np.where(found[:, None], corner, -1)
+    exact = tex_pos[partner[:, None], corner]
+
+    vertex_pos = np.zeros((n, 2), tex_pos.dtype)
+    vertex_pos[tri_vertices.ravel()] = tex_pos.reshape(-1, 2)  # one of a seam vertex's positions
+    by_vertex = vertex_pos[np.maximum(mirrored, 0)]
+
+    def area(t: np.ndarray) -> np.ndarray:
+        e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+        return np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+
+    ratio = area(by_vertex) / np.maximum(area(tex_pos), 1e-12)
+    close = ~found & paired & (ratio > 1 / 3) & (ratio < 3)
+    return np.where(found[:, None, None], exact, by_vertex), found | close
 
 
 def push_pull(color: np.ndarray, weight: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -334,9 +353,8 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     uv = mesh.uv[tris]  # (T, 3, 2)
     tex_pos = np.stack([uv[..., 0], 1.0 - uv[..., 1]], axis=-1)  # row 0 at the top
     mirror = mirror_vertices(model.neutral, np.unique(src))
-    partner, corner = mirror_corners(src, mirror)
-    has_mirror = (corner >= 0).astype(np.float32)
-    mirror_pos = tex_pos[partner[:, None], np.maximum(corner, 0)]
+    mirror_pos, has_mirror = mirror_texture_positions(src, tex_pos, mirror)
+    has_mirror = np.repeat(has_mirror.astype(np.float32)[:, None], 3, axis=1)
     attrs = np.concatenate([projected[src], facing[src][..., None], mirror_pos, has_mirror[..., None],
                             cheek_vertices(model)[src][..., None]], axis=-1)
     texel, covered = raster.rasterize(tex_pos, attrs, (size, size))

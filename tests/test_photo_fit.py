@@ -13,7 +13,7 @@ from veilcam.models.face_fit import fit_portrait
 from veilcam.models.face_model import load_face_model
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
 from veilcam.models.photo_texture import (BROW_CLEARANCE, bake_photo_texture, eye_distance, face_triangles, hair_colour, height_above_brows,
-                                         push_pull, skin_likeness, trusted_photo_region)
+                                         mirror_texture_positions, mirror_vertices, push_pull, skin_likeness, trusted_photo_region)
 
 PORTRAITS = ("s42", "s7", "s9", "s12", "d8")
 #: Portraits are fitted at this width at most, to keep the suite fast.
@@ -200,6 +200,29 @@ def test_hair_may_cover_the_forehead_not_the_brows_or_eyes(name, data, tracked):
         for eye in (lm[e, :2].mean(0) for e in data.contours.eyes):
             assert at(eye, height) < -BROW_CLEARANCE * iod
             assert at(eye, hair_prone) < 0.01
+
+
+def test_every_face_texel_finds_its_mirror_image(data):
+    """The mirror step needs, for each face texel, the texel of the same point on the other
+    half of the face. The two halves split some quads along different diagonals, so the
+    mirrored triangle does not always exist; the lookup must still land on the mirrored point."""
+    model, mesh = data.model, data.mesh
+    tris = face_triangles(model, mesh)
+    src, uv = mesh.source[tris], mesh.uv[tris]
+    tex_pos = np.stack([uv[..., 0], 1.0 - uv[..., 1]], axis=-1)
+    mirror_pos, has_mirror = mirror_texture_positions(src, tex_pos, mirror_vertices(model.neutral, np.unique(src)))
+    assert has_mirror.mean() > 0.99
+    size = 512
+    own = model.neutral[src].astype(np.float32)
+    with AttributeRasterizer() as raster:
+        texel, covered = raster.rasterize(tex_pos, np.concatenate([own, mirror_pos, has_mirror[:, None, None].repeat(3, 1)], -1).astype(np.float32), (size, size))
+    found = covered & (texel[..., 5] > 0.99)
+    assert found.sum() > 0.99 * covered.sum()
+    x, y = (np.clip(np.round(texel[found][:, k] * size - 0.5).astype(int), 0, size - 1) for k in (3, 4))
+    assert covered[y, x].mean() > 0.999  # lands on the face tile
+    position_map = texel[..., :3]
+    error_cm = np.linalg.norm(position_map[y, x] - texel[found][:, :3] * (-1, 1, 1), axis=1)
+    assert np.median(error_cm) < 0.01 and np.percentile(error_cm, 99) < 0.05, (np.median(error_cm), np.percentile(error_cm, 99))
 
 
 @pytest.mark.parametrize("name", PORTRAITS)
