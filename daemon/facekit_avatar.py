@@ -143,11 +143,11 @@ def _read_mesh(path: Path, model: FaceModel) -> RenderMesh:
 
 
 def make_facekit_renderer(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray | None = None,
-                          background: np.ndarray | None = None) -> FaceRenderer:
+                          background: np.ndarray | None = None, rest_rotation: np.ndarray | None = None) -> FaceRenderer:
     """A face-model renderer sized to the output; `background` (an RGB image, from
     `avatar.background_image`) replaces the look's. `identity`: up to 100 identity
-    coefficients; a textured face comes with `look.texture`. Call it on the thread
-    that will render (GL contexts are per thread)."""
+    coefficients; a textured face comes with `look.texture`; `rest_rotation`: see
+    `FaceKitRenderer`. Call it on the thread that will render (GL contexts are per thread)."""
     from veilcam.models.facekit_renderer import FaceKitRenderer  # OpenGL loads here, not at import
 
     if background is not None:
@@ -155,6 +155,6 @@ def make_facekit_renderer(config: Config, store: ModelStore, look: FaceLook, ide
     model, mesh = face_model_and_mesh(store)
     try:
         bake = DiskBake(paths.cache_dir() / "facekit")
-        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity, mesh, bake)
+        return FaceKitRenderer(config.output.width, config.output.height, model, look, identity, mesh, bake, rest_rotation)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc

@@ -86,11 +86,13 @@ PHOTO_IDENTITY_MODES = 100
 #: of a kind not listed here is refused (made by a newer VeilCam).
 KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     # A face fitted to one portrait: its identity coefficients, skin colour (for
-    # the head around the face) and hair colour (absent: bald), and the photo
-    # projected into the face model's face tile (UV tile 0) as the skin texture.
+    # the head around the face), hair colour (absent: bald) and rest rotation
+    # (absent: none), and the photo projected into the face model's face tile
+    # (UV tile 0) as the skin texture.
     "photo": (
         FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("skin_rgb", (3,), "uint8"),
-                                  ArraySpec("hair_rgb", (3,), "uint8", required=False))),
+                                  ArraySpec("hair_rgb", (3,), "uint8", required=False),
+                                  ArraySpec("rest_rotation", (3, 3), "float32", required=False))),
         FieldSpec("albedo", image=ImageSpec(channels=(3,), min_side=64, max_side=8192, aspect=1.0)),
     ),
 }

@@ -271,13 +271,17 @@ class FaceKitRenderer(FaceRenderer):
     `model` comes from `load_face_model`; `look` is a `FaceLook` or a name in
     `FACEKIT_LOOKS`; `identity` holds up to 100 identity coefficients (the
     head's shape, e.g. fitted to a photo), zeros for the mean face. A textured
-    face comes from `FaceLook.texture`. Only `blendshapes`, `head_pose` and
-    `timestamp` are read.
+    face comes from `FaceLook.texture`. `rest_rotation` (3x3, model space) turns
+    the head before the tracked rotation: a face shape that reads as tilted at
+    rest is turned to read like the mean face. Only `blendshapes`, `head_pose`
+    and `timestamp` are read.
     """
 
     def __init__(self, width: int, height: int, model: FaceModel, look: FaceLook | str = "human",
-                 identity: np.ndarray | None = None, mesh: RenderMesh | None = None, bake: Bake = compute_now) -> None:
+                 identity: np.ndarray | None = None, mesh: RenderMesh | None = None, bake: Bake = compute_now,
+                 rest_rotation: np.ndarray | None = None) -> None:
         super().__init__(width, height)
+        self._rest_rotation = None if rest_rotation is None else np.asarray(rest_rotation, np.float32)
         if isinstance(look, str):
             if look not in FACEKIT_LOOKS:
                 raise ValueError(f"unknown face look {look!r}; choose one of {', '.join(FACEKIT_LOOKS)}")
@@ -438,7 +442,11 @@ class FaceKitRenderer(FaceRenderer):
 
     def model_matrix(self, state: FaceState) -> np.ndarray:
         """Model to camera: the tracked rotation about the neck, the framing's anchor."""
-        follow = self._follower.model_matrix(state.head_pose, state.timestamp)
+        pose = state.head_pose
+        if self._rest_rotation is not None:
+            pose = pose.copy()
+            pose[:3, :3] = pose[:3, :3] @ self._rest_rotation
+        follow = self._follower.model_matrix(pose, state.timestamp)
         pivot = np.eye(4, dtype=np.float32)
         pivot[:3, 3] = NECK_PIVOT - follow[:3, :3] @ NECK_PIVOT
         return follow @ pivot

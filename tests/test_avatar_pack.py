@@ -183,6 +183,7 @@ SKIN = np.array([200, 160, 140], np.uint8)
         ({"identity": np.zeros(10**6, np.float32), "skin_rgb": SKIN}, ["larger than a float32 array of shape (100,)"]),
         ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "hair_rgb": np.zeros(4, np.uint8)}, ["array 'hair_rgb' is uint8 (4,), expected uint8 (3,)"]),
         ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "hair_rgb": np.zeros(3, np.float32)}, ["expected uint8 (3,)"]),
+        ({"identity": np.zeros(100, np.float32), "skin_rgb": SKIN, "rest_rotation": np.eye(4, dtype=np.float32)}, ["expected float32 (3, 3)"]),
     ],
 )
 def test_wrong_arrays(root: Path, arrays: dict[str, np.ndarray], needles: list[str]) -> None:
@@ -365,6 +366,18 @@ def test_build_renderer_refuses_a_corrupt_pack_before_building(data_home: Path) 
     with pytest.raises(VeilCamError) as exc:
         build_renderer(entry, Config(), store=None)  # type: ignore[arg-type]
     one_line(exc, "face.npz does not match its sha256")
+
+
+@pytest.mark.parametrize("rotation", [2 * np.eye(3), np.diag([1.0, 1.0, -1.0]), np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])])
+def test_build_renderer_refuses_a_rest_rotation_that_is_not_a_small_turn(data_home: Path, rotation: np.ndarray) -> None:
+    """A scaled or mirrored matrix, or a 90 degree turn, is no rest correction: one error, before any GL work."""
+    files = pack_files()
+    face = dict(np.load(io.BytesIO(files["face.npz"])))
+    files["face.npz"] = encode_npz({**face, "rest_rotation": rotation.astype(np.float32)})
+    make_pack(data_home, "alice", files)
+    with pytest.raises(VeilCamError) as exc:
+        build_renderer(find_avatar("alice"), Config(), store=None)  # type: ignore[arg-type]
+    one_line(exc, "face.npz", "rest_rotation is not a rotation of at most 15 degrees", "veilcam avatar create --force")
 
 
 def test_remove_pack(root: Path) -> None:

@@ -61,7 +61,7 @@ def test_every_shared_portrait_makes_a_pack_that_loads(name: str, avatars: Path,
     corner = preview[:20, :20, :3].astype(np.float32).mean((0, 1))
     assert np.abs(centre - corner).max() > 30
     assert np.abs(hue(centre) - hue(skin)).max() < 0.05 < np.abs(hue(corner) - hue(skin)).max()
-    assert set(result.seconds) == {"read", "track", "fit", "texture", "preview", "write"}
+    assert set(result.seconds) == {"read", "track", "fit", "texture", "preview", "rest pose", "write"}
     assert [a.name for a in list_avatars()][-1] == name
 
 
@@ -102,6 +102,32 @@ def test_hair_seen_above_the_forehead_is_worn_and_bare_scalp_stays_bald(avatars:
     skin = bald["skin_rgb"].astype(np.float32)
     crown = _crown(results["bald"].images["preview"])
     assert np.abs(crown / crown.sum() - skin / skin.sum()).max() < 0.05, (crown, skin)
+
+
+def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, tmp_path: Path) -> None:
+    """A face's proportions can read as a raised or lowered head; the pack's rest rotation
+    turns the photo avatar so that, at rest, the tracker reads the same head pose from it as
+    from the built-in head (the mean face)."""
+    from veilcam.daemon.compositor import Compositor
+    from veilcam.daemon.factory import open_tracker
+    from veilcam.daemon.photo_avatar import create_photo_avatar
+    from veilcam.models.scene import nearest_rotation
+
+    store = ModelStore.from_environment()
+    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), store, avatars, texture_size=TEXTURE, progress=False)
+    assert load_pack(avatars / "me").arrays["face"]["rest_rotation"].shape == (3, 3)
+
+    def rest_pose(name: str) -> np.ndarray:
+        with build_renderer(find_avatar(name), Config(), store) as renderer:
+            frame = Compositor(renderer.width, renderer.height).compose(renderer.render(FaceState.neutral(0.0, present=True)))
+        with open_tracker(Config(), store) as tracker:
+            states = [tracker.track(frame, k / 30.0) for k in range(4)]
+        assert states[-1].present
+        return nearest_rotation(states[-1].head_pose).astype(np.float64)
+
+    turn = rest_pose("me").T @ rest_pose("human")
+    degrees = np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1, 1)))
+    assert degrees < 0.5, degrees
 
 
 def test_photo_avatar_renders_the_users_expressions(avatars: Path, tmp_path: Path) -> None:
