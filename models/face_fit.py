@@ -14,8 +14,9 @@ posteriori fit):
 A few degrees of head rotation look much like some identity modes, so the
 identity is held to change no landmark by a net rotation (a gauge condition,
 measured on the landmarks MediaPipe itself aligns to estimate the head pose):
-any tilt goes into the pose, never into the face's shape, and the avatar at
-rest looks as upright to the tracker as the mean face does.
+any tilt goes into the pose, never into the face's shape. Proportions can
+still read as a slightly raised or lowered head; `daemon/photo_avatar.py`
+measures what is left on the rendered avatar and turns it away.
 
 Residuals are measured in units of LANDMARK_SIGMA_CM on the face (pixels /
 scale), so the prior strengths mean the same for a thumbnail and a 4K photo.
