@@ -102,6 +102,10 @@ def cmd_create(args: argparse.Namespace) -> int:
             print("  hair: none (the photo shows skin, hair close to the skin's colour, or too little above the forehead)")
         else:
             print(f"  hair: {hex_rgb(result.hair_rgb)}, the colour the photo shows above the forehead")
+        if result.rest_turn_deg is None:
+            print("  rest pose: the tracker finds no face in the avatar, so it is not turned")
+        else:
+            print(f"  rest pose: turned {result.rest_turn_deg:.1f}° to face the camera as the built-in head does")
         print("  time: " + ", ".join(f"{stage} {s:.2f} s" for stage, s in result.seconds.items()))
         print(f"  use it: veilcam run --avatar-name {name}")
     return 0

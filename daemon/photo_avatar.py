@@ -67,6 +67,7 @@ class PhotoAvatarResult:
     fit: PortraitFit
     eye_distance_px: float  # in the (possibly scaled-down) photo the fit was made on
     hair_rgb: np.ndarray | None  # (3,) uint8 as the pack keeps it; None: the avatar is bald
+    rest_turn_deg: float | None  # the rest rotation's angle; None: not read, no turn
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     @property
@@ -89,6 +90,7 @@ class PhotoAvatarResult:
                 "median_per_eye_distance": round(self.fit_error_px / self.eye_distance_px, 4),
             },
             "hair": None if self.hair_rgb is None else hex_rgb(self.hair_rgb),
+            "rest_turn_deg": None if self.rest_turn_deg is None else round(self.rest_turn_deg, 2),
             "seconds": {stage: round(s, 3) for stage, s in self.seconds.items()},
             "total_s": round(sum(self.seconds.values()), 3),
         }
@@ -196,8 +198,11 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
         rest = rest_rotation(config, store, look, fit.identity)
         t = _stage(bar, seconds, "rest pose", t)
 
+        arrays = {"identity": fit.identity.astype(np.float32), **colours}
+        if rest is not None:
+            arrays["rest_rotation"] = rest
         files = {
-            FACE_FILE: encode_npz({"identity": fit.identity.astype(np.float32), **colours, "rest_rotation": rest}),
+            FACE_FILE: encode_npz(arrays),
             ALBEDO_FILE: encode_png(baked.image),
             PREVIEW_FILE: encode_png(preview),
         }
@@ -205,7 +210,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
                                    description, generator=f"veilcam {_version()}")
         pack = write_pack(root, manifest, files, replace=replace)
         _stage(bar, seconds, "write", t)
-    return PhotoAvatarResult(pack, fit, eyes, colours.get("hair_rgb"), seconds)
+    return PhotoAvatarResult(pack, fit, eyes, colours.get("hair_rgb"), None if rest is None else rotation_degrees(rest), seconds)
 
 
 def _version() -> str:
@@ -235,8 +240,9 @@ def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, hair_rgb: np.ndarray | 
     return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=hex_rgb(skin_rgb), hair_color=hair)
 
 
-def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray | None) -> np.ndarray:
-    """The head rotation the tracker reads from the avatar at rest, facing the camera (3x3)."""
+def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray | None) -> np.ndarray | None:
+    """The head rotation the tracker reads from the avatar at rest, facing the camera
+    (3x3), or None when it finds no face there."""
     from veilcam.models.scene import nearest_rotation
 
     from .compositor import Compositor
@@ -248,14 +254,13 @@ def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.n
     with open_tracker(unmirrored, store) as tracker:
         for k in range(REST_READ_FRAMES):
             state = tracker.track(frame, k / 30.0)
-    if not state.present:
-        raise PortraitError("the avatar made from this photo is not recognised as a face; use a sharper, more frontal photo")
-    return nearest_rotation(state.head_pose).astype(np.float64)
+    return nearest_rotation(state.head_pose).astype(np.float64) if state.present else None
 
 
-def rest_rotation(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray:
+def rest_rotation(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray | None:
     """The turn (3x3 float32, model space) that makes the fitted face at rest read, to the
-    tracker, as the mean face's head does.
+    tracker, as the mean face's head does; None (no turn) when the tracker finds no face
+    in the avatar (a stylized portrait can make one it does not read; it still renders).
 
     The fit keeps the identity from adding a net rotation of the landmarks the tracker
     aligns to (see `face_fit`), but a face's proportions can still read as a slightly
@@ -264,7 +269,14 @@ def rest_rotation(config: Config, store: ModelStore, look: FaceLook, identity: n
     """
     photo = _rest_read(config, store, look, identity)
     mean_face = _rest_read(config, store, FACEKIT_LOOKS["human"], None)
+    if photo is None or mean_face is None:
+        return None
     return (photo.T @ mean_face).astype(np.float32)
+
+
+def rotation_degrees(r: np.ndarray) -> float:
+    """The angle of a 3x3 rotation."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(r.astype(np.float64)) - 1) / 2, -1, 1))))
 
 
 def checked_rest_rotation(face: dict[str, np.ndarray], where: str) -> np.ndarray | None:
@@ -273,8 +285,7 @@ def checked_rest_rotation(face: dict[str, np.ndarray], where: str) -> np.ndarray
     if r is None:
         return None
     r64 = r.astype(np.float64)
-    angle = np.degrees(np.arccos(np.clip((np.trace(r64) - 1) / 2, -1, 1)))
-    if np.abs(r64.T @ r64 - np.eye(3)).max() > REST_ROTATION_TOLERANCE or np.linalg.det(r64) < 0 or angle > REST_ROTATION_MAX_DEG:
+    if np.abs(r64.T @ r64 - np.eye(3)).max() > REST_ROTATION_TOLERANCE or np.linalg.det(r64) < 0 or rotation_degrees(r) > REST_ROTATION_MAX_DEG:
         raise AvatarPackError(f"{where}: rest_rotation is not a rotation of at most {REST_ROTATION_MAX_DEG:g} degrees; "
                               "make the avatar again with `veilcam avatar create --force`")
     return r

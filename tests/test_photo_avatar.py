@@ -110,7 +110,7 @@ def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, t
     from the built-in head (the mean face)."""
     from veilcam.daemon.compositor import Compositor
     from veilcam.daemon.factory import open_tracker
-    from veilcam.daemon.photo_avatar import create_photo_avatar
+    from veilcam.daemon.photo_avatar import rotation_degrees
     from veilcam.models.scene import nearest_rotation
 
     store = ModelStore.from_environment()
@@ -125,9 +125,7 @@ def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, t
         assert states[-1].present
         return nearest_rotation(states[-1].head_pose).astype(np.float64)
 
-    turn = rest_pose("me").T @ rest_pose("human")
-    degrees = np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1, 1)))
-    assert degrees < 0.5, degrees
+    assert rotation_degrees(rest_pose("me").T @ rest_pose("human")) < 0.5
 
 
 def test_photo_avatar_renders_the_users_expressions(avatars: Path, tmp_path: Path) -> None:
@@ -173,6 +171,10 @@ def test_create_from_the_command_line(tmp_path: Path) -> None:
         assert data["hair"] == "#{:02x}{:02x}{:02x}".format(*face["hair_rgb"]) and f"hair: {data['hair']}" in proc.stdout
     else:
         assert data["hair"] is None and "hair: none" in proc.stdout
+    if "rest_rotation" in face:
+        assert f"rest pose: turned {data['rest_turn_deg']:.1f}°" in proc.stdout
+    else:
+        assert data["rest_turn_deg"] is None and "rest pose: the tracker finds no face" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "veilcam.daemon.cli", "avatar", "create", "--photo", str(photo), "--name", "albert"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 1 and "already exists" in proc.stderr and "--force" in proc.stderr
