@@ -232,34 +232,35 @@ def _eye_frame(landmarks_px: np.ndarray, contours: FaceContours) -> tuple[np.nda
     return origin, across, up
 
 
-def _pixels_in_frame(shape: tuple[int, int], origin: np.ndarray, across: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) float32 each: every photo pixel's position along and up the face's frame (pixels)."""
+def _brow_coordinates(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 each: every photo pixel's position along the line between the eyes
+    (from their midpoint), and how far it lies above the brows' upper edge, across that
+    line (negative below; beyond the brows' ends the edge continues level), in pixels."""
+    origin, across, up = _eye_frame(landmarks_px, contours)
+    brows = landmarks_px[np.concatenate(contours.brows), :2] - origin
+    along, height = brows @ across, brows @ up
+    order = np.argsort(along)
     ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     px, py = xs - origin[0], ys - origin[1]
-    return px * across[0] + py * across[1], px * up[0] + py * up[1]
+    pixel_along = px * across[0] + py * across[1]
+    edge = np.interp(pixel_along, along[order], height[order])
+    return pixel_along, (px * up[0] + py * up[1] - edge).astype(np.float32)
 
 
 def height_above_brows(shape: tuple[int, int], landmarks_px: np.ndarray, contours: FaceContours) -> np.ndarray:
     """(H, W) float32: how far (pixels) each photo pixel lies above the brows' upper edge,
     measured across the line between the eyes (so a tilted head tilts it), negative below.
     Beyond the brows' ends the edge continues level."""
-    origin, across, up = _eye_frame(landmarks_px, contours)
-    brows = landmarks_px[np.concatenate(contours.brows), :2] - origin
-    along, height = brows @ across, brows @ up
-    order = np.argsort(along)
-    pixel_along, pixel_up = _pixels_in_frame(shape, origin, across, up)
-    return (pixel_up - np.interp(pixel_along, along[order], height[order])).astype(np.float32)
+    return _brow_coordinates(shape, landmarks_px, contours)[1]
 
 
 def hair_colour(photo: np.ndarray, landmarks_px: np.ndarray, contours: FaceContours, skin_lab: np.ndarray) -> np.ndarray | None:
     """The median colour (RGB 0..255) of the hair above the forehead, or None where the
     band there is mostly skin (a bald head, a high forehead) or out of the photo: the
     avatar then stays bald rather than wear a guess. A hat counts as hair."""
-    h, w = photo.shape[:2]
-    origin, across, up = _eye_frame(landmarks_px, contours)
     iod = eye_distance(landmarks_px, contours)
-    along, _ = _pixels_in_frame((h, w), origin, across, up)
-    height = height_above_brows((h, w), landmarks_px, contours) / iod
+    along, height = _brow_coordinates(photo.shape[:2], landmarks_px, contours)
+    height /= iod
     band = (height > HAIR_BAND[0]) & (height < HAIR_BAND[1]) & (np.abs(along) < HAIR_BAND_HALF_WIDTH * iod)
     full_area = (HAIR_BAND[1] - HAIR_BAND[0]) * 2 * HAIR_BAND_HALF_WIDTH * iod**2
     if np.count_nonzero(band) < HAIR_BAND_SEEN * full_area:
