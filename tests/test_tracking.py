@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import tracked
+from veilcam.daemon.eval_fidelity import head_angles
 from veilcam.models.face_filter import FaceFilter
 from veilcam.models.face_state import BLENDSHAPE_INDEX
 
@@ -62,8 +63,13 @@ def _jitter(a: np.ndarray) -> float:
     return float(np.abs(a[2:] - 2 * a[1:-1] + a[:-2]).mean())
 
 
+def _angles(states) -> np.ndarray:
+    """(N, 3) yaw, pitch and roll in degrees, as `eval fidelity` reads them."""
+    return np.array([head_angles(s.head_pose) for s in states])
+
+
 def _yaw(states) -> np.ndarray:
-    return np.array([np.arctan2(s.head_pose[0, 2], s.head_pose[2, 2]) for s in states])
+    return _angles(states)[:, 0]
 
 
 def test_smoothing_calms_jitter_on_a_calm_face() -> None:
@@ -92,17 +98,14 @@ def test_smoothing_lags_expressions_by_under_half_a_frame() -> None:
         assert lag < 0.45, f"{name} lags by {lag:.1f} frames"
 
 
-def _pitch(states) -> np.ndarray:
-    return np.array([np.arcsin(np.clip(-s.head_pose[1, 2] / np.linalg.norm(s.head_pose[:3, 0]), -1, 1)) for s in states])
-
-
 def test_smoothing_lets_the_head_nod() -> None:
     # p2 turns and nods its head: the avatar's head follows within two frames.
     states = tracked("p2")
     smooth = _filtered(states)
-    for angle in (_yaw, _pitch):
-        lag = _lag_frames(angle(states), angle(smooth))
-        assert lag < 2.0, f"{angle.__name__} lags by {lag:.1f} frames"
+    raw, smoothed = _angles(states), _angles(smooth)
+    for k, name in enumerate(("yaw", "pitch")):
+        lag = _lag_frames(raw[:, k], smoothed[:, k])
+        assert lag < 2.0, f"{name} lags by {lag:.1f} frames"
 
 
 def test_mirror_option_keeps_the_users_own_sides() -> None:
