@@ -17,6 +17,11 @@ and wait the same time, for the rest of the call. With the margin such a lag
 fades within a third of a second, and a faster producer still gets at most
 `fps * (1 + MARGIN)` frames a second.
 
+Repeats and new frames together can exceed `fps`: a producer just slower than
+REPEAT_AFTER periods gets a repeat and then its new frame, every time
+(`max_send_rate`). The duplicate costs the consumer nothing, and delaying the
+new frame to save it would add latency.
+
 Time is passed in, never read, so the policy is tested without sleeping.
 """
 
@@ -57,3 +62,9 @@ class SendPacer:
             self._t = now
         self._last_send = now
         self._last_was_new = new
+
+
+def max_send_rate(fps: float) -> float:
+    """Most sends a second over a long run: new frames alone reach fps * (1 + MARGIN); with
+    repeats, at most a repeat and a new frame every REPEAT_AFTER periods."""
+    return fps * max(1.0 + SendPacer.MARGIN, 2.0 / SendPacer.REPEAT_AFTER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from veilcam.daemon.mailbox import Mailbox
-from veilcam.daemon.pacing import SendPacer
+from veilcam.daemon.pacing import SendPacer, max_send_rate
 
 FPS = 30.0
 PERIOD = 1 / FPS
@@ -51,6 +51,18 @@ def test_the_rate_never_exceeds_fps_with_a_faster_producer() -> None:
         in_window = np.count_nonzero((sends >= start) & (sends < start + 1.0))
         assert in_window <= FPS * (1 + SendPacer.MARGIN) + 1
     assert np.min(np.diff(sends)) >= PERIOD * 0.5 / (1 + SendPacer.MARGIN) - 1e-9
+
+
+def test_repeats_and_new_frames_together_stay_under_two_sends_per_repeat_delay() -> None:
+    """A producer just slower than REPEAT_AFTER periods gets a repeat and then its new frame
+    at once, every time: the most sends repeats and new frames can add up to (repeats take no
+    credit, by design). The live tests bound the output rate by this, not by fps alone."""
+    interval = SendPacer.REPEAT_AFTER * PERIOD + 0.001
+    ready = [k * interval for k in range(1, 400)]
+    sends, waits = _simulate(ready, ready[-1])
+    rate = (len(sends) - 1) / (sends[-1] - sends[0])
+    assert max(waits) == 0.0
+    assert 1.9 / interval < rate <= max_send_rate(FPS)
 
 
 def test_a_late_frame_after_a_repeat_delays_nothing() -> None:
