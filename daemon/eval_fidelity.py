@@ -29,6 +29,10 @@ from .report import write_report
 #: The expressions the measure covers (ARKit names).
 MEASURED = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "mouthPucker")
 ANGLES = ("yaw", "pitch", "roll")
+#: A driver expression whose score varies less than this (standard deviation, scores
+#: 0..1) barely moves: the avatar shows it at a weight nobody can see, so its
+#: correlation mostly measures tracker noise and how other expressions leak into it.
+BARELY_MOVES_STD = 0.02
 
 
 def head_angles(pose: np.ndarray) -> np.ndarray:
@@ -59,10 +63,11 @@ def track_video(path: Path, config: Config, mirror: bool, desc: str, progress: b
 def compare(driver: list[FaceState], avatar: list[FaceState]) -> dict[str, Any]:
     """Correlations and angle errors over the frames where both show a face."""
     pairs = [(d, a) for d, a in zip(driver, avatar) if d.present and a.present]
-    result: dict[str, Any] = {"frames": len(driver), "frames_compared": len(pairs), "correlation": {}}
+    result: dict[str, Any] = {"frames": len(driver), "frames_compared": len(pairs), "correlation": {}, "driver_std": {}}
     if len(pairs) < 3:
         result.update(mean_correlation=None, angle_error_deg=dict.fromkeys(ANGLES), angle_bias_deg=dict.fromkeys(ANGLES))
         result["correlation"] = dict.fromkeys(MEASURED)
+        result["driver_std"] = dict.fromkeys(MEASURED)
         return result
     d = np.array([p[0].blendshapes for p in pairs])
     a = np.array([p[1].blendshapes for p in pairs])
@@ -70,6 +75,7 @@ def compare(driver: list[FaceState], avatar: list[FaceState]) -> dict[str, Any]:
         x, y = d[:, BLENDSHAPE_INDEX[name]], a[:, BLENDSHAPE_INDEX[name]]
         defined = x.std() > 0 and y.std() > 0  # a constant signal has no correlation
         result["correlation"][name] = round(float(np.corrcoef(x, y)[0, 1]), 4) if defined else None
+        result["driver_std"][name] = round(float(x.std()), 4)
     values = [v for v in result["correlation"].values() if v is not None]
     result["mean_correlation"] = round(float(np.mean(values)), 4) if values else None
     error = np.array([head_angles(q.head_pose) - head_angles(p.head_pose) for p, q in pairs])
@@ -101,10 +107,16 @@ def format_table(result: dict[str, Any]) -> str:
         return "n/a" if v is None else format(v, fmt)
 
     lines = [f"avatar {result['avatar']} on {Path(result['source']).name}: {result['frames_compared']} of {result['frames']} frames compared",
-             f"{'blendshape':<18}{'correlation':>12}"]
+             f"{'blendshape':<18}{'correlation':>12}{'driver std':>12}"]
+    quiet = False
     for name, r in result["correlation"].items():
-        lines.append(f"{name:<18}{num(r, '>12.3f'):>12}")
+        std = result["driver_std"][name]
+        mark = " *" if std is not None and std < BARELY_MOVES_STD else ""
+        quiet |= bool(mark)
+        lines.append(f"{name:<18}{num(r, '>12.3f'):>12}{num(std, '>12.3f'):>12}{mark}")
     lines.append(f"{'mean':<18}{num(result['mean_correlation'], '>12.3f'):>12}")
+    if quiet:
+        lines.append(f"* the driver barely moves this expression (std < {BARELY_MOVES_STD}): its correlation mostly measures tracker noise")
     lines.append("")
     lines.append(f"{'head angle':<18}{'median |error| deg':>20}")
     for k in ANGLES:

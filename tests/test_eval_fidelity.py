@@ -10,8 +10,8 @@ import pytest
 
 from conftest import read_frames, video_path
 from veilcam.daemon import cli
-from veilcam.daemon.eval_fidelity import ANGLES, MEASURED, compare, head_angles
-from veilcam.models.face_state import FaceState, identity_pose
+from veilcam.daemon.eval_fidelity import ANGLES, BARELY_MOVES_STD, MEASURED, compare, format_table, head_angles
+from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState, identity_pose
 
 #: p3 from 8 s to 12 s: the talker opens and rounds her mouth, smiles, raises her
 #: brows and blinks, so each of the measured shapes varies within the clip.
@@ -73,7 +73,26 @@ def test_compare_on_known_signals():
     avatar = 0.5 * driver + 0.2  # same expressions, weaker and offset: correlation 1
     result = compare(states(driver, 10.0), states(avatar, 12.5))
     assert result["mean_correlation"] == pytest.approx(1.0)
+    assert result["driver_std"]["jawOpen"] == pytest.approx(driver[:, BLENDSHAPE_INDEX["jawOpen"]].std(), abs=1e-4)
     assert result["angle_error_deg"]["yaw"] == pytest.approx(2.5, abs=1e-3)
     assert result["angle_error_deg"]["pitch"] == pytest.approx(0.0, abs=1e-3)
     assert compare(states(driver, 0.0)[:2], states(avatar, 0.0)[:2])["mean_correlation"] is None
     assert head_angles(identity_pose()) == pytest.approx([0, 0, 0])
+
+
+def test_table_marks_expressions_the_driver_barely_moves():
+    """A correlation over a driver that hardly moves measures noise; the table says which ones are."""
+    rng = np.random.default_rng(1)
+    driver = rng.random((60, 52))
+    quiet = BLENDSHAPE_INDEX["browInnerUp"]
+    driver[:, quiet] = 0.01 + 0.5 * BARELY_MOVES_STD * rng.random(60)
+    avatar = driver + 0.05 * rng.random((60, 52))
+    states = [[FaceState(True, row.astype(np.float32), identity_pose(), 0.0) for row in scores] for scores in (driver, avatar)]
+    result = {"avatar": "human", "source": "p.mp4", "video": "out.mp4", **compare(*states)}
+    assert result["driver_std"]["browInnerUp"] < BARELY_MOVES_STD < result["driver_std"]["jawOpen"]
+    lines = format_table(result).splitlines()
+    marked = [line.split()[0] for line in lines if line.endswith(" *")]
+    assert marked == ["browInnerUp"]
+    assert any(line.startswith("* the driver barely moves") for line in lines)
+    result["driver_std"]["browInnerUp"] = 0.1
+    assert "barely moves" not in format_table(result)
