@@ -125,27 +125,54 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_NAMES = {"jawOpen": "jawOpen", "eyeBlinkLeft": "blink L", "eyeBlinkRight": "blink R", "mouthSmileLeft": "smile L",
+                 "mouthSmileRight": "smile R", "browInnerUp": "browInnerUp", "mouthPucker": "pucker"}
+
+
+def format_summary(results: list[dict[str, Any]]) -> str:
+    """One Markdown row per (avatar, video): the README's fidelity table, as measured."""
+    def num(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = ["| avatar | video | " + " | ".join(SUMMARY_NAMES[n] for n in MEASURED) + " | **mean** | yaw ° | pitch ° | roll ° |",
+             "|---|---|" + "---:|" * (len(MEASURED) + 4)]
+    for r in results:
+        cells = [num(r["correlation"][n], ".2f") for n in MEASURED]
+        mean = r["mean_correlation"]
+        angles = [num(r["angle_error_deg"][k], ".1f") for k in ANGLES]
+        lines.append(f"| {r['avatar']} | {Path(r['source']).name} | " + " | ".join(cells)
+                     + f" | **{num(mean, '.3f')}** | " + " | ".join(angles) + " |")
+    return "\n".join(lines)
+
+
 def cmd_eval_fidelity(args: argparse.Namespace) -> int:
     from .cli import resolve_config
     from .config import config_from_dict
+    from .errors import ConfigError
 
-    config = config_from_dict({"avatar": {"name": args.avatar}}, "command line", resolve_config(args))
-    source = Path(args.source)
-    out = Path(args.out) if args.out else Path(f"{source.stem}.{args.avatar}.fidelity.mp4")
-    result = evaluate(config, source, out, progress=not args.quiet)
-    print(format_table(result))
+    pairs = [(avatar, Path(source)) for avatar in args.avatars for source in args.sources]
+    if args.out and len(pairs) > 1:
+        raise ConfigError("--out names one video; with several --source or --avatar leave it out (each goes to SOURCE_STEM.AVATAR.fidelity.mp4)")
+    results = []
+    for avatar, source in pairs:
+        config = config_from_dict({"avatar": {"name": avatar}}, "command line", resolve_config(args))
+        out = Path(args.out) if args.out else Path(f"{source.stem}.{avatar}.fidelity.mp4")
+        results.append(evaluate(config, source, out, progress=not args.quiet))
+        print(format_table(results[-1]) + "\n", flush=True)
+    if len(results) > 1:
+        print(format_summary(results))
     if args.json:
-        write_report(result, Path(args.json))
+        write_report(results[0] if len(results) == 1 else {"runs": results}, Path(args.json))
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction, add_config_flags: Any) -> None:
     group = sub.add_parser("eval", help="measure the avatar against the driver video").add_subparsers(dest="eval_command", required=True, metavar="EVAL")
     fidelity = group.add_parser("fidelity", help="render a video through an avatar, track both, correlate expressions and head angles")
-    fidelity.add_argument("--source", required=True, help="driver video file")
-    fidelity.add_argument("--avatar", required=True, help="avatar name (`veilcam avatar list`)")
-    fidelity.add_argument("--json", help="write the result JSON here")
-    fidelity.add_argument("--out", help="rendered video (default: SOURCE_STEM.AVATAR.fidelity.mp4 here)")
+    fidelity.add_argument("--source", dest="sources", required=True, action="append", help="driver video file (repeat for several)")
+    fidelity.add_argument("--avatar", dest="avatars", required=True, action="append", help="avatar name (`veilcam avatar list`; repeat for several)")
+    fidelity.add_argument("--json", help="write the result JSON here (several runs: {\"runs\": [...]})")
+    fidelity.add_argument("--out", help="rendered video, for one source and avatar (default: SOURCE_STEM.AVATAR.fidelity.mp4 here)")
     fidelity.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_config_flags(fidelity)
     fidelity.set_defaults(func=cmd_eval_fidelity)

@@ -57,6 +57,24 @@ def test_eval_fidelity_reports_correlations_angles_and_writes_the_video(clip, tm
     assert "mean" in printed and "mouthPucker" in printed and str(out) in printed
 
 
+def test_eval_fidelity_runs_every_avatar_on_every_source_and_prints_the_summary(clip, tmp_path, model_dir, capsys, monkeypatch):
+    """The README's table in one command: a Markdown row per (avatar, video), each run also in the JSON."""
+    monkeypatch.chdir(tmp_path)  # the default video names land here
+    report = tmp_path / "all.json"
+    common = ["--output-width", "320", "--output-height", "240", "-q"]
+    args = ["eval", "fidelity", "--source", str(clip), "--avatar", "human", "--avatar", "clay", "--json", str(report), *common]
+    assert cli.main(args) == 0
+    runs = json.loads(report.read_text())["runs"]
+    assert [r["avatar"] for r in runs] == ["human", "clay"]
+    assert all((tmp_path / f"{clip.stem}.{r['avatar']}.fidelity.mp4").exists() for r in runs)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| human |", "| clay |"))]
+    assert [row.split("|")[1].strip() for row in rows] == ["human", "clay"]
+    for row, run in zip(rows, runs):
+        assert f"**{run['mean_correlation']:.3f}**" in row and clip.name in row
+    assert cli.main(["eval", "fidelity", "--source", str(clip), "--avatar", "human", "--avatar", "clay", "--out", "x.mp4", *common]) == cli.EXIT_ERROR
+    assert "--out names one video" in capsys.readouterr().err
+
+
 def test_compare_on_known_signals():
     rng = np.random.default_rng(0)
 
