@@ -45,10 +45,11 @@ def open_tracker(config: Config, store: ModelStore | None = None) -> FaceLandmar
         raise ModelFileError(f"{path}: MediaPipe cannot load this model ({exc}); delete it so VeilCam downloads it again") from exc
 
 
-def lease_tracker(config: Config, store: ModelStore) -> PooledTracker:
-    """A tracker for a live processor: a warm one from the process's pool when one is idle."""
+def lease_tracker(config: Config, store: ModelStore, source: Source) -> PooledTracker:
+    """A tracker for a processor of `source`: a warm one from the process's pool when one
+    that tracked this source (or nothing yet) is idle."""
     path = store.resolve(FACE_LANDMARKER)
-    return TRACKERS.lease(path, config.tracker.mirror, lambda: open_tracker(config, store))
+    return TRACKERS.lease(path, config.tracker.mirror, lambda: open_tracker(config, store), stream=source)
 
 
 def stock_for_switches(config: Config) -> None:
@@ -130,7 +131,7 @@ def avatar_processor_factory(config: Config, source: Source) -> Callable[[RunSta
     store = model_store(config)
 
     def build(stats: RunStats) -> FrameProcessor:
-        tracker = lease_tracker(config, store) if isinstance(source, FrameSource) else None
+        tracker = lease_tracker(config, store, source) if isinstance(source, FrameSource) else None
         try:
             renderer = make_renderer(config, store)
         except BaseException:

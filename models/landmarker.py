@@ -15,8 +15,10 @@ from .face_state import MIRROR_PERMUTATION, FaceState, blendshapes_from_scores
 from .mediapipe_direct import DirectVideoDetector, RawFace
 
 #: Milliseconds between the last frame of one stream and the first of the next
-#: when the caller's clock restarts: long enough that MediaPipe's temporal
-#: filters treat them as unrelated.
+#: when the caller's clock restarts. It keeps MediaPipe's timestamps increasing;
+#: it does not make the streams unrelated (VIDEO mode still starts from the last
+#: face), which is why a tracker is handed on only within its stream
+#: (`veilcam.daemon.tracker_pool`).
 RESTART_GAP_MS = 1000
 
 

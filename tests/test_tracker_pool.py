@@ -10,6 +10,7 @@ from veilcam.daemon.tracker_pool import TrackerPool
 from veilcam.models.landmarker import FaceLandmarker
 
 TASK = MODELS_DIR / "face_landmarker.task"
+CAMERA, OTHER_VIDEO = object(), object()  # stream tokens: the pool compares sources by identity
 
 
 class Opener:
@@ -28,12 +29,12 @@ def frames() -> list[np.ndarray]:
 
 def test_a_closed_loan_is_handed_to_the_next_runner_warm(frames) -> None:
     pool, opener = TrackerPool(), Opener()
-    first = pool.lease(TASK, False, opener)
+    first = pool.lease(TASK, False, opener, stream=CAMERA)
     for i, rgb in enumerate(frames[:3]):
         assert first.track(rgb, i / 30).present
     first.close()
     assert pool.idle_count() == 1
-    second = pool.lease(TASK, False, opener)
+    second = pool.lease(TASK, False, opener, stream=CAMERA)
     assert len(opener.opened) == 1 and pool.idle_count() == 0
     assert second.track(frames[3], 3 / 30).present  # the same landmarker, later timestamps: it keeps tracking
     second.close()
@@ -43,7 +44,7 @@ def test_a_closed_loan_is_handed_to_the_next_runner_warm(frames) -> None:
 
 def test_concurrent_loans_get_their_own_tracker_and_only_keep_are_kept(frames) -> None:
     pool, opener = TrackerPool(keep=1), Opener()
-    a, b = pool.lease(TASK, False, opener), pool.lease(TASK, False, opener)
+    a, b = pool.lease(TASK, False, opener, stream=CAMERA), pool.lease(TASK, False, opener, stream=CAMERA)
     assert len(opener.opened) == 2 and opener.opened[0] is not opener.opened[1]
     a.close()
     b.close()
@@ -53,8 +54,8 @@ def test_concurrent_loans_get_their_own_tracker_and_only_keep_are_kept(frames) -
 
 def test_mirror_setting_is_part_of_the_key(frames) -> None:
     pool, opener = TrackerPool(), Opener()
-    pool.lease(TASK, False, opener).close()
-    mirrored = pool.lease(TASK, True, lambda: opener(mirror=True))
+    pool.lease(TASK, False, opener, stream=CAMERA).close()
+    mirrored = pool.lease(TASK, True, lambda: opener(mirror=True), stream=CAMERA)
     assert len(opener.opened) == 2 and mirrored.track(frames[0], 0.0).present
     mirrored.close()
     assert pool.idle_count() == 2
@@ -63,12 +64,12 @@ def test_mirror_setting_is_part_of_the_key(frames) -> None:
 
 def test_a_tracker_that_raised_is_closed_not_handed_on(frames) -> None:
     pool, opener = TrackerPool(), Opener()
-    loan = pool.lease(TASK, False, opener)
+    loan = pool.lease(TASK, False, opener, stream=CAMERA)
     with pytest.raises(Exception):
         loan.track(np.zeros((4, 4), np.uint8), 0.0)  # not an RGB image
     loan.close()
     assert pool.idle_count() == 0
-    pool.lease(TASK, False, opener).close()
+    pool.lease(TASK, False, opener, stream=CAMERA).close()
     assert len(opener.opened) == 2
     pool.close()
 
@@ -78,7 +79,24 @@ def test_stock_opens_one_spare_at_a_quiet_moment_and_the_next_lease_takes_it() -
     pool.stock(TASK, False, opener)
     pool.stock(TASK, False, opener)  # one spare is enough
     assert len(opener.opened) == 1 and pool.idle_count() == 1
-    lease = pool.lease(TASK, False, opener)
+    lease = pool.lease(TASK, False, opener, stream=CAMERA)
     assert len(opener.opened) == 1 and pool.idle_count() == 0, "the lease took the spare"
     lease.close()
+    pool.close()
+
+
+def test_a_tracker_is_handed_on_only_within_its_stream(frames) -> None:
+    """VIDEO mode carries the last face into the next frame: a tracker that followed one
+    video would start the next video from that face, so another stream gets a fresh one."""
+    pool, opener = TrackerPool(), Opener()
+    first = pool.lease(TASK, False, opener, stream=CAMERA)
+    for i, rgb in enumerate(frames[:3]):
+        first.track(rgb, i / 30)
+    first.close()
+    other = pool.lease(TASK, False, opener, stream=OTHER_VIDEO)
+    assert len(opener.opened) == 2 and pool.idle_count() == 0, "a fresh tracker for another stream"
+    other.close()
+    same = pool.lease(TASK, False, opener, stream=OTHER_VIDEO)
+    assert len(opener.opened) == 2, "the same stream takes its tracker back"
+    same.close()
     pool.close()
