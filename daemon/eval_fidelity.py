@@ -102,10 +102,12 @@ def evaluate(config: Config, source: Path, out: Path, progress: bool = True) -> 
     }
 
 
-def format_table(result: dict[str, Any]) -> str:
-    def num(v: float | None, fmt: str) -> str:
-        return "n/a" if v is None else format(v, fmt)
+def num(v: float | None, fmt: str) -> str:
+    """`v` formatted, or "n/a" for a figure a run could not measure."""
+    return "n/a" if v is None else format(v, fmt)
 
+
+def format_table(result: dict[str, Any]) -> str:
     lines = [f"avatar {result['avatar']} on {Path(result['source']).name}: {result['frames_compared']} of {result['frames']} frames compared",
              f"{'blendshape':<18}{'correlation':>12}{'driver std':>12}"]
     quiet = False
@@ -131,9 +133,6 @@ SUMMARY_NAMES = {"jawOpen": "jawOpen", "eyeBlinkLeft": "blink L", "eyeBlinkRight
 
 def format_summary(results: list[dict[str, Any]]) -> str:
     """One Markdown row per (avatar, video): the README's fidelity table, as measured."""
-    def num(v: float | None, fmt: str) -> str:
-        return "n/a" if v is None else format(v, fmt)
-
     lines = ["| avatar | video | " + " | ".join(SUMMARY_NAMES[n] for n in MEASURED) + " | **mean** | yaw ° | pitch ° | roll ° |",
              "|---|---|" + "---:|" * (len(MEASURED) + 4)]
     for r in results:
