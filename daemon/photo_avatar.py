@@ -153,6 +153,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
     """Make the photo avatar `name` from `photo` and install it under `root`; see the module docstring."""
     from veilcam.models.attribute_raster import AttributeRasterizer
     from veilcam.models.photo_texture import bake_photo_texture, eye_distance
+    from veilcam.models.scene import rotation_degrees
 
     check_name(name)
     if not is_one_line(description):
@@ -274,13 +275,10 @@ def rest_rotation(config: Config, store: ModelStore, look: FaceLook, identity: n
     return (photo.T @ mean_face).astype(np.float32)
 
 
-def rotation_degrees(r: np.ndarray) -> float:
-    """The angle of a 3x3 rotation."""
-    return float(np.degrees(np.arccos(np.clip((np.trace(r.astype(np.float64)) - 1) / 2, -1, 1))))
-
-
 def checked_rest_rotation(face: dict[str, np.ndarray], where: str) -> np.ndarray | None:
     """The pack's rest rotation, or None for packs made before it was measured."""
+    from veilcam.models.scene import rotation_degrees  # OpenGL loads here, not at import
+
     r = face.get("rest_rotation")
     if r is None:
         return None

@@ -200,6 +200,11 @@ def nearest_rotation(pose: np.ndarray) -> np.ndarray:
     return r.astype(np.float32)
 
 
+def rotation_degrees(r: np.ndarray) -> float:
+    """The angle of a 3x3 rotation."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(r.astype(np.float64)) - 1) / 2, -1, 1))))
+
+
 def gl_matrix(m: np.ndarray) -> bytes:
     """Column-major bytes of a row-major matrix, as GLSL wants them."""
     return np.ascontiguousarray(m.T, np.float32).tobytes()

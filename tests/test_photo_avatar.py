@@ -110,7 +110,7 @@ def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, t
     from the built-in head (the mean face)."""
     from veilcam.daemon.compositor import Compositor
     from veilcam.daemon.factory import open_tracker
-    from veilcam.daemon.photo_avatar import rotation_degrees
+    from veilcam.models.scene import rotation_degrees
     from veilcam.models.scene import nearest_rotation
 
     store = ModelStore.from_environment()

@@ -14,6 +14,7 @@ from veilcam.models.face_model import load_face_model
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
 from veilcam.models.photo_texture import (BROW_CLEARANCE, bake_photo_texture, eye_distance, face_triangles, hair_colour, height_above_brows,
                                          mirror_texture_positions, mirror_vertices, push_pull, skin_likeness, trusted_photo_region)
+from veilcam.models.scene import rotation_degrees
 
 PORTRAITS = ("s42", "s7", "s9", "s12", "d8")
 #: Portraits are fitted at this width at most, to keep the suite fast.
@@ -121,7 +122,7 @@ def test_identity_adds_no_net_rotation(data, fits):
     for name, fit in fits.items():
         shaped = corr.points(model.evaluate(fit.identity))[ids].astype(np.float64)
         _, r, _ = similarity(rest, shaped, w)
-        angle = np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1)))
+        angle = rotation_degrees(r)
         assert angle < 0.5, (name, angle)
 
 
@@ -149,7 +150,7 @@ def test_fit_recovers_a_known_face(data):
     # Some identity modes look like a slight tilt or zoom; the joint fit with the identity's
     # gauge condition resolves that (measured: 0.4 degrees, 0.2%; fitting pose and shape in
     # turn, with no gauge, left 2.3 degrees and 3%).
-    angle = np.degrees(np.arccos(np.clip((np.trace(fit.rotation @ rotation.T) - 1) / 2, -1, 1)))
+    angle = rotation_degrees(fit.rotation @ rotation.T)
     assert angle < 1.0
     assert abs(fit.scale / scale - 1) < 0.02
     assert fit.expression[model.exp_index["jawOpen"]] == pytest.approx(0.3, abs=0.1)
