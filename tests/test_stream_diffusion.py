@@ -8,6 +8,8 @@ time, on diffusers' own scheduler code (`LCMScheduler.step`,
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,10 +28,18 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> DiffusionModels:
-    folder = save_tiny_model(tmp_path_factory.mktemp("tiny-sd"))
-    store = ModelStore(MODELS_DIR, tmp_path_factory.mktemp("cache"), allow_download=False, progress=False)
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-sd"))
+
+
+def _load(folder: Path, cache: Path) -> DiffusionModels:
+    store = ModelStore(MODELS_DIR, cache, allow_download=False, progress=False)
     return load_diffusion_models(str(folder), store, "cpu", torch.float32, allow_download=False)
+
+
+@pytest.fixture(scope="module")
+def models(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> DiffusionModels:
+    return _load(model_folder, tmp_path_factory.mktemp("cache"))
 
 
 def _settings(**kwargs) -> StreamSettings:
@@ -101,6 +111,31 @@ def test_stream_batch_matches_frame_by_frame(models, scheduler, cfg, t_index_lis
     # Not vacuous: the frames differ from each other and the output is not the input.
     assert np.abs(outputs[-1].astype(int) - outputs[-2]).mean() > 1
     assert np.abs(outputs[-1].astype(int) - frames[-1 - lag]).mean() > 5
+
+
+def test_compiled_stream_matches_eager_across_a_prompt_change(models, model_folder, tmp_path) -> None:
+    """The GPU path compiles the step frozen (weights and timesteps become constants);
+    the text embeddings must stay an input, or a new prompt would never show."""
+    frames = small_frames("p3", 6, step=8)
+    settings = _settings(t_index_list=(32, 45), cfg="self")
+
+    def run(stream: StreamDiffusion) -> list[np.ndarray]:
+        stream.warm_up()
+        out = _run(stream, frames[:3])
+        stream.set_prompt("a pencil sketch")
+        return out + _run(stream, frames[3:])
+
+    eager = run(StreamDiffusion(models, settings, PROMPT))
+    # Own copy of the weights: compiling fuses q/k/v and makes them channels-last.
+    compiled_stream = StreamDiffusion(_load(model_folder, tmp_path), replace(settings, compile=True), PROMPT)
+    compiled = run(compiled_stream)
+    assert isinstance(compiled_stream._unet, torch._dynamo.eval_frame.OptimizedModule)
+    for k, (a, b) in enumerate(zip(eager, compiled)):
+        diff = np.abs(a.astype(int) - b)
+        assert diff.max() <= 2 and diff.mean() < 0.1, (k, diff.max(), diff.mean())
+    # Not vacuous: in eager, the new prompt changes the frame right after it.
+    unchanged = _run(StreamDiffusion(models, settings, PROMPT), frames)
+    assert np.abs(eager[3].astype(int) - unchanged[3]).mean() > 1
 
 
 def test_first_frames_answer_at_once_from_primed_slots(models) -> None:
