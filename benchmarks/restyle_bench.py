@@ -132,7 +132,7 @@ def gpu_breakdown(stream: StreamDiffusion, reps: int = 200) -> dict[str, float]:
     second = torch.cuda.Stream()
 
     def unet() -> None:
-        s._unet(s._x_t, s._embeds)
+        s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
 
     def unet_beside_taesd() -> None:
         main = torch.cuda.current_stream()
@@ -171,11 +171,11 @@ def unet_kernels(stream: StreamDiffusion, reps: int = 10) -> dict:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            s._unet(s._x_t, s._embeds)
+            s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            s._unet(s._x_t, s._embeds)
+            s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(reps):
                 graph.replay()

@@ -31,8 +31,7 @@ buffer and writes the result to another, so the whole step can be captured as
 one CUDA graph and replayed. Per frame the host does one copy into pinned
 memory, one asynchronous upload, one graph launch, one asynchronous download
 and one wait: the only host synchronisation. Optionally the UNet and the VAE
-are compiled with torch.compile first, frozen: the weights and the stream's
-timesteps become constants of the compiled graph.
+are compiled with torch.compile first.
 
 Pure compute: uint8 HxWx3 frames in and out, no threads, no I/O.
 """
@@ -71,19 +70,6 @@ class StreamSettings:
     compile: bool = False
     compile_mode: str = "default"  # torch.compile mode; "max-autotune-no-cudagraphs" tunes GEMMs (much longer compile)
     cuda_graph: bool = False
-
-
-class StreamUNet(torch.nn.Module):
-    """The UNet at a stream's fixed timesteps: they are a buffer of this module, not an input,
-    so a frozen compile treats them, and the time embedding computed from them, as constants."""
-
-    def __init__(self, unet: torch.nn.Module, timesteps: torch.Tensor) -> None:
-        super().__init__()
-        self.unet = unet
-        self.register_buffer("timesteps", timesteps)
-
-    def forward(self, latents: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        return self.unet(latents, self.timesteps, encoder_hidden_states=text_embeds, return_dict=False)[0]
 
 
 @dataclass
@@ -149,7 +135,7 @@ class StreamDiffusion:
         self._host_out = torch.zeros_like(self._host_in, pin_memory=pinned)
         self._done = torch.cuda.Event() if dev.type == "cuda" else None
 
-        self._unet: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = StreamUNet(models.unet, self._timesteps)
+        self._unet: Callable[..., Any] = models.unet
         self._encoder: Callable[[torch.Tensor], torch.Tensor] = models.vae.encoder
         self._decoder: Callable[[torch.Tensor], torch.Tensor] = models.vae.decoder
         if s.compile:  # same results; fused q/k/v and channels-last convolutions are faster on GPUs
@@ -158,7 +144,7 @@ class StreamDiffusion:
             for module in (models.unet, models.vae):
                 module.to(memory_format=torch.channels_last)
             compile_args = dict(fullgraph=True, dynamic=False, mode=s.compile_mode)
-            self._unet = torch.compile(self._unet, **compile_args)
+            self._unet = torch.compile(models.unet, **compile_args)
             self._encoder = torch.compile(models.vae.encoder, **compile_args)
             self._decoder = torch.compile(models.vae.decoder, **compile_args)
         if dev.type == "cuda" and (s.compile or s.cuda_graph):
@@ -195,15 +181,7 @@ class StreamDiffusion:
         side = torch.cuda.Stream() if cuda else None
         if side is not None:  # warm up off the default stream, as graph capture requires
             side.wait_stream(torch.cuda.current_stream())
-        # Freezing makes the weights and the stream's timesteps constants of the compiled
-        # graph, so inductor folds the time embedding and every resnet's projection of it
-        # (0.2 ms of a 4.3 ms UNet call on an H200). It applies to what compiles here.
-        freezing: Any = nullcontext()
-        if self.settings.compile:
-            import torch._inductor.config as inductor_config
-
-            freezing = inductor_config.patch(freezing=True)
-        with torch.cuda.stream(side) if side is not None else nullcontext(), freezing:
+        with torch.cuda.stream(side) if side is not None else nullcontext():
             self._frame_in.fill_(127)
             self._prime()
             for i in range(WARMUP_STEPS):
@@ -268,7 +246,7 @@ class StreamDiffusion:
         self._x_t[:1].copy_(sa[:1] * x0_in + sb[:1] * self.noise[:1])
         self._x0_ref[:1].copy_(x0_in)
         x_in = torch.cat([self._x_t[:1], self._x_t]) if cfg == "initialize" else self._x_t
-        eps = self._unet(x_in, self._embeds)
+        eps = self._unet(x_in, self._timesteps, encoder_hidden_states=self._embeds, return_dict=False)[0]
         if cfg == "initialize":  # the new frame's negative x0, from its one negative UNet pass
             eps_negative, eps = eps[:1], eps[1:]
             self._x0_ref[:1].copy_((self._x_t[:1] - sb[:1] * eps_negative) / sa[:1])

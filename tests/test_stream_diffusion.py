@@ -114,8 +114,8 @@ def test_stream_batch_matches_frame_by_frame(models, scheduler, cfg, t_index_lis
 
 
 def test_compiled_stream_matches_eager_across_a_prompt_change(models, model_folder, tmp_path) -> None:
-    """The GPU path compiles the step frozen (weights and timesteps become constants);
-    the text embeddings must stay an input, or a new prompt would never show."""
+    """The GPU path compiles the step (fused q/k/v, channels-last convolutions); it must
+    give eager's frames, and a prompt set after compiling must show without a recompile."""
     frames = small_frames("p3", 6, step=8)
     settings = _settings(t_index_list=(32, 45), cfg="self")
 
