@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from conftest import MODELS_DIR
 from tiny_diffusion import SIZE, save_tiny_model, small_frames
@@ -121,15 +122,19 @@ def test_compiled_stream_matches_eager_across_a_prompt_change(models, model_fold
 
     def run(stream: StreamDiffusion) -> list[np.ndarray]:
         stream.warm_up()
+        graphs = counters["stats"]["unique_graphs"]
         out = _run(stream, frames[:3])
         stream.set_prompt("a pencil sketch")
-        return out + _run(stream, frames[3:])
+        out += _run(stream, frames[3:])
+        assert counters["stats"]["unique_graphs"] == graphs  # compiled once, in warm-up
+        return out
 
     eager = run(StreamDiffusion(models, settings, PROMPT))
     # Own copy of the weights: compiling fuses q/k/v and makes them channels-last.
     compiled_stream = StreamDiffusion(_load(model_folder, tmp_path), replace(settings, compile=True), PROMPT)
     compiled = run(compiled_stream)
     assert isinstance(compiled_stream._unet, torch._dynamo.eval_frame.OptimizedModule)
+    assert counters["stats"]["unique_graphs"] > 0  # the count run() checks does move
     for k, (a, b) in enumerate(zip(eager, compiled)):
         diff = np.abs(a.astype(int) - b)
         assert diff.max() <= 2 and diff.mean() < 0.1, (k, diff.max(), diff.mean())
