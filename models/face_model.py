@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .eyelid_closure import lid_correction
 from .face_state import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 from .gaze import gaze_rotations
 
@@ -42,6 +43,8 @@ HIDDEN_MATERIALS = ("M_LacrimalFluid", "M_EyeBlend", "M_EyeOcclusion", "M_IrisLe
 EYEBALL_REGIONS = ("eyeball_right", "eyeball_left")
 IRIS_SUBREGIONS = ("iris_right", "iris_left")
 SCLERA_SUBREGIONS = ("sclera_right", "sclera_left")
+#: The blink of each eye, in the same order.
+BLINKS = ("eyeBlink_R", "eyeBlink_L")
 #: An expression delta smaller than this (cm) anywhere on a vertex leaves it static.
 _MOVING_EPS = 1e-5
 
@@ -363,6 +366,18 @@ class FaceRig:
             self.eye_pivots[k], self.eye_radius[k] = fit_sphere(full_rest[model.region_vertices(sclera)])
             axis = full_rest[model.region_vertices(iris)].mean(axis=0) - self.eye_pivots[k]
             self.eye_axes[k] = axis / np.linalg.norm(axis)
+        # (blink weight index, render vertices, displacement at weight 1) per eye: see eyelid_closure.
+        self._lid_fixes: list[tuple[int, np.ndarray, np.ndarray]] = []
+        moving_src = src[: self.mesh.moving]
+        skin = np.zeros(model.num_vertices, bool)
+        skin[model.triangles[model.triangle_material == model.material_names.index("M_Face")]] = True
+        for k, blink in enumerate(BLINKS):
+            e = model.exp_index[blink]
+            fix = lid_correction(full_rest, model.exp_basis[e], e, self.eye_pivots[k], float(self.eye_radius[k]), skin)
+            row = np.full(model.num_vertices, -1)
+            row[fix.vertices] = np.arange(len(fix.vertices))
+            render = np.flatnonzero(row[moving_src] >= 0)
+            self._lid_fixes.append((e, render, fix.delta[row[moving_src[render]]]))
 
     def pose(self, weights: np.ndarray, eye_rotations: np.ndarray | None = None) -> np.ndarray:
         """ICT weights (`FaceModel.expression_weights`) and optional (2, 3, 3) gaze
@@ -374,6 +389,9 @@ class FaceRig:
         # spinning, which starves the rasterizer's (and the tracker's) threads.
         np.einsum("j,jk->k", np.asarray(weights, np.float32), self._basis, out=out[:n].reshape(-1))
         out[:n] += self.rest[:n]
+        for e, vertices, delta in self._lid_fixes:
+            if weights[e]:
+                out[vertices] += np.float32(weights[e]) * delta
         out[n:] = self.rest[n:]
         if eye_rotations is not None:
             for k, (start, end) in enumerate(self.mesh.eyeballs):

@@ -112,8 +112,19 @@ def test_rig_matches_the_model_with_the_identity_folded_in(model):
     identity = np.random.default_rng(2).normal(size=100).astype(np.float32)
     rig = FaceRig(model, identity)
     bs = np.random.default_rng(3).random(NUM_BLENDSHAPES).astype(np.float32) * 0.5
+    blinks = [BLENDSHAPE_INDEX["eyeBlinkLeft"], BLENDSHAPE_INDEX["eyeBlinkRight"]]
+    bs[blinks] = 0.0
     posed = rig.pose(model.expression_weights(bs))
     np.testing.assert_allclose(posed, model.evaluate(identity, model.expression_weights(bs))[rig.mesh.source], atol=1e-4)
+    # A blink adds the rig's lid closure (eyelid_closure; test_photo_fit checks it closes):
+    # the upper lids alone go further than the model's shape takes them, and down.
+    bs[blinks] = 0.5
+    extra = rig.pose(model.expression_weights(bs)) - model.evaluate(identity, model.expression_weights(bs))[rig.mesh.source]
+    moved = np.abs(extra).max(axis=1) > 1e-4
+    assert moved.any() and extra[moved, 1].sum() < 0
+    pivots = rig.eye_pivots
+    near_an_eye = np.linalg.norm(rig.rest[moved, None, :2] - pivots[None, :, :2], axis=2).min(axis=1) < 2.5
+    assert near_an_eye.all() and np.all(rig.rest[moved, 1] > pivots[:, 1].min())
 
 
 def test_eye_pivots_fit_the_sclera(model, rig):
