@@ -37,13 +37,11 @@ _SCALES = np.linspace(1.0, MAX_SCALE, 101)
 class LidCorrection:
     """What to add, per unit of one blink weight, to close that eye fully."""
 
-    expression: int  # the blink's index in the model's expression basis
     vertices: np.ndarray  # (K,) model vertex indices
     delta: np.ndarray  # (K, 3) float32 cm at weight 1
 
 
-def lid_correction(rest: np.ndarray, blink: np.ndarray, expression: int, centre: np.ndarray, radius: float,
-                   skin: np.ndarray) -> LidCorrection:
+def lid_correction(rest: np.ndarray, blink: np.ndarray, centre: np.ndarray, radius: float, skin: np.ndarray) -> LidCorrection:
     """The correction for one eye of a face at `rest` (V, 3), whose blink shape is `blink` (V, 3),
     whose eyeball is the sphere (`centre`, `radius`) and whose skin vertices are `skin` (V,) bool:
     the margin is looked for on the skin only, not on the eyeball or the lashes."""
@@ -71,4 +69,4 @@ def lid_correction(rest: np.ndarray, blink: np.ndarray, expression: int, centre:
     keep = vertex_scale > 1.0
     vertices = moving[keep]
     delta = ((vertex_scale[keep] - 1.0)[:, None] * blink[vertices]).astype(np.float32)
-    return LidCorrection(expression, vertices, delta)
+    return LidCorrection(vertices, delta)

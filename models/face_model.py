@@ -373,7 +373,7 @@ class FaceRig:
         skin[model.triangles[model.triangle_material == model.material_names.index("M_Face")]] = True
         for k, blink in enumerate(BLINKS):
             e = model.exp_index[blink]
-            fix = lid_correction(full_rest, model.exp_basis[e], e, self.eye_pivots[k], float(self.eye_radius[k]), skin)
+            fix = lid_correction(full_rest, model.exp_basis[e], self.eye_pivots[k], float(self.eye_radius[k]), skin)
             row = np.full(model.num_vertices, -1)
             row[fix.vertices] = np.arange(len(fix.vertices))
             render = np.flatnonzero(row[moving_src] >= 0)
