@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -102,31 +103,44 @@ def timed_run(streams: list[StreamDiffusion], frames: list[np.ndarray], count: i
     return {"frames": count * n, "fps": round(count * n / wall, 1), "latency_ms": stats([v for lat in latencies for v in lat])}
 
 
+def capture_graph(part: Callable[[], object], warmup: int = 3) -> torch.cuda.CUDAGraph:
+    """`part` captured as a CUDA graph, after `warmup` calls off the default stream
+    (graph capture requires it; compiled code compiles and autotunes there)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            part()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        part()
+    return graph
+
+
+def graph_replay_ms(part: Callable[[], object], reps: int = 200) -> np.ndarray:
+    """GPU time (CUDA events, ms) of each of `reps` replays of `part`'s CUDA graph:
+    the part's own time, without the host's launch cost."""
+    graph = capture_graph(part)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return np.asarray(times)
+
+
 def gpu_breakdown(stream: StreamDiffusion, reps: int = 200) -> dict[str, float]:
-    """Median GPU time (CUDA events) of each part of a frame, each replayed as its own CUDA graph:
-    where the time goes, without the host's launch cost. "unet_beside_taesd" runs the UNet
-    with the TAESD decoder and encoder of neighbouring frames on a second CUDA stream in the
-    same graph: what pipelining frames across streams could save at most."""
+    """Median GPU time of each part of a frame, each replayed as its own CUDA graph: where the
+    time goes. "unet_beside_taesd" runs the UNet with the TAESD decoder and encoder of
+    neighbouring frames on a second CUDA stream in the same graph: what pipelining frames
+    across streams could save at most."""
 
     def graph_ms(part) -> float:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                part()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            part()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times = []
-        for _ in range(reps):
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return round(float(np.median(times)), 3)
+        return round(float(np.median(graph_replay_ms(part, reps))), 3)
 
     s = stream
     second = torch.cuda.Stream()
@@ -168,14 +182,7 @@ def unet_kernels(stream: StreamDiffusion, reps: int = 10) -> dict:
 
     s = stream
     with torch.inference_mode():
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False)
+        graph = capture_graph(lambda: s._unet(s._x_t, s._timesteps, encoder_hidden_states=s._embeds, return_dict=False), warmup=1)
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(reps):
                 graph.replay()

@@ -26,28 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+import restyle_bench  # noqa: E402  (a sibling script, not a package)
+
 VARIANTS = ("base", "freeze_t", "fp8_freeze_t")
 
 
-def graph_ms(fn, reps: int = 200) -> list[float]:
-    """[median, p95] of a CUDA-graph replay of `fn`, in ms."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+def graph_ms(fn) -> list[float]:
+    """[median, p95] GPU time (ms) of `fn` replayed as a CUDA graph."""
+    times = restyle_bench.graph_replay_ms(fn)
     return [round(float(np.median(times)), 4), round(float(np.percentile(times, 95)), 4)]
 
 
@@ -84,9 +71,6 @@ def to_fp8(module: torch.nn.Module) -> int:
 
 
 def measure(variant: str, taesd: Path) -> dict:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import restyle_bench
-
     torch.backends.cudnn.benchmark = True
     result: dict = {"variant": variant}
     models = restyle_bench.build_models(taesd, "cuda", torch.float16)
