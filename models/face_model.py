@@ -340,6 +340,16 @@ def moving_basis(model: FaceModel, mesh: RenderMesh) -> np.ndarray:
     return basis
 
 
+@lru_cache(maxsize=4)
+def skin_vertices(model: FaceModel) -> np.ndarray:
+    """(V,) bool, read-only: the vertices of the face's skin (material M_Face), where the
+    lids' margins are looked for; the same for every rig of the model."""
+    skin = np.zeros(model.num_vertices, bool)
+    skin[model.triangles[model.triangle_material == model.material_names.index("M_Face")]] = True
+    skin.setflags(write=False)
+    return skin
+
+
 class FaceRig:
     """One identity, posed per frame: `pose(blendshapes)` -> render-vertex positions.
 
@@ -369,8 +379,7 @@ class FaceRig:
         # (blink weight index, render vertices, displacement at weight 1) per eye: see eyelid_closure.
         self._lid_fixes: list[tuple[int, np.ndarray, np.ndarray]] = []
         moving_src = src[: self.mesh.moving]
-        skin = np.zeros(model.num_vertices, bool)
-        skin[model.triangles[model.triangle_material == model.material_names.index("M_Face")]] = True
+        skin = skin_vertices(model)
         for k, blink in enumerate(BLINKS):
             e = model.exp_index[blink]
             fix = lid_correction(full_rest, model.exp_basis[e], self.eye_pivots[k], float(self.eye_radius[k]), skin)
