@@ -5,6 +5,10 @@ UNet, random weights), each in its own process so inductor's settings cannot lea
     freeze_t      + inductor freezing, the timesteps a constant: the time embedding is folded
     fp8_freeze_t  + every linear layer in fp8 (Hopper): weights scaled per output channel,
                   activations quantised per row at run time, torch._scaled_mm
+    deep_cache    DeepCache's shallow branch (Ma et al., CVPR 2024): on a cached frame only the
+                  UNet's outermost level runs (time embedding, conv_in, the first down block
+                  without its downsampler, the last up block, conv_out); the last up block's
+                  input comes from the previous full call. Timed alone: the full calls are base.
 
 Each variant: median and p95 GPU time of one UNet call replayed as a CUDA graph, at batch 1
 (one step) and 2 (the two-step stream batch); base also times TAESD at batch 1 and 2.
@@ -29,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import restyle_bench  # noqa: E402  (a sibling script, not a package)
 
-VARIANTS = ("base", "freeze_t", "fp8_freeze_t")
+VARIANTS = ("base", "freeze_t", "fp8_freeze_t", "deep_cache")
 
 
 def graph_ms(fn) -> list[float]:
@@ -70,6 +74,38 @@ def to_fp8(module: torch.nn.Module) -> int:
     return count
 
 
+class ShallowBranch(torch.nn.Module):
+    """DeepCache's cached-frame call: the outermost level of `unet`, fed the deep features
+    (the last up block's input) of an earlier full call."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, e: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        u = self.unet
+        temb = u.time_embedding(u.time_proj(t).to(x.dtype))
+        h = u.conv_in(x)
+        skips = (h,)
+        first = u.down_blocks[0]
+        for resnet, attention in zip(first.resnets, first.attentions):
+            h = attention(resnet(h, temb), encoder_hidden_states=e, return_dict=False)[0]
+            skips += (h,)
+        h = u.up_blocks[-1](hidden_states=deep, temb=temb, res_hidden_states_tuple=skips, encoder_hidden_states=e)
+        return u.conv_out(u.conv_act(u.conv_norm_out(h)))
+
+
+def deep_features(unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full call's output and the last up block's input (what DeepCache keeps)."""
+    kept: list[torch.Tensor] = []
+    hook = unet.up_blocks[-1].register_forward_pre_hook(lambda _m, _a, kw: kept.append(kw["hidden_states"]), with_kwargs=True)
+    try:
+        out = unet(x, t, encoder_hidden_states=e, return_dict=False)[0]
+    finally:
+        hook.remove()
+    return out, kept[0]
+
+
 def measure(variant: str, taesd: Path) -> dict:
     torch.backends.cudnn.benchmark = True
     result: dict = {"variant": variant}
@@ -99,6 +135,18 @@ def measure(variant: str, taesd: Path) -> dict:
             def forward(self, x, t_in, e_in):
                 return self.unet(x, self.t if const_t else t_in, encoder_hidden_states=e_in, return_dict=False)[0]
 
+        if variant == "deep_cache":
+            with torch.inference_mode():
+                full, deep = deep_features(unet, x, t, e)
+                shallow = torch.compile(ShallowBranch(unet), fullgraph=True, dynamic=False)
+                t0 = time.perf_counter()
+                y = shallow(x, t, e, deep)
+                torch.cuda.synchronize()
+                result[f"compile_s_b{batch}"] = round(time.perf_counter() - t0, 1)
+                # With the cache from the same input the branch must give the full call's output.
+                result[f"split_rel_err_b{batch}"] = round(float((y.float() - full.float()).norm() / full.float().norm()), 5)
+                result[f"unet_b{batch}"] = graph_ms(lambda: shallow(x, t, e, deep))
+            continue
         compiled = torch.compile(Wrapped(), fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -127,7 +175,7 @@ def print_row(r: dict) -> None:
         print(f"{r['variant']:<14} error: {r['error'][-200:]}", flush=True)
         return
     print(f"{r['variant']:<14}{r['unet_b1'][0]:>13.3f}{r['unet_b1'][1]:>8.3f}{r['unet_b2'][0]:>13.3f}{r['unet_b2'][1]:>8.3f}{r['compile_s_b1']:>11.1f}", flush=True)
-    extras = {k: v for k, v in r.items() if k.startswith(("taesd", "fp8"))}
+    extras = {k: v for k, v in r.items() if k.startswith(("taesd", "fp8", "split"))}
     if extras:
         print("    " + ", ".join(f"{k} {v}" for k, v in extras.items()), flush=True)
 
