@@ -16,7 +16,7 @@ from veilcam.daemon.avatar_pack import load_pack
 from veilcam.daemon.avatars import build_renderer, find_avatar, list_avatars
 from veilcam.daemon.config import Config, config_from_dict
 from veilcam.daemon.model_store import ModelStore
-from veilcam.daemon.photo_avatar import create_photo_avatar
+from veilcam.daemon.photo_avatar import create_photo_avatar, hex_rgb
 from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState, identity_pose
 
 #: Small sizes keep the suite fast: portraits at most this wide, textures this large.
@@ -110,8 +110,7 @@ def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, t
     from the built-in head (the mean face)."""
     from veilcam.daemon.compositor import Compositor
     from veilcam.daemon.factory import open_tracker
-    from veilcam.models.scene import rotation_degrees
-    from veilcam.models.scene import nearest_rotation
+    from veilcam.models.scene import nearest_rotation, rotation_degrees
 
     store = ModelStore.from_environment()
     create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), store, avatars, texture_size=TEXTURE, progress=False)
@@ -168,7 +167,7 @@ def test_create_from_the_command_line(tmp_path: Path) -> None:
     # What hair the avatar wears is said, the same in the report, on screen and in the pack.
     face = load_pack(tmp_path / "data" / "veilcam" / "avatars" / "albert").arrays["face"]
     if "hair_rgb" in face:
-        assert data["hair"] == "#{:02x}{:02x}{:02x}".format(*face["hair_rgb"]) and f"hair: {data['hair']}" in proc.stdout
+        assert data["hair"] == hex_rgb(face["hair_rgb"]) and f"hair: {data['hair']}" in proc.stdout
     else:
         assert data["hair"] is None and "hair: none" in proc.stdout
     if "rest_rotation" in face:
