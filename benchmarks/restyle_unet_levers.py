@@ -36,6 +36,11 @@ import restyle_bench  # noqa: E402  (a sibling script, not a package)
 VARIANTS = ("base", "freeze_t", "fp8_freeze_t", "deep_cache")
 
 
+def relative_error(y: torch.Tensor, reference: torch.Tensor, digits: int) -> float:
+    """|y - reference| / |reference| over the whole tensor, rounded."""
+    return round(float((y.float() - reference.float()).norm() / reference.float().norm()), digits)
+
+
 def graph_ms(fn) -> list[float]:
     """[median, p95] GPU time (ms) of `fn` replayed as a CUDA graph."""
     times = restyle_bench.graph_replay_ms(fn)
@@ -126,15 +131,6 @@ def measure(variant: str, taesd: Path) -> dict:
         t = torch.full((batch,), 500, device="cuda", dtype=torch.long)
         e = torch.randn(batch, 77, 1024, device="cuda", dtype=torch.float16)
 
-        class Wrapped(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.unet = unet
-                self.register_buffer("t", t)
-
-            def forward(self, x, t_in, e_in):
-                return self.unet(x, self.t if const_t else t_in, encoder_hidden_states=e_in, return_dict=False)[0]
-
         if variant == "deep_cache":
             with torch.inference_mode():
                 full, deep = deep_features(unet, x, t, e)
@@ -144,9 +140,19 @@ def measure(variant: str, taesd: Path) -> dict:
                 torch.cuda.synchronize()
                 result[f"compile_s_b{batch}"] = round(time.perf_counter() - t0, 1)
                 # With the cache from the same input the branch must give the full call's output.
-                result[f"split_rel_err_b{batch}"] = round(float((y.float() - full.float()).norm() / full.float().norm()), 5)
+                result[f"split_rel_err_b{batch}"] = relative_error(y, full, 5)
                 result[f"unet_b{batch}"] = graph_ms(lambda: shallow(x, t, e, deep))
             continue
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.unet = unet
+                self.register_buffer("t", t)
+
+            def forward(self, x, t_in, e_in):
+                return self.unet(x, self.t if const_t else t_in, encoder_hidden_states=e_in, return_dict=False)[0]
+
         compiled = torch.compile(Wrapped(), fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -157,7 +163,7 @@ def measure(variant: str, taesd: Path) -> dict:
             result[f"compile_s_b{batch}"] = round(time.perf_counter() - t0, 1)
             result[f"unet_b{batch}"] = graph_ms(lambda: compiled(x, t, e))
             if reference is not None:
-                result[f"fp8_rel_err_b{batch}"] = round(float((y.float() - reference.float()).norm() / reference.float().norm()), 4)
+                result[f"fp8_rel_err_b{batch}"] = relative_error(y, reference, 4)
     if variant == "base":
         for batch in (1, 2):
             image = torch.randn(batch, 3, 512, 512, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
