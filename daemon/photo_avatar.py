@@ -53,6 +53,8 @@ MAX_PHOTO_SIDE = 2048
 MIN_EYE_DISTANCE_PX = 24
 DEFAULT_TEXTURE_SIZE = 1024
 PREVIEW_SIZE = 512
+#: Photo avatars are drawn in the human look, with the photo's texture and colours.
+PHOTO_BASE_LOOK = FACEKIT_LOOKS["human"]
 #: The rest pose is read from this many frames of each still render (the tracker's
 #: crop settles on the second), at the output size the avatar will be seen at.
 REST_READ_FRAMES = 4
@@ -184,7 +186,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
 
         with AttributeRasterizer() as raster:
             try:
-                baked = bake_photo_texture(data.model, data.mesh, fit, rgb, landmarks, data.contours, texture_size, raster)
+                baked = bake_photo_texture(data.model, data.mesh, fit, rgb, landmarks, data.contours, texture_size, raster, PHOTO_BASE_LOOK)
             except ValueError as exc:
                 raise PortraitError(f"{photo}: {exc}; use a photo where the face is clearly visible") from exc
         t = _stage(bar, seconds, "texture", t)
@@ -238,7 +240,7 @@ def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, hair_rgb: np.ndarray | 
     face's skin colour, and short hair in the photo's hair colour; bald without one
     (the photo showed bare scalp, or packs made before hair was read)."""
     hair = None if hair_rgb is None else hex_rgb(hair_rgb)
-    return dataclasses.replace(FACEKIT_LOOKS["human"], texture=albedo, skin_color=hex_rgb(skin_rgb), hair_color=hair)
+    return dataclasses.replace(PHOTO_BASE_LOOK, texture=albedo, skin_color=hex_rgb(skin_rgb), hair_color=hair)
 
 
 def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray | None) -> np.ndarray | None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .face_model import FaceModel, RenderMesh
 from .facekit_looks import FaceLook
-from .polygon import inside_polygon
+from .polygon import inside_polygon, polyline_distance, smoothstep
 from .scene import linear_rgb
 
 #: Brow half-thickness (cm) from the inner end (t = 0) to the tail (t = 1).
@@ -27,36 +27,6 @@ _BROW_DROP = 0.6
 
 def _rgb(hex_color: str) -> np.ndarray:
     return np.array(linear_rgb(hex_color), np.float32)
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
-def _polyline_distance(points: np.ndarray, line: np.ndarray, reach: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
-    """2D distance from each point to a polyline, and the arc-length parameter
-    (0..1 from its first point) of the nearest point on it. Points farther than
-    `reach` from the line's bounding box get distance inf (cheap to skip)."""
-    near = np.all((points >= line.min(axis=0) - reach) & (points <= line.max(axis=0) + reach), axis=1)
-    dist, param = np.full(len(points), np.inf), np.zeros(len(points))
-    if near.any():
-        dist[near], param[near] = _nearest_on_polyline(points[near], line)
-    return dist, param
-
-
-def _nearest_on_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = line[:-1], line[1:]
-    seg = b - a
-    length = np.linalg.norm(seg, axis=1)
-    start = np.concatenate([[0.0], np.cumsum(length)])[:-1]
-    rel = points[:, None, :] - a[None]
-    s = np.clip(np.einsum("psk,sk->ps", rel, seg) / (length**2)[None], 0.0, 1.0)
-    d = np.linalg.norm(rel - s[:, :, None] * seg[None], axis=2)
-    nearest = np.argmin(d, axis=1)
-    rows = np.arange(len(points))
-    t = (start[nearest] + s[rows, nearest] * length[nearest]) / length.sum()
-    return d[rows, nearest], t
 
 
 def _noise(points: np.ndarray, frequency: float) -> np.ndarray:
@@ -82,8 +52,49 @@ def hair_coverage(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         [front, front - 0.3, front - 1.6, eye_y + 1.6, eye_y + 1.2, eye_y - 1.0, chin_y + 1.0, chin_y + 0.5],
     )
     ragged = (_noise(points, 3.0) - 0.5) * 0.5
-    ears = _smoothstep(6.2, 7.0, np.abs(points[:, 0])) * (1.0 - _smoothstep(eye_y + 2.0, eye_y + 3.0, points[:, 1]))
-    return _smoothstep(-0.15, 0.15, points[:, 1] - line + ragged) * (1.0 - ears)
+    ears = smoothstep(6.2, 7.0, np.abs(points[:, 0])) * (1.0 - smoothstep(eye_y + 2.0, eye_y + 3.0, points[:, 1]))
+    return smoothstep(-0.15, 0.15, points[:, 1] - line + ragged) * (1.0 - ears)
+
+
+def front_of_face(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(K,) bool: rest positions in front of the jaw line's deepest point (less a margin), where
+    the face's features are painted; the back of the head has the same x and y."""
+    return points[:, 2] > landmarks[0:17, 2].min() - 1.0
+
+
+def lip_coverage(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(K,) in [0, 1]: inside the outer lip contour of the rest face (seen from the front, so the
+    lips' inner surfaces, which show when the mouth opens or puckers, count too), softened at the border."""
+    xy = points[:, :2]
+    lips = landmarks[48:60, :2]
+    d, _ = polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
+    near = np.isfinite(d)
+    inside = np.zeros(len(xy), bool)
+    inside[near] = inside_polygon(xy[near], lips)
+    return np.where(inside, smoothstep(0.0, 0.12, d), 0.0) * front_of_face(points, landmarks)
+
+
+def paint_lips(albedo: np.ndarray, points: np.ndarray, landmarks: np.ndarray, lip_rgb: np.ndarray, strength: float) -> np.ndarray:
+    """(K, 3) linear `albedo` with the lips painted over it in `lip_rgb` (linear), the upper lip in shadow."""
+    shaded = lip_rgb[None, :] * np.where(points[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]
+    return _mix(albedo, shaded, (strength * lip_coverage(points, landmarks))[:, None])
+
+
+#: How much of the lash colour the lid lines take.
+LID_LINE_STRENGTH = 0.9
+
+
+def lid_lines(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(K,) in [0, 1]: a line along each upper lid margin of the rest face, thickest mid-lid,
+    on the lid's side of the margin. It reads as lashes from a distance, and it closes with the lid."""
+    xy = points[:, :2]
+    out = np.zeros(len(points))
+    for upper in (landmarks[36:40], landmarks[42:46]):
+        d, t = polyline_distance(xy, upper[:, :2], reach=0.2)
+        width = _LID_LINE_HALF_WIDTH * (0.6 + 0.8 * np.sin(np.pi * t))
+        line = (1.0 - smoothstep(0.5 * width, width, d)) * (xy[:, 1] >= np.interp(xy[:, 0], *_sorted_xy(upper)) - 0.02)
+        out = np.maximum(out, line)
+    return out * front_of_face(points, landmarks)
 
 
 def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, features: bool = True) -> np.ndarray:
@@ -94,38 +105,24 @@ def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, featur
     xy = points[:, :2]
     # a little warmth on the nose, ears and cheeks, as blood shows through skin
     nose = landmarks[30]
-    warm = 0.35 * np.exp(-np.sum((points - nose) ** 2, axis=1) / 2.0) + 0.5 * _smoothstep(7.2, 8.6, np.abs(points[:, 0]))
+    warm = 0.35 * np.exp(-np.sum((points - nose) ** 2, axis=1) / 2.0) + 0.5 * smoothstep(7.2, 8.6, np.abs(points[:, 0]))
     out = _mix(out, _rgb(look.blush_color), 0.25 * warm[:, None] * (look.style == "skin"))
     if features:
-        front = points[:, 2] > landmarks[0:17, 2].min() - 1.0
+        front = front_of_face(points, landmarks)
         # blush: below the outer eye corners, towards the mouth corners
         for eye, corner in ((36, 48), (45, 54)):
             centre = 0.55 * landmarks[eye] + 0.45 * landmarks[corner] + (0, 0.2, 0)
             d2 = np.sum((xy - centre[:2]) ** 2, axis=1)
             out = _mix(out, _rgb(look.blush_color), (look.blush * np.exp(-d2 / 1.6) * front)[:, None])
-        # lips: inside the outer lip contour, softened at the border
-        lips = landmarks[48:60, :2]
-        d, _ = _polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
-        near = np.isfinite(d)
-        inside = np.zeros(len(xy), bool)
-        inside[near] = inside_polygon(xy[near], lips)
-        lip = np.where(inside, _smoothstep(0.0, 0.12, d), 0.0) * front
-        lip_rgb = np.tile(_rgb(look.lip_color), (len(points), 1))
-        lip_rgb *= np.where(xy[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]  # upper lip in shadow
-        out = _mix(out, lip_rgb, (look.lip_strength * lip)[:, None])
-        # lid lines along the upper lids: read as lashes from a distance
-        for upper in (landmarks[36:40], landmarks[42:46]):
-            d, t = _polyline_distance(xy, upper[:, :2], reach=0.2)
-            width = _LID_LINE_HALF_WIDTH * (0.6 + 0.8 * np.sin(np.pi * t))
-            line = (1.0 - _smoothstep(0.5 * width, width, d)) * (xy[:, 1] >= np.interp(xy[:, 0], *_sorted_xy(upper)) - 0.02)
-            out = _mix(out, _rgb(look.lash_color), (0.9 * line * front)[:, None])
+        out = paint_lips(out, points, landmarks, _rgb(look.lip_color), look.lip_strength)
+        out = _mix(out, _rgb(look.lash_color), (LID_LINE_STRENGTH * lid_lines(points, landmarks))[:, None])
         # brows: strokes along the brow landmarks, thick at the inner end, thin at the tail
         for brow in (landmarks[21:16:-1], landmarks[22:27]):  # inner end first
             centre = brow[:, :2] - (0.0, _BROW_DROP)
-            d, t = _polyline_distance(xy, centre, reach=_BROW_HALF_WIDTH[0])
+            d, t = polyline_distance(xy, centre, reach=_BROW_HALF_WIDTH[0])
             half = _BROW_HALF_WIDTH[0] + (_BROW_HALF_WIDTH[1] - _BROW_HALF_WIDTH[0]) * t**1.5
             strokes = 0.85 + 0.15 * np.sin(40.0 * (xy[:, 1] - centre[0, 1]) + 9.0 * t)
-            body = (1.0 - _smoothstep(0.5 * half, half, d)) * strokes * front * (1.0 - 0.3 * _smoothstep(0.6, 1.0, t))
+            body = (1.0 - smoothstep(0.5 * half, half, d)) * strokes * front * (1.0 - 0.3 * smoothstep(0.6, 1.0, t))
             out = _mix(out, _rgb(look.brow_color), (look.brow_strength * body)[:, None])
     if look.hair_color is not None:
         out = _mix(out, _hair_albedo(points, look.hair_color), hair_coverage(points, landmarks)[:, None])
@@ -205,11 +202,11 @@ def vertex_albedo(model: FaceModel, mesh: RenderMesh, rest: np.ndarray, landmark
     lo, hi = model.regions["mouth_socket"]
     socket = (mesh.source >= lo) & (mesh.source < hi)
     lip_z = landmarks[48:60, 2].mean()
-    depth = _smoothstep(0.3, 2.0, lip_z - rest[:, 2])
+    depth = smoothstep(0.3, 2.0, lip_z - rest[:, 2])
     inner = _mix(_rgb(look.lip_color), _rgb(look.mouth_color), depth[:, None])
     out[socket] = inner[socket]
     mouth = np.isin(material, ("M_GumsTongue", "M_Teeth"))  # less light reaches the back of the mouth
-    out[mouth] *= (1.0 - 0.7 * _smoothstep(0.8, 3.5, lip_z - rest[mouth, 2]))[:, None]
+    out[mouth] *= (1.0 - 0.7 * smoothstep(0.8, 3.5, lip_z - rest[mouth, 2]))[:, None]
     return out
 
 
@@ -227,7 +224,7 @@ def eye_image(look: FaceLook, size: int = 256) -> np.ndarray:
     r = np.hypot(x, y)
     angle = np.arctan2(y, x)
     sclera, iris_rgb = _rgb(look.sclera_color), _rgb(look.iris_color)
-    white = sclera * (1.0 - 0.18 * _smoothstep(0.55, 1.0, r))[..., None]
+    white = sclera * (1.0 - 0.18 * smoothstep(0.55, 1.0, r))[..., None]
     if look.style == "clay":
         iris = np.broadcast_to(iris_rgb, (size, size, 3))
         pupil_rgb = iris_rgb * 0.35
@@ -236,10 +233,10 @@ def eye_image(look: FaceLook, size: int = 256) -> np.ndarray:
         fibres = 0.8 + 0.2 * np.sin(angle * 31.0 + np.sin(angle * 7.0) * 3.0)
         if look.style == "toon":
             fibres = np.ones_like(r) * (1.0 + 0.35 * (y > 0.05))  # a lighter upper half
-        iris = iris_rgb * (fibres * (1.35 - 0.75 * _smoothstep(PUPIL, IRIS, r)) * (1.0 - 0.7 * _smoothstep(IRIS - 0.09, IRIS, r)))[..., None]
+        iris = iris_rgb * (fibres * (1.35 - 0.75 * smoothstep(PUPIL, IRIS, r)) * (1.0 - 0.7 * smoothstep(IRIS - 0.09, IRIS, r)))[..., None]
         pupil_rgb = np.full(3, 0.006, np.float32)
-        catch = 1.0 - _smoothstep(0.04, 0.07, np.hypot(x + 0.16, y - 0.17))
-    out = _mix(iris, white, _smoothstep(IRIS - 0.015, IRIS + 0.015, r)[..., None])
-    out = _mix(pupil_rgb, out, _smoothstep(PUPIL - 0.02, PUPIL + 0.02, r)[..., None])
+        catch = 1.0 - smoothstep(0.04, 0.07, np.hypot(x + 0.16, y - 0.17))
+    out = _mix(iris, white, smoothstep(IRIS - 0.015, IRIS + 0.015, r)[..., None])
+    out = _mix(pupil_rgb, out, smoothstep(PUPIL - 0.02, PUPIL + 0.02, r)[..., None])
     out = _mix(out, np.ones(3, np.float32), 0.85 * catch[..., None])
     return (np.sqrt(np.clip(out, 0, 1)) * 255 + 0.5).astype(np.uint8)

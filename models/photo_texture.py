@@ -21,7 +21,11 @@ half of the face) lies in the texture. Then:
    median skin colour (taken from the cheeks) away from the seen part, so there
    are no holes, and the texture's edges meet the rest of the head, which the
    renderer paints in that same colour, without a seam.
-4. Hair: the colour of what the photo shows just above the forehead, when that
+4. Features: around the lips and the eyes the photo gives way to the skin
+   around them, and the lips and a lash line along each upper lid are drawn on
+   the model's own contours, the lips in the photo's lip colour
+   (`photo_features` says why).
+5. Hair: the colour of what the photo shows just above the forehead, when that
    is unlike the skin; the renderer paints short hair in it over the head.
 
 The texture is UV tile 0 of the model, the face skin (material M_Face), with
@@ -39,7 +43,12 @@ from .attribute_raster import AttributeRasterizer
 from .face_contours import FaceContours
 from .face_fit import PortraitFit
 from .face_model import FaceModel, RenderMesh
+from .facekit_looks import FaceLook
+from .facekit_paint import LID_LINE_STRENGTH, lip_coverage
 from .mask_rig import vertex_normals
+from .photo_features import FeatureColours, feature_area, photo_lip_colour, redraw_features
+from .scene import linear_rgb
+from .polygon import smoothstep
 
 #: The textured material: the face skin, UV tile 0.
 FACE_MATERIAL = "M_Face"
@@ -172,11 +181,6 @@ def push_pull(color: np.ndarray, weight: np.ndarray, prior: np.ndarray) -> np.nd
     return filled
 
 
-def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
 @dataclass(frozen=True)
 class PhotoTrust:
     """Per photo pixel, float32 in [0, 1]."""
@@ -214,8 +218,8 @@ def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, conto
     for opening in (*contours.eyes, contours.mouth):
         region *= 1.0 - grown(polygon(landmarks_px[opening, :2]), OPENING_MARGIN * iod)
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 5)  # pixels inside the outline
-    rim = 1.0 - _smoothstep(0.0, RIM_WIDTH * iod, depth)
-    forehead = _smoothstep(BROW_CLEARANCE * iod, (BROW_CLEARANCE + FOREHEAD_RAMP) * iod,
+    rim = 1.0 - smoothstep(0.0, RIM_WIDTH * iod, depth)
+    forehead = smoothstep(BROW_CLEARANCE * iod, (BROW_CLEARANCE + FOREHEAD_RAMP) * iod,
                            height_above_brows((h, w), landmarks_px, contours))
     return PhotoTrust(np.clip(region, 0.0, 1.0), np.maximum(rim, forehead).astype(np.float32))
 
@@ -328,8 +332,10 @@ def skin_likeness(rgb: np.ndarray, skin_lab: np.ndarray, lightness_spread: float
 
 
 def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, photo: np.ndarray, landmarks_px: np.ndarray,
-                       contours: FaceContours, size: int, raster: AttributeRasterizer) -> BakedTexture:
-    """The (size, size) face texture for the fitted identity, from `photo` (H, W, 3) uint8 RGB."""
+                       contours: FaceContours, size: int, raster: AttributeRasterizer, look: FaceLook) -> BakedTexture:
+    """The (size, size) face texture for the fitted identity, from `photo` (H, W, 3) uint8 RGB.
+    `look` is the look the avatar is drawn in: its lash colour and lip strength paint the
+    redrawn features, and its lip colour stands in when the photo shows no lips."""
     if size < 2 or size & (size - 1):
         raise ValueError(f"texture size must be a power of two, got {size}")
     h, w = photo.shape[:2]
@@ -358,8 +364,10 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     has_mirror = np.repeat(has_mirror.astype(np.float32)[:, None], 3, axis=1)
     attrs = np.concatenate([projected[src], facing[src][..., None], mirror_pos, has_mirror[..., None],
                             cheek_vertices(model)[src][..., None]], axis=-1)
-    texel, covered = raster.rasterize(tex_pos, attrs, (size, size))
+    rest = model.evaluate(fit.identity)[src]  # where each texel sits on the face at rest
+    texel, covered = raster.rasterize(tex_pos, np.concatenate([attrs, rest], axis=-1), (size, size))
     u_img, v_img, t_depth, t_facing, mx, my, t_has_mirror, t_cheek = (texel[..., k] for k in range(8))
+    t_rest = texel[..., 8:11].reshape(-1, 3)
 
     # 1. Photo weight and colour.
     px, py = u_img - 0.5, v_img - 0.5  # remap puts pixel centres at integer positions
@@ -367,7 +375,7 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     iy, ix = np.clip(np.round(py).astype(int), 0, h - 1), np.clip(np.round(px).astype(int), 0, w - 1)
     visible = depth_covered[iy, ix] & (t_depth >= depth_map[iy, ix, 0] - DEPTH_TOLERANCE_CM * fit.scale)
     trust = trusted_photo_region((h, w), landmarks_px, contours)
-    weight = (cv2.remap(trust.region, px, py, cv2.INTER_LINEAR, borderValue=0) * _smoothstep(FACING_MIN, FACING_FULL, t_facing)
+    weight = (cv2.remap(trust.region, px, py, cv2.INTER_LINEAR, borderValue=0) * smoothstep(FACING_MIN, FACING_FULL, t_facing)
               * (inside & visible))
     colour = cv2.remap(photo.astype(np.float32), px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -399,6 +407,18 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     distance = cv2.distanceTransform((source < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
     fill = skin_rgb + residual * np.exp(-distance / (FILL_FADE * size))[..., None]
     out = total[..., None] * seen + (1.0 - total[..., None]) * fill
+
+    # 4. Features: the lips and lid lines drawn on the model's own contours (see photo_features).
+    landmarks = model.landmark_positions(fit.identity)
+    area = feature_area(t_rest, landmarks).reshape(size, size) * covered
+    linear = (out / 255.0) ** 2
+    skin_fill = push_pull(linear, (1.0 - area) * covered, (skin_rgb / 255.0) ** 2)
+    lip_rgb = photo_lip_colour(linear.reshape(-1, 3), lip_coverage(t_rest, landmarks), total.ravel(), skin_rgb)
+    colours = FeatureColours(lips=np.array(linear_rgb(look.lip_color)) if lip_rgb is None else lip_rgb, lip_strength=look.lip_strength,
+                             lashes=np.array(linear_rgb(look.lash_color)), lash_strength=LID_LINE_STRENGTH)
+    linear = redraw_features(linear.reshape(-1, 3), t_rest, area.ravel(), skin_fill.reshape(-1, 3), landmarks, colours)
+    out = np.sqrt(np.clip(linear, 0.0, 1.0)).reshape(size, size, 3) * 255.0
+    total = total * (1.0 - area)
     # Gutters between UV islands continue their islands' edges, so filtering never blends in a foreign colour.
     grown = push_pull(out, covered.astype(np.float32), skin_rgb)
     out = np.where(covered[..., None], out, grown)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from veilcam.daemon.photo_avatar import fitting_data, read_portrait, track_portrait
+from veilcam.daemon.photo_avatar import PHOTO_BASE_LOOK, fitting_data, read_portrait, track_portrait
 from veilcam.models.attribute_raster import AttributeRasterizer
 from veilcam.models.face_fit import fit_portrait
 from veilcam.models.face_model import FaceRig, load_face_model
@@ -15,6 +15,8 @@ from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
 from veilcam.models.photo_texture import (BROW_CLEARANCE, bake_photo_texture, eye_distance, face_triangles, hair_colour, height_above_brows,
                                          mirror_texture_positions, mirror_vertices, push_pull, skin_likeness, trusted_photo_region)
+from veilcam.models.facekit_paint import lid_lines, lip_coverage
+from veilcam.models.photo_features import feature_area, photo_lip_colour
 from veilcam.models.scene import rotation_degrees
 
 PORTRAITS = ("s42", "s7", "s9", "s12", "d8")
@@ -260,7 +262,7 @@ def baked(data, tracked, fits):
     with AttributeRasterizer() as raster:
         for name in ("s42", "s12"):
             rgb, landmarks, _ = tracked[name]
-            out[name] = bake_photo_texture(data.model, data.mesh, fits[name], rgb, landmarks, data.contours, 256, raster)
+            out[name] = bake_photo_texture(data.model, data.mesh, fits[name], rgb, landmarks, data.contours, 256, raster, PHOTO_BASE_LOOK)
     return out
 
 
@@ -320,6 +322,44 @@ def test_texture_reprojects_onto_the_photo(name, data, tracked, fits, baked):
     shifted = np.corrcoef(detail(np.roll(drawn, 4, axis=1))[face], photo_detail)[0, 1]
     assert match > 0.65, match  # measured 0.78 and 0.84
     assert shifted < match - 0.2  # the match is sharp (4 px off: 0.49 and 0.45), not just the right average colour
+
+
+@pytest.mark.parametrize("name", ["s42", "s12"])
+def test_lips_and_lid_lines_are_drawn_on_the_model_contours(name, data, fits, baked):
+    """A photo's lips and lash lines land a little beside the model's (the fit's error, the photo's
+    light), and a moving mesh would carry them off its lips and lids: the texture draws them on the
+    model's own contours instead, with the skin around them and none of the photo's lip colour outside."""
+    tex, fit = baked[name], fits[name]
+    size = tex.image.shape[0]
+    tris = face_triangles(data.model, data.mesh)
+    uv = data.mesh.uv[tris]
+    rest = data.model.evaluate(fit.identity)[data.mesh.source[tris]]
+    with AttributeRasterizer() as raster:
+        points, covered = raster.rasterize(np.stack([uv[..., 0], 1 - uv[..., 1]], -1), rest, (size, size))
+    points, covered = points.reshape(-1, 3), covered.ravel()
+    landmarks = data.model.landmark_positions(fit.identity)
+    lab = cv2.cvtColor(tex.image, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float32)
+    skin = cv2.cvtColor(np.round(tex.skin_rgb).astype(np.uint8)[None, None], cv2.COLOR_RGB2Lab)[0, 0].astype(np.float32)
+    lips = covered & (lip_coverage(points, landmarks) > 0.9)
+    area = covered & (feature_area(points, landmarks) > 0.999)
+    around_lips = area & ~(lip_coverage(points, landmarks) > 0) & (points[:, 1] < landmarks[33, 1])  # below the nose: not the eyes
+    assert lips.sum() > 100 and around_lips.sum() > 100
+    assert np.median(lab[lips, 1]) > skin[1] + 8  # the lips are red...
+    assert np.percentile(lab[around_lips, 1] - skin[1], 95) < 4  # ...and only they are
+    assert np.median(lab[covered & (lid_lines(points, landmarks) > 0.8), 0]) < 0.5 * skin[0]  # a dark line along each upper lid
+    assert tex.photo_weight.ravel()[area].max() < 0.01  # redrawn, not taken from the photo
+
+
+def test_the_lip_colour_comes_from_the_photo_unless_it_shows_no_lips():
+    skin_rgb = np.array([220.0, 180.0, 160.0])
+    skin = (skin_rgb / 255) ** 2
+    red = (np.array([180.0, 90.0, 90.0]) / 255) ** 2
+    texels = np.tile(skin, (400, 1))
+    texels[:200] = red
+    lips, seen = np.ones(400), np.ones(400)
+    assert np.allclose(photo_lip_colour(texels, lips, seen, skin_rgb), red)
+    assert photo_lip_colour(texels, lips, np.r_[np.zeros(200), np.ones(200)], skin_rgb) is None  # the lips not seen
+    assert photo_lip_colour(np.tile(skin, (400, 1)), lips, seen, skin_rgb) is None  # nothing redder than the skin (a moustache)
 
 
 def _visible(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
