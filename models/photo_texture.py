@@ -414,7 +414,9 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     linear = (out / 255.0) ** 2
     skin_fill = push_pull(linear, (1.0 - area) * covered, (skin_rgb / 255.0) ** 2)
     lip_rgb = photo_lip_colour(linear.reshape(-1, 3), lip_coverage(t_rest, landmarks), total.ravel(), skin_rgb)
-    colours = FeatureColours(lips=np.array(linear_rgb(look.lip_color)) if lip_rgb is None else lip_rgb, lip_strength=look.lip_strength,
+    if lip_rgb is None:  # the look's lips relative to its skin, on this face's skin (a painting's ochre face gets ochre-red lips)
+        lip_rgb = (skin_rgb / 255.0) ** 2 * np.array(linear_rgb(look.lip_color)) / np.maximum(linear_rgb(look.skin_color), 1e-3)
+    colours = FeatureColours(lips=np.clip(lip_rgb, 0.0, 1.0), lip_strength=look.lip_strength,
                              lashes=np.array(linear_rgb(look.lash_color)), lash_strength=LID_LINE_STRENGTH)
     linear = redraw_features(linear.reshape(-1, 3), t_rest, area.ravel(), skin_fill.reshape(-1, 3), landmarks, colours)
     out = np.sqrt(np.clip(linear, 0.0, 1.0)).reshape(size, size, 3) * 255.0
