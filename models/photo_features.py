@@ -54,6 +54,14 @@ def _opening_margin(xy: np.ndarray, contour: np.ndarray, margin: float) -> np.nd
     return np.where(inside, 1.0, 1.0 - smoothstep(margin, margin + MARGIN_FEATHER_CM, np.where(near, d, np.inf)))
 
 
+def near_features(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(K,) bool: rest positions within the box around the eyes and lips (with their margins),
+    the only ones the redraw can change: a tenth of the face's tile, so the rest is skipped."""
+    features = landmarks[36:68, :2]
+    reach = max(LIP_MARGIN_CM, EYE_MARGIN_CM) + MARGIN_FEATHER_CM
+    return np.all((points[:, :2] > features.min(axis=0) - reach) & (points[:, :2] < features.max(axis=0) + reach), axis=1)
+
+
 def feature_area(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(K,) in [0, 1]: where the photo gives way, at rest positions `points` (K, 3) of the face
     whose 68 landmarks are `landmarks`: the lips and the eyes with their margins."""

@@ -46,7 +46,7 @@ from .face_model import FaceModel, RenderMesh
 from .facekit_looks import FaceLook
 from .facekit_paint import LID_LINE_STRENGTH, lip_coverage
 from .mask_rig import vertex_normals
-from .photo_features import FeatureColours, feature_area, photo_lip_colour, redraw_features
+from .photo_features import FeatureColours, feature_area, near_features, photo_lip_colour, redraw_features
 from .scene import linear_rgb
 from .polygon import smoothstep
 
@@ -410,17 +410,20 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
 
     # 4. Features: the lips and lid lines drawn on the model's own contours (see photo_features).
     landmarks = model.landmark_positions(fit.identity)
-    area = feature_area(t_rest, landmarks).reshape(size, size) * covered
-    linear = (out / 255.0) ** 2
-    skin_fill = push_pull(linear, (1.0 - area) * covered, (skin_rgb / 255.0) ** 2)
-    lip_rgb = photo_lip_colour(linear.reshape(-1, 3), lip_coverage(t_rest, landmarks), total.ravel(), skin_rgb)
+    near = covered.ravel() & near_features(t_rest, landmarks)
+    points = t_rest[near]
+    area = np.zeros(size * size, np.float32)
+    area[near] = feature_area(points, landmarks)
+    linear = ((out / 255.0) ** 2).reshape(-1, 3)
+    skin_fill = push_pull(linear.reshape(size, size, 3), (1.0 - area.reshape(size, size)) * covered, (skin_rgb / 255.0) ** 2)
+    lip_rgb = photo_lip_colour(linear[near], lip_coverage(points, landmarks), total.ravel()[near], skin_rgb)
     if lip_rgb is None:  # the look's lips relative to its skin, on this face's skin (a painting's ochre face gets ochre-red lips)
         lip_rgb = (skin_rgb / 255.0) ** 2 * np.array(linear_rgb(look.lip_color)) / np.maximum(linear_rgb(look.skin_color), 1e-3)
     colours = FeatureColours(lips=np.clip(lip_rgb, 0.0, 1.0), lip_strength=look.lip_strength,
                              lashes=np.array(linear_rgb(look.lash_color)), lash_strength=LID_LINE_STRENGTH)
-    linear = redraw_features(linear.reshape(-1, 3), t_rest, area.ravel(), skin_fill.reshape(-1, 3), landmarks, colours)
+    linear[near] = redraw_features(linear[near], points, area[near], skin_fill.reshape(-1, 3)[near], landmarks, colours)
     out = np.sqrt(np.clip(linear, 0.0, 1.0)).reshape(size, size, 3) * 255.0
-    total = total * (1.0 - area)
+    total = total * (1.0 - area.reshape(size, size))
     # Gutters between UV islands continue their islands' edges, so filtering never blends in a foreign colour.
     grown = push_pull(out, covered.astype(np.float32), skin_rgb)
     out = np.where(covered[..., None], out, grown)
