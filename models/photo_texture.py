@@ -47,8 +47,8 @@ from .facekit_looks import FaceLook
 from .facekit_paint import LID_LINE_STRENGTH, lip_coverage
 from .mask_rig import vertex_normals
 from .photo_features import FeatureColours, feature_area, near_features, photo_lip_colour, redraw_features
-from .scene import linear_rgb
 from .polygon import smoothstep
+from .scene import linear_rgb
 
 #: The textured material: the face skin, UV tile 0.
 FACE_MATERIAL = "M_Face"
@@ -104,7 +104,7 @@ FILL_FADE = 0.05
 @dataclass(frozen=True)
 class BakedTexture:
     image: np.ndarray  # (S, S, 3) uint8 RGB, upright (row 0 = v 1)
-    photo_weight: np.ndarray  # (S, S) float32: share of each texel seen in the photo, directly or mirrored
+    photo_weight: np.ndarray  # (S, S) float32: share of each texel seen in the photo, directly or mirrored (0 where the lips and eyes are redrawn)
     covered: np.ndarray  # (S, S) bool: texels inside a face triangle
     skin_rgb: np.ndarray  # (3,) float32: the face's median skin colour, 0..255
     hair_rgb: np.ndarray | None  # (3,) float32: the hair's median colour, 0..255; None: bare scalp or not shown
@@ -220,7 +220,7 @@ def trusted_photo_region(shape: tuple[int, int], landmarks_px: np.ndarray, conto
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 5)  # pixels inside the outline
     rim = 1.0 - smoothstep(0.0, RIM_WIDTH * iod, depth)
     forehead = smoothstep(BROW_CLEARANCE * iod, (BROW_CLEARANCE + FOREHEAD_RAMP) * iod,
-                           height_above_brows((h, w), landmarks_px, contours))
+                          height_above_brows((h, w), landmarks_px, contours))
     return PhotoTrust(np.clip(region, 0.0, 1.0), np.maximum(rim, forehead).astype(np.float32))
 
 
