@@ -12,10 +12,10 @@ from veilcam.models.attribute_raster import AttributeRasterizer
 from veilcam.models.face_fit import fit_portrait
 from veilcam.models.face_model import FaceRig, load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from veilcam.models.facekit_paint import lid_lines, lip_coverage
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
 from veilcam.models.photo_texture import (BROW_CLEARANCE, bake_photo_texture, eye_distance, face_triangles, hair_colour, height_above_brows,
                                          mirror_texture_positions, mirror_vertices, push_pull, skin_likeness, trusted_photo_region)
-from veilcam.models.facekit_paint import lid_lines, lip_coverage
 from veilcam.models.photo_features import feature_area, photo_lip_colour
 from veilcam.models.scene import rotation_degrees
 
@@ -359,7 +359,7 @@ def test_the_lip_colour_comes_from_the_photo_unless_it_shows_no_lips():
     lips, seen = np.ones(400), np.ones(400)
     assert np.allclose(photo_lip_colour(texels, lips, seen, skin_rgb), red)
     assert photo_lip_colour(texels, lips, np.r_[np.zeros(200), np.ones(200)], skin_rgb) is None  # the lips not seen
-    assert photo_lip_colour(np.tile(skin, (400, 1)), lips, seen, skin_rgb) is None  # nothing redder than the skin (a moustache)
+    assert photo_lip_colour(np.tile(skin, (400, 1)), lips, seen, skin_rgb) is None  # nothing redder than the skin (lips hidden by a moustache or a hand)
 
 
 def _visible(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
