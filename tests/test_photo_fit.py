@@ -14,9 +14,9 @@ from veilcam.models.face_model import FaceRig, load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from veilcam.models.facekit_paint import lid_lines, lip_coverage
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
+from veilcam.models.photo_features import feature_area, photo_lip_colour
 from veilcam.models.photo_texture import (BROW_CLEARANCE, bake_photo_texture, eye_distance, face_triangles, hair_colour, height_above_brows,
                                          mirror_texture_positions, mirror_vertices, push_pull, skin_likeness, trusted_photo_region)
-from veilcam.models.photo_features import feature_area, photo_lip_colour
 from veilcam.models.scene import rotation_degrees
 
 PORTRAITS = ("s42", "s7", "s9", "s12", "d8")
