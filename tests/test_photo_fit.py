@@ -260,7 +260,7 @@ def test_hair_colour_is_read_above_the_forehead_or_left_out(name, data, tracked)
 def baked(data, tracked, fits):
     out = {}
     with AttributeRasterizer() as raster:
-        for name in ("s42", "s12"):
+        for name in ("s42", "s12", "s9"):
             rgb, landmarks, _ = tracked[name]
             out[name] = bake_photo_texture(data.model, data.mesh, fits[name], rgb, landmarks, data.contours, 256, raster, PHOTO_BASE_LOOK)
     return out
@@ -324,19 +324,23 @@ def test_texture_reprojects_onto_the_photo(name, data, tracked, fits, baked):
     assert shifted < match - 0.2  # the match is sharp (4 px off: 0.49 and 0.45), not just the right average colour
 
 
+def _rest_points(data, fit, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(size², 3) rest position of the fitted face at every texel of its texture, and (size²,) coverage."""
+    tris = face_triangles(data.model, data.mesh)
+    uv = data.mesh.uv[tris]
+    rest = data.model.evaluate(fit.identity)[data.mesh.source[tris]]
+    with AttributeRasterizer() as raster:
+        points, covered = raster.rasterize(np.stack([uv[..., 0], 1 - uv[..., 1]], -1), rest, (size, size))
+    return points.reshape(-1, 3), covered.ravel()
+
+
 @pytest.mark.parametrize("name", ["s42", "s12"])
 def test_lips_and_lid_lines_are_drawn_on_the_model_contours(name, data, fits, baked):
     """A photo's lips and lash lines land a little beside the model's (the fit's error, the photo's
     light), and a moving mesh would carry them off its lips and lids: the texture draws them on the
     model's own contours instead, with the skin around them and none of the photo's lip colour outside."""
     tex, fit = baked[name], fits[name]
-    size = tex.image.shape[0]
-    tris = face_triangles(data.model, data.mesh)
-    uv = data.mesh.uv[tris]
-    rest = data.model.evaluate(fit.identity)[data.mesh.source[tris]]
-    with AttributeRasterizer() as raster:
-        points, covered = raster.rasterize(np.stack([uv[..., 0], 1 - uv[..., 1]], -1), rest, (size, size))
-    points, covered = points.reshape(-1, 3), covered.ravel()
+    points, covered = _rest_points(data, fit, tex.image.shape[0])
     landmarks = data.model.landmark_positions(fit.identity)
     lab = cv2.cvtColor(tex.image, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float32)
     skin = cv2.cvtColor(np.round(tex.skin_rgb).astype(np.uint8)[None, None], cv2.COLOR_RGB2Lab)[0, 0].astype(np.float32)
@@ -348,6 +352,23 @@ def test_lips_and_lid_lines_are_drawn_on_the_model_contours(name, data, fits, ba
     assert np.percentile(lab[around_lips, 1] - skin[1], 95) < 4  # ...and only they are
     assert np.median(lab[covered & (lid_lines(points, landmarks) > 0.8), 0]) < 0.5 * skin[0]  # a dark line along each upper lid
     assert tex.photo_weight.ravel()[area].max() < 0.01  # redrawn, not taken from the photo
+
+
+def test_a_painting_without_red_lips_gets_lips_in_its_own_colours(data, fits, baked):
+    """The Mona Lisa's lips are no redder than her ochre skin, so the photo gives no lip colour:
+    the human look's lips relative to its skin, put on her skin, keep her warm hue instead of the look's pink."""
+    tex, fit = baked["s9"], fits["s9"]
+    points, covered = _rest_points(data, fit, tex.image.shape[0])
+    lips = covered & (lip_coverage(points, data.model.landmark_positions(fit.identity)) > 0.9)
+
+    def hue(rgb: np.ndarray) -> float:
+        lab = cv2.cvtColor(np.asarray(rgb, np.float32).reshape(1, -1, 3) / 255, cv2.COLOR_RGB2Lab)[0]
+        return float(np.degrees(np.arctan2(np.median(lab[:, 2]), np.median(lab[:, 1]))))
+
+    look_lips = [int(PHOTO_BASE_LOOK.lip_color[i : i + 2], 16) for i in (1, 3, 5)]
+    skin = hue(tex.skin_rgb)
+    # measured: skin 83°, lips 58°, the look's lips 16° (the look's own lip colour, mixed in as before, gave 34°)
+    assert abs(hue(tex.image.reshape(-1, 3)[lips]) - skin) < 0.5 * abs(hue(look_lips) - skin)
 
 
 def test_the_lip_colour_comes_from_the_photo_unless_it_shows_no_lips():
