@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from veilcam.daemon.report import percentiles, write_report
 
 
 def create_once(photo: Path, data_home: Path, report: Path) -> dict:
@@ -28,10 +28,6 @@ def create_once(photo: Path, data_home: Path, report: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{photo}: avatar create failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     return json.loads(report.read_text())
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50": round(float(np.median(values)), 3), "p95": round(float(np.percentile(values, 95)), 3)}
 
 
 def main() -> None:
@@ -49,14 +45,14 @@ def main() -> None:
                 runs.append({"photo": photo.name, "round": round_, "seconds": report["seconds"], "total_s": report["total_s"]})
                 print(f"{photo.name} round {round_ + 1}: {report['total_s']:.2f} s", file=sys.stderr)
     stages = list(runs[0]["seconds"])
-    table = {stage: summary([r["seconds"][stage] for r in runs]) for stage in stages}
-    table["total"] = summary([r["total_s"] for r in runs])
+    table = {stage: percentiles([r["seconds"][stage] for r in runs]) for stage in stages}
+    table["total"] = percentiles([r["total_s"] for r in runs])
     print(f"{len(runs)} runs ({args.rounds} rounds over {len(args.photos)} photos)")
-    print(f"{'stage':<12}{'p50 s':>8}{'p95 s':>8}")
+    print(f"{'stage':<12}{'p50 s':>8}{'p95 s':>8}{'max s':>8}")
     for stage, row in table.items():
-        print(f"{stage:<12}{row['p50']:>8.2f}{row['p95']:>8.2f}")
+        print(f"{stage:<12}{row['p50']:>8.2f}{row['p95']:>8.2f}{row['max']:>8.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "summary": table}, indent=1) + "\n")
+        write_report({"runs": runs, "summary": table}, args.json)
 
 
 if __name__ == "__main__":
