@@ -16,7 +16,7 @@ import numpy as np
 
 from .face_model import FaceModel, RenderMesh
 from .facekit_looks import FaceLook
-from .polygon import inside_polygon, polyline_distance, smoothstep
+from .polygon import contour_distance, polyline_distance, smoothstep
 from .scene import linear_rgb
 
 #: Brow half-thickness (cm) from the inner end (t = 0) to the tail (t = 1).
@@ -65,12 +65,7 @@ def front_of_face(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 def lip_coverage(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(K,) in [0, 1]: inside the outer lip contour of the rest face (seen from the front, so the
     lips' inner surfaces, which show when the mouth opens or puckers, count too), softened at the border."""
-    xy = points[:, :2]
-    lips = landmarks[48:60, :2]
-    d, _ = polyline_distance(xy, np.vstack([lips, lips[:1]]), reach=0.2)
-    near = np.isfinite(d)
-    inside = np.zeros(len(xy), bool)
-    inside[near] = inside_polygon(xy[near], lips)
+    d, inside = contour_distance(points[:, :2], landmarks[48:60, :2], reach=0.2)
     return np.where(inside, smoothstep(0.0, 0.12, d), 0.0) * front_of_face(points, landmarks)
 
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .facekit_paint import front_of_face, lid_lines, lip_coverage, paint_lips
-from .polygon import inside_polygon, polyline_distance, smoothstep
+from .polygon import contour_distance, smoothstep
 
 #: How far (cm, on the rest face) around the model's outer lip contour and around each eye opening
 #: the photo gives way: beyond the fit's error at the lips, and over the lids, lashes and creases at the eyes.
@@ -47,11 +47,8 @@ class FeatureColours:
 
 def _opening_margin(xy: np.ndarray, contour: np.ndarray, margin: float) -> np.ndarray:
     """(K,) in [0, 1]: 1 inside the closed `contour` and up to `margin` from it, fading to 0 over the feather."""
-    d, _ = polyline_distance(xy, np.vstack([contour, contour[:1]]), reach=margin + MARGIN_FEATHER_CM)
-    near = np.isfinite(d)
-    inside = np.zeros(len(xy), bool)
-    inside[near] = inside_polygon(xy[near], contour)
-    return np.where(inside, 1.0, 1.0 - smoothstep(margin, margin + MARGIN_FEATHER_CM, np.where(near, d, np.inf)))
+    d, inside = contour_distance(xy, contour, reach=margin + MARGIN_FEATHER_CM)
+    return np.where(inside, 1.0, 1.0 - smoothstep(margin, margin + MARGIN_FEATHER_CM, d))
 
 
 def near_features(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

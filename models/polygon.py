@@ -33,6 +33,16 @@ def polyline_distance(points: np.ndarray, line: np.ndarray, reach: float = np.in
     return dist, param
 
 
+def contour_distance(points: np.ndarray, contour: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """2D distance from each point to a closed contour (M, 2) (inf beyond `reach` of its
+    bounding box), and whether the point lies inside it."""
+    d, _ = polyline_distance(points, np.vstack([contour, contour[:1]]), reach=reach)
+    near = np.isfinite(d)
+    inside = np.zeros(len(points), bool)
+    inside[near] = inside_polygon(points[near], contour)
+    return d, inside
+
+
 def _nearest_on_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = line[:-1], line[1:]
     seg = b - a
