@@ -41,14 +41,21 @@ class LidCorrection:
     delta: np.ndarray  # (K, 3) float32 cm at weight 1
 
 
+def lid_margin(rest: np.ndarray, centre: np.ndarray, radius: float, skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vertex indices of the upper and the lower lid's margin of the eye whose eyeball is
+    the sphere (`centre`, `radius`), on a face at `rest` (V, 3) whose skin vertices are `skin`."""
+    on_ball = skin & (np.abs(np.linalg.norm(rest - centre, axis=1) - radius) < MARGIN_CM)
+    on_ball &= rest[:, 2] > centre[2]
+    upper_side = rest[:, 1] > centre[1]
+    return np.flatnonzero(on_ball & upper_side), np.flatnonzero(on_ball & ~upper_side)
+
+
 def lid_correction(rest: np.ndarray, blink: np.ndarray, centre: np.ndarray, radius: float, skin: np.ndarray) -> LidCorrection:
     """The correction for one eye of a face at `rest` (V, 3), whose blink shape is `blink` (V, 3),
     whose eyeball is the sphere (`centre`, `radius`) and whose skin vertices are `skin` (V,) bool:
     the margin is looked for on the skin only, not on the eyeball or the lashes."""
-    on_ball = skin & (np.abs(np.linalg.norm(rest - centre, axis=1) - radius) < MARGIN_CM)
-    on_ball &= rest[:, 2] > centre[2]
+    upper, lower = lid_margin(rest, centre, radius, skin)
     upper_side = rest[:, 1] > centre[1]
-    upper, lower = np.flatnonzero(on_ball & upper_side), np.flatnonzero(on_ball & ~upper_side)
     closed = rest + blink
     xs = np.linspace(rest[upper, 0].min(), rest[upper, 0].max(), COLUMNS) if len(upper) else np.zeros(0)
     scales = np.ones(len(xs))

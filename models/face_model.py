@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .eye_aim import aimed_axis, opening_direction
 from .eyelid_closure import lid_correction
 from .face_state import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 from .gaze import gaze_rotations
@@ -252,6 +253,17 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre.astype(np.float32), float(np.sqrt(sol[3] + centre @ centre))
 
 
+def eye_spheres(model: FaceModel, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per eye of a face at `rest` (V, 3): the eyeball's centre (2, 3), radius (2,) and the
+    unit axis through the middle of its iris (2, 3), all float32."""
+    pivots, radii, axes = np.empty((2, 3), np.float32), np.empty(2, np.float32), np.empty((2, 3), np.float32)
+    for k, (sclera, iris) in enumerate(zip(SCLERA_SUBREGIONS, IRIS_SUBREGIONS)):
+        pivots[k], radii[k] = fit_sphere(rest[model.region_vertices(sclera)])
+        axis = rest[model.region_vertices(iris)].mean(axis=0) - pivots[k]
+        axes[k] = axis / np.linalg.norm(axis)
+    return pivots, radii, axes
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity: rigs of one mesh share its expression basis
 class RenderMesh:
     """The drawn part of the model as a GPU-ready indexed mesh.
@@ -372,14 +384,16 @@ class FaceRig:
         self.eye_pivots = np.empty((2, 3), np.float32)
         self.eye_axes = np.empty((2, 3), np.float32)
         self.eye_radius = np.empty(2, np.float32)
-        for k, (sclera, iris) in enumerate(zip(SCLERA_SUBREGIONS, IRIS_SUBREGIONS)):
-            self.eye_pivots[k], self.eye_radius[k] = fit_sphere(full_rest[model.region_vertices(sclera)])
-            axis = full_rest[model.region_vertices(iris)].mean(axis=0) - self.eye_pivots[k]
-            self.eye_axes[k] = axis / np.linalg.norm(axis)
+        skin = skin_vertices(model)
+        self.eye_pivots[:], self.eye_radius[:], self.eye_axes[:] = eye_spheres(model, full_rest)
+        if self.identity.any():  # the mean face's eyes are the reference: see eye_aim
+            mean_rest = model.evaluate()
+            for k, (pivot, radius, axis) in enumerate(zip(*eye_spheres(model, mean_rest))):
+                self.eye_axes[k] = aimed_axis(self.eye_axes[k], opening_direction(full_rest, self.eye_pivots[k], float(self.eye_radius[k]), skin),
+                                              axis, opening_direction(mean_rest, pivot, float(radius), skin))
         # (blink weight index, render vertices, displacement at weight 1) per eye: see eyelid_closure.
         self._lid_fixes: list[tuple[int, np.ndarray, np.ndarray]] = []
         moving_src = src[: self.mesh.moving]
-        skin = skin_vertices(model)
         for k, blink in enumerate(BLINKS):
             e = model.exp_index[blink]
             fix = lid_correction(full_rest, model.exp_basis[e], self.eye_pivots[k], float(self.eye_radius[k]), skin)

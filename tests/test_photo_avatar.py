@@ -127,6 +127,27 @@ def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, t
     assert rotation_degrees(rest_pose("me").T @ rest_pose("human")) < 0.5
 
 
+def test_photo_avatar_at_rest_looks_ahead_as_the_mean_face_does(avatars: Path, tmp_path: Path) -> None:
+    """The tracker reads where the eyes look from the irises in their openings: at rest the
+    photo avatar's eyes must read as looking where the built-in head's do (see `eye_aim`)."""
+    from veilcam.daemon.compositor import Compositor
+    from veilcam.daemon.factory import open_tracker
+
+    store = ModelStore.from_environment()
+    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), store, avatars, texture_size=TEXTURE, progress=False)
+    gaze = [i for name, i in BLENDSHAPE_INDEX.items() if name.startswith("eyeLook")]
+
+    def rest_gaze(name: str) -> np.ndarray:
+        with build_renderer(find_avatar(name), Config(), store) as renderer:
+            frame = Compositor(renderer.width, renderer.height).compose(renderer.render(FaceState.neutral(0.0, present=True)))
+        with open_tracker(Config(), store) as tracker:
+            states = [tracker.track(frame, k / 30.0) for k in range(4)]
+        assert states[-1].present
+        return states[-1].blendshapes[gaze]
+
+    assert np.abs(rest_gaze("me") - rest_gaze("human")).max() < 0.1
+
+
 def test_photo_avatar_renders_the_users_expressions(avatars: Path, tmp_path: Path) -> None:
     create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
     config = config_from_dict({"output": {"width": 320, "height": 240}, "avatar": {"name": "me"}}, "test")

@@ -10,7 +10,8 @@ from conftest import shared_file
 from veilcam.daemon.photo_avatar import PHOTO_BASE_LOOK, fitting_data, read_portrait, track_portrait
 from veilcam.models.attribute_raster import AttributeRasterizer
 from veilcam.models.face_fit import fit_portrait
-from veilcam.models.face_model import FaceRig, load_face_model
+from veilcam.models.eye_aim import opening_direction
+from veilcam.models.face_model import FaceRig, eye_spheres, load_face_model, skin_vertices
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from veilcam.models.facekit_paint import lid_lines, lip_coverage
 from veilcam.models.landmark_correspondence import ANCHORS, closest_points_on_triangles
@@ -426,3 +427,32 @@ def test_a_full_blink_closes_every_fitted_face(data, fits):
             assert shown(closed) <= 0.01, f"{name}, eye {k}: {shown(closed):.1%} of the eyeball's front shows"
             widest_slit = max(widest_slit, shown(blendshapes_only))
     assert widest_slit > 0.03  # not vacuous: the blink shapes alone leave some face's eye open
+
+
+def test_fitted_eyes_look_out_of_their_openings_as_the_mean_face_does(data, fits):
+    """A fitted identity moves lids and eyeballs apart; the rig re-aims each eye's rest axis
+    (where the iris is painted) so it sits in that face's own eye opening as the mean face's does."""
+    model = data.model
+    skin = skin_vertices(model)
+
+    def offsets(rest: np.ndarray, axes: np.ndarray) -> np.ndarray:
+        """Per eye, the axis's yaw and pitch from the opening's middle, degrees."""
+        pivots, radii, _ = eye_spheres(model, rest)
+        out = []
+        for pivot, radius, axis in zip(pivots, radii, axes):
+            opening = opening_direction(rest, pivot, float(radius), skin)
+            out.append(np.degrees(np.arctan2(axis[:2], axis[2]) - np.arctan2(opening[:2], opening[2])))
+        return np.array(out)
+
+    mean_rest = model.evaluate()
+    mean_rig = FaceRig(model)
+    np.testing.assert_array_equal(mean_rig.eye_axes, eye_spheres(model, mean_rest)[2])  # the reference stays as it is
+    mean_offsets = offsets(mean_rest, mean_rig.eye_axes)
+    largest_before = 0.0
+    for name, fit in fits.items():
+        rest = model.evaluate(fit.identity)
+        rig = FaceRig(model, fit.identity)
+        np.testing.assert_allclose(offsets(rest, rig.eye_axes), mean_offsets, atol=0.01, err_msg=name)
+        np.testing.assert_allclose(np.linalg.norm(rig.eye_axes, axis=1), 1.0, atol=1e-5)
+        largest_before = max(largest_before, float(np.abs(offsets(rest, eye_spheres(model, rest)[2]) - mean_offsets).max()))
+    assert largest_before > 2.0  # not vacuous: some fitted face's irises sat degrees off before
