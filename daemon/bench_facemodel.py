@@ -22,12 +22,7 @@ from veilcam.models.demo_motion import DemoMotion
 from veilcam.models.gaze import gaze_rotations
 
 from .config import Config
-from .report import write_report
-
-
-def _stats(samples_s: list[float]) -> dict[str, float]:
-    ms = np.asarray(samples_s) * 1000
-    return {"p50": round(float(np.median(ms)), 3), "p95": round(float(np.percentile(ms, 95)), 3), "n": len(ms)}
+from .report import summary_ms, write_report
 
 
 def run(config: Config, avatars: list[str], frames: int, warmup: int = 10) -> dict[str, Any]:
@@ -66,8 +61,8 @@ def run(config: Config, avatars: list[str], frames: int, warmup: int = 10) -> di
         "vertices": len(rig.mesh.source),
         "triangles": len(rig.mesh.triangles),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "eval_ms": _stats(evaluation),
-        "render_ms": {name: _stats(samples) for name, samples in times.items()},
+        "eval_ms": summary_ms(np.asarray(evaluation) * 1000, 3),
+        "render_ms": {name: summary_ms(np.asarray(samples) * 1000, 3) for name, samples in times.items()},
     }
 
 
