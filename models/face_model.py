@@ -381,11 +381,8 @@ class FaceRig:
         self.rest = full_rest[src]  # (N, 3)
         self._basis = moving_basis(model, self.mesh)
         self._out = np.empty_like(self.rest)
-        self.eye_pivots = np.empty((2, 3), np.float32)
-        self.eye_axes = np.empty((2, 3), np.float32)
-        self.eye_radius = np.empty(2, np.float32)
         skin = skin_vertices(model)
-        self.eye_pivots[:], self.eye_radius[:], self.eye_axes[:] = eye_spheres(model, full_rest)
+        self.eye_pivots, self.eye_radius, self.eye_axes = eye_spheres(model, full_rest)
         if self.identity.any():  # the mean face's eyes are the reference: see eye_aim
             mean_rest = model.evaluate()
             for k, (pivot, radius, axis) in enumerate(zip(*eye_spheres(model, mean_rest))):

@@ -104,25 +104,31 @@ def test_hair_seen_above_the_forehead_is_worn_and_bare_scalp_stays_bald(avatars:
     assert np.abs(crown / crown.sum() - skin / skin.sum()).max() < 0.05, (crown, skin)
 
 
+def _read_at_rest(name: str) -> FaceState:
+    """What the tracker reads from the avatar `name` at rest, facing the camera."""
+    from veilcam.daemon.compositor import Compositor
+    from veilcam.daemon.factory import open_tracker
+
+    store = ModelStore.from_environment()
+    with build_renderer(find_avatar(name), Config(), store) as renderer:
+        frame = Compositor(renderer.width, renderer.height).compose(renderer.render(FaceState.neutral(0.0, present=True)))
+    with open_tracker(Config(), store) as tracker:
+        states = [tracker.track(frame, k / 30.0) for k in range(4)]
+    assert states[-1].present
+    return states[-1]
+
+
 def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, tmp_path: Path) -> None:
     """A face's proportions can read as a raised or lowered head; the pack's rest rotation
     turns the photo avatar so that, at rest, the tracker reads the same head pose from it as
     from the built-in head (the mean face)."""
-    from veilcam.daemon.compositor import Compositor
-    from veilcam.daemon.factory import open_tracker
     from veilcam.models.scene import nearest_rotation, rotation_degrees
 
-    store = ModelStore.from_environment()
-    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), store, avatars, texture_size=TEXTURE, progress=False)
+    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
     assert load_pack(avatars / "me").arrays["face"]["rest_rotation"].shape == (3, 3)
 
     def rest_pose(name: str) -> np.ndarray:
-        with build_renderer(find_avatar(name), Config(), store) as renderer:
-            frame = Compositor(renderer.width, renderer.height).compose(renderer.render(FaceState.neutral(0.0, present=True)))
-        with open_tracker(Config(), store) as tracker:
-            states = [tracker.track(frame, k / 30.0) for k in range(4)]
-        assert states[-1].present
-        return nearest_rotation(states[-1].head_pose).astype(np.float64)
+        return nearest_rotation(_read_at_rest(name).head_pose).astype(np.float64)
 
     assert rotation_degrees(rest_pose("me").T @ rest_pose("human")) < 0.5
 
@@ -130,20 +136,11 @@ def test_photo_avatar_at_rest_reads_as_upright_as_the_mean_face(avatars: Path, t
 def test_photo_avatar_at_rest_looks_ahead_as_the_mean_face_does(avatars: Path, tmp_path: Path) -> None:
     """The tracker reads where the eyes look from the irises in their openings: at rest the
     photo avatar's eyes must read as looking where the built-in head's do (see `eye_aim`)."""
-    from veilcam.daemon.compositor import Compositor
-    from veilcam.daemon.factory import open_tracker
-
-    store = ModelStore.from_environment()
-    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), store, avatars, texture_size=TEXTURE, progress=False)
+    create_photo_avatar(small_portrait("s42", tmp_path), "me", Config(), ModelStore.from_environment(), avatars, texture_size=TEXTURE, progress=False)
     gaze = [i for name, i in BLENDSHAPE_INDEX.items() if name.startswith("eyeLook")]
 
     def rest_gaze(name: str) -> np.ndarray:
-        with build_renderer(find_avatar(name), Config(), store) as renderer:
-            frame = Compositor(renderer.width, renderer.height).compose(renderer.render(FaceState.neutral(0.0, present=True)))
-        with open_tracker(Config(), store) as tracker:
-            states = [tracker.track(frame, k / 30.0) for k in range(4)]
-        assert states[-1].present
-        return states[-1].blendshapes[gaze]
+        return _read_at_rest(name).blendshapes[gaze]
 
     assert np.abs(rest_gaze("me") - rest_gaze("human")).max() < 0.1
 
