@@ -69,10 +69,11 @@ def lip_coverage(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return np.where(inside, smoothstep(0.0, 0.12, d), 0.0) * front_of_face(points, landmarks)
 
 
-def paint_lips(albedo: np.ndarray, points: np.ndarray, landmarks: np.ndarray, lip_rgb: np.ndarray, strength: float) -> np.ndarray:
-    """(K, 3) linear `albedo` with the lips painted over it in `lip_rgb` (linear), the upper lip in shadow."""
+def paint_lips(albedo: np.ndarray, points: np.ndarray, landmarks: np.ndarray, lips: np.ndarray, lip_rgb: np.ndarray, strength: float) -> np.ndarray:
+    """(K, 3) linear `albedo` with the lips painted over it in `lip_rgb` (linear), the upper lip in
+    shadow; `lips` is `lip_coverage` of the same points, which callers also use for other things."""
     shaded = lip_rgb[None, :] * np.where(points[:, 1] > landmarks[62, 1], 0.85, 1.05)[:, None]
-    return _mix(albedo, shaded, (strength * lip_coverage(points, landmarks))[:, None])
+    return _mix(albedo, shaded, (strength * lips)[:, None])
 
 
 #: How much of the lash colour the lid lines take.
@@ -109,7 +110,7 @@ def paint_skin(points: np.ndarray, landmarks: np.ndarray, look: FaceLook, featur
             centre = 0.55 * landmarks[eye] + 0.45 * landmarks[corner] + (0, 0.2, 0)
             d2 = np.sum((xy - centre[:2]) ** 2, axis=1)
             out = _mix(out, _rgb(look.blush_color), (look.blush * np.exp(-d2 / 1.6) * front)[:, None])
-        out = paint_lips(out, points, landmarks, _rgb(look.lip_color), look.lip_strength)
+        out = paint_lips(out, points, landmarks, lip_coverage(points, landmarks), _rgb(look.lip_color), look.lip_strength)
         out = _mix(out, _rgb(look.lash_color), (LID_LINE_STRENGTH * lid_lines(points, landmarks))[:, None])
         # brows: strokes along the brow landmarks, thick at the inner end, thin at the tail
         for brow in (landmarks[21:16:-1], landmarks[22:27]):  # inner end first

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .facekit_paint import front_of_face, lid_lines, lip_coverage, paint_lips
+from .facekit_paint import front_of_face, lid_lines, paint_lips
 from .polygon import contour_distance, smoothstep
 
 #: How far (cm, on the rest face) around the model's outer lip contour and around each eye opening
@@ -83,10 +83,10 @@ def photo_lip_colour(linear: np.ndarray, lips: np.ndarray, photo_weight: np.ndar
 
 
 def redraw_features(linear: np.ndarray, points: np.ndarray, area: np.ndarray, skin_fill: np.ndarray, landmarks: np.ndarray,
-                    colours: FeatureColours) -> np.ndarray:
+                    lips: np.ndarray, colours: FeatureColours) -> np.ndarray:
     """(K, 3) linear texels of the face with the lips and lid lines drawn on the model's contours:
     `linear` (the photo's colours) gives way to `skin_fill` (the skin around, filled in) by `area`,
-    then the lips and lash lines are painted over."""
+    then the lips (`lips`: their `lip_coverage`) and lash lines are painted over."""
     out = linear + (skin_fill - linear) * area[:, None]
-    out = paint_lips(out, points, landmarks, colours.lips, colours.lip_strength)
+    out = paint_lips(out, points, landmarks, lips, colours.lips, colours.lip_strength)
     return out + (colours.lashes - out) * (colours.lash_strength * lid_lines(points, landmarks))[:, None]

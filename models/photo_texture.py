@@ -416,12 +416,13 @@ def bake_photo_texture(model: FaceModel, mesh: RenderMesh, fit: PortraitFit, pho
     area[near] = feature_area(points, landmarks)
     linear = ((out / 255.0) ** 2).reshape(-1, 3)
     skin_fill = push_pull(linear.reshape(size, size, 3), (1.0 - area.reshape(size, size)) * covered, (skin_rgb / 255.0) ** 2)
-    lip_rgb = photo_lip_colour(linear[near], lip_coverage(points, landmarks), total.ravel()[near], skin_rgb)
+    lips = lip_coverage(points, landmarks)
+    lip_rgb = photo_lip_colour(linear[near], lips, total.ravel()[near], skin_rgb)
     if lip_rgb is None:  # the look's lips relative to its skin, on this face's skin (a painting's ochre face gets ochre-red lips)
         lip_rgb = (skin_rgb / 255.0) ** 2 * np.array(linear_rgb(look.lip_color)) / np.maximum(linear_rgb(look.skin_color), 1e-3)
     colours = FeatureColours(lips=np.clip(lip_rgb, 0.0, 1.0), lip_strength=look.lip_strength,
                              lashes=np.array(linear_rgb(look.lash_color)), lash_strength=LID_LINE_STRENGTH)
-    linear[near] = redraw_features(linear[near], points, area[near], skin_fill.reshape(-1, 3)[near], landmarks, colours)
+    linear[near] = redraw_features(linear[near], points, area[near], skin_fill.reshape(-1, 3)[near], landmarks, lips, colours)
     out = np.sqrt(np.clip(linear, 0.0, 1.0)).reshape(size, size, 3) * 255.0
     total = total * (1.0 - area.reshape(size, size))
     # Gutters between UV islands continue their islands' edges, so filtering never blends in a foreign colour.
