@@ -106,6 +106,9 @@ def cmd_create(args: argparse.Namespace) -> int:
             print("  rest pose: the tracker finds no face in the avatar, so it is not turned")
         else:
             print(f"  rest pose: turned {result.rest_turn_deg:.1f}° to face the camera as the built-in head does")
+        if result.lips_pressed_at_rest:
+            print(f"  note: at rest the avatar's lips read as pressed together (mouthPress {result.rest_mouth_press:.2f}), so its puckers "
+                  "will barely show; a photo with relaxed lips works better")
         print("  time: " + ", ".join(f"{stage} {s:.2f} s" for stage, s in result.seconds.items()))
         print(f"  use it: veilcam run --avatar-name {name}")
     return 0

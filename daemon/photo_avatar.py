@@ -61,6 +61,11 @@ REST_READ_FRAMES = 4
 #: A stored rest rotation must be a rotation (to this tolerance) of at most this many degrees.
 REST_ROTATION_TOLERANCE = 1e-3
 REST_ROTATION_MAX_DEG = 15.0
+#: At rest, a face whose lips the tracker reads as pressed at least this much (mouthPress, the
+#: mean of both sides) hides its puckers: the tracker read none at all from the shared portraits
+#: whose avatars press their lips at rest (0.38-0.51), against at most 0.13 for the other
+#: portraits and 0.02 for the built-in head.
+PRESSED_LIPS_AT_REST = 0.3
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class PhotoAvatarResult:
     eye_distance_px: float  # in the (possibly scaled-down) photo the fit was made on
     hair_rgb: np.ndarray | None  # (3,) uint8 as the pack keeps it; None: the avatar is bald
     rest_turn_deg: float | None  # the rest rotation's angle; None: not read, no turn
+    rest_mouth_press: float | None  # mouthPress the tracker reads from the avatar at rest; None: no face read
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     @property
@@ -80,6 +86,11 @@ class PhotoAvatarResult:
     @property
     def fit_error_p90_px(self) -> float:
         return float(np.percentile(self.fit.error_px, 90))
+
+    @property
+    def lips_pressed_at_rest(self) -> bool:
+        """The avatar holds its lips pressed even at rest, so its puckers will barely show."""
+        return self.rest_mouth_press is not None and self.rest_mouth_press >= PRESSED_LIPS_AT_REST
 
     def to_report(self) -> dict[str, object]:
         return {
@@ -93,6 +104,7 @@ class PhotoAvatarResult:
             },
             "hair": None if self.hair_rgb is None else hex_rgb(self.hair_rgb),
             "rest_turn_deg": None if self.rest_turn_deg is None else round(self.rest_turn_deg, 2),
+            "rest_mouth_press": None if self.rest_mouth_press is None else round(self.rest_mouth_press, 3),
             "seconds": {stage: round(s, 3) for stage, s in self.seconds.items()},
             "total_s": round(sum(self.seconds.values()), 3),
         }
@@ -198,7 +210,8 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
         preview = render_preview(config, store, look, fit.identity)
         t = _stage(bar, seconds, "preview", t)
 
-        rest = rest_rotation(config, store, look, fit.identity)
+        at_rest = _rest_read(config, store, look, fit.identity)
+        rest = rest_rotation(at_rest, _rest_read(config, store, FACEKIT_LOOKS["human"], None))
         t = _stage(bar, seconds, "rest pose", t)
 
         arrays = {"identity": fit.identity.astype(np.float32), **colours}
@@ -213,7 +226,8 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
                                    description, generator=f"veilcam {_version()}")
         pack = write_pack(root, manifest, files, replace=replace)
         _stage(bar, seconds, "write", t)
-    return PhotoAvatarResult(pack, fit, eyes, colours.get("hair_rgb"), None if rest is None else rotation_degrees(rest), seconds)
+    press = None if at_rest is None else float(np.mean([at_rest.score("mouthPressLeft"), at_rest.score("mouthPressRight")]))
+    return PhotoAvatarResult(pack, fit, eyes, colours.get("hair_rgb"), None if rest is None else rotation_degrees(rest), press, seconds)
 
 
 def _version() -> str:
@@ -243,11 +257,9 @@ def photo_look(albedo: np.ndarray, skin_rgb: np.ndarray, hair_rgb: np.ndarray | 
     return dataclasses.replace(PHOTO_BASE_LOOK, texture=albedo, skin_color=hex_rgb(skin_rgb), hair_color=hair)
 
 
-def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray | None) -> np.ndarray | None:
-    """The head rotation the tracker reads from the avatar at rest, facing the camera
-    (3x3), or None when it finds no face there."""
-    from veilcam.models.scene import nearest_rotation
-
+def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray | None) -> FaceState | None:
+    """What the tracker reads from the avatar at rest, facing the camera, or None when
+    it finds no face there."""
     from .compositor import Compositor
     from .factory import open_tracker
 
@@ -257,24 +269,25 @@ def _rest_read(config: Config, store: ModelStore, look: FaceLook, identity: np.n
     with open_tracker(unmirrored, store) as tracker:
         for k in range(REST_READ_FRAMES):
             state = tracker.track(frame, k / 30.0)
-    return nearest_rotation(state.head_pose).astype(np.float64) if state.present else None
+    return state if state.present else None
 
 
-def rest_rotation(config: Config, store: ModelStore, look: FaceLook, identity: np.ndarray) -> np.ndarray | None:
-    """The turn (3x3 float32, model space) that makes the fitted face at rest read, to the
-    tracker, as the mean face's head does; None (no turn) when the tracker finds no face
-    in the avatar (a stylized portrait can make one it does not read; it still renders).
+def rest_rotation(photo: FaceState | None, mean_face: FaceState | None) -> np.ndarray | None:
+    """The turn (3x3 float32, model space) that makes the fitted face at rest (`photo`, as
+    `_rest_read` reads it) read, to the tracker, as the mean face's head does; None (no turn)
+    when the tracker finds no face in the avatar (a stylized portrait can make one it does
+    not read; it still renders).
 
     The fit keeps the identity from adding a net rotation of the landmarks the tracker
     aligns to (see `face_fit`), but a face's proportions can still read as a slightly
     raised or lowered head: 3.5 degrees of pitch for one test portrait against 1.9 for
     the mean face. Driven by your head, that avatar would look a little up all the time.
     """
-    photo = _rest_read(config, store, look, identity)
-    mean_face = _rest_read(config, store, FACEKIT_LOOKS["human"], None)
+    from veilcam.models.scene import nearest_rotation
+
     if photo is None or mean_face is None:
         return None
-    return (photo.T @ mean_face).astype(np.float32)
+    return (nearest_rotation(photo.head_pose).astype(np.float64).T @ nearest_rotation(mean_face.head_pose).astype(np.float64)).astype(np.float32)
 
 
 def checked_rest_rotation(face: dict[str, np.ndarray], where: str) -> np.ndarray | None:

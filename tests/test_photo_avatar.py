@@ -63,6 +63,10 @@ def test_every_shared_portrait_makes_a_pack_that_loads(name: str, avatars: Path,
     assert np.abs(hue(centre) - hue(skin)).max() < 0.05 < np.abs(hue(corner) - hue(skin)).max()
     assert set(result.seconds) == {"read", "track", "fit", "texture", "preview", "rest pose", "write"}
     assert [a.name for a in list_avatars()][-1] == name
+    # The cartoon's and the painting's thin lips read as pressed at rest, and their avatars show no
+    # pucker to the tracker (README, fidelity): `create` says so. The other faces' lips are relaxed.
+    assert result.rest_mouth_press is not None
+    assert result.lips_pressed_at_rest == (name in ("s7", "s9")), result.rest_mouth_press
 
 
 def _crown(preview: np.ndarray) -> np.ndarray:
