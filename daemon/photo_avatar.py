@@ -287,7 +287,8 @@ def rest_rotation(photo: FaceState | None, mean_face: FaceState | None) -> np.nd
 
     if photo is None or mean_face is None:
         return None
-    return (nearest_rotation(photo.head_pose).astype(np.float64).T @ nearest_rotation(mean_face.head_pose).astype(np.float64)).astype(np.float32)
+    photo_turn, mean_turn = (nearest_rotation(s.head_pose).astype(np.float64) for s in (photo, mean_face))
+    return (photo_turn.T @ mean_turn).astype(np.float32)
 
 
 def checked_rest_rotation(face: dict[str, np.ndarray], where: str) -> np.ndarray | None:
