@@ -36,3 +36,7 @@ class AvatarPackError(VeilCamError):
 
 class PortraitError(VeilCamError):
     """A portrait cannot be made into a photo avatar (unreadable, no face)."""
+
+
+class EnrollmentError(VeilCamError):
+    """A video cannot be made into a neural avatar (unreadable, no face, below the quality floor)."""

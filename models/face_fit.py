@@ -99,7 +99,7 @@ def rotation_gauge(points: np.ndarray, basis: np.ndarray, weights: np.ndarray) -
     rows = np.concatenate([-_skew(q), np.broadcast_to(np.eye(3), (len(q), 3, 3)), q[:, :, None]], axis=2).reshape(-1, 7)
     rw = np.repeat(w, 3)[:, None]
     solve = np.linalg.solve(rows.T @ (rw * rows), (rw * rows).T)  # (7, 3K)
-    return solve[:3] @ basis.reshape(len(basis), -1).T
+    return solve[:3] @ basis.reshape(len(basis), solve.shape[1]).T
 
 
 def _bounded_step(h: np.ndarray, g: np.ndarray, weights: np.ndarray, first: int) -> np.ndarray:
@@ -123,7 +123,8 @@ def _bounded_step(h: np.ndarray, g: np.ndarray, weights: np.ndarray, first: int)
 
 
 def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: CanonicalMesh, oval: np.ndarray,
-                 landmarks_px: np.ndarray, blendshapes: np.ndarray, head_rotation: np.ndarray) -> PortraitFit:
+                 landmarks_px: np.ndarray, blendshapes: np.ndarray, head_rotation: np.ndarray,
+                 identity: np.ndarray | None = None) -> PortraitFit:
     """Fit to MediaPipe's tracking of one image.
 
     `landmarks_px`: MediaPipe's (478, 3) landmarks in pixels (x times the image
@@ -131,6 +132,8 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: Cano
     `blendshapes`: its (52,) scores; `head_rotation`: the rotation part of its
     facial transformation matrix. `canonical`: MediaPipe's canonical face (for
     its pose landmarks); `oval`: the face-oval landmarks (`FaceContours.oval`).
+    `identity`: known identity coefficients, held fixed (the frames of a video
+    of one person: one identity, fitted once, and an expression and pose per frame).
     """
     lm = np.asarray(landmarks_px[:NUM_SURFACE_LANDMARKS], np.float64)
     target = np.stack([lm[:, 0], lm[:, 1], -lm[:, 2]], axis=1)  # MediaPipe z grows away from the camera
@@ -140,8 +143,14 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: Cano
     weights = base_weights
 
     mean = corr.points(model.neutral).astype(np.float64)  # (L, 3)
-    basis = np.concatenate([corr.basis(model.id_basis), corr.basis(model.exp_basis)]).astype(np.float64)  # (M, L, 3)
-    n_id = len(model.id_basis)
+    id_basis = corr.basis(model.id_basis).astype(np.float64)
+    if identity is not None:
+        fixed = np.zeros(len(id_basis))
+        fixed[: len(identity)] = identity
+        mean = mean + np.tensordot(fixed, id_basis, 1)
+        id_basis = id_basis[:0]
+    basis = np.concatenate([id_basis, corr.basis(model.exp_basis).astype(np.float64)])  # (M, L, 3)
+    n_id = len(id_basis)
     expression_prior = model.expression_weights(blendshapes).astype(np.float64)
     prior_centre = np.concatenate([np.zeros(n_id), expression_prior])
     prior_scale = np.concatenate([np.ones(n_id), np.full(len(expression_prior), 1.0 / EXPRESSION_SIGMA)])
@@ -187,5 +196,6 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: Cano
 
     fitted = project(mean + np.tensordot(coeffs, basis, 1), rotation, scale, t)
     error = np.linalg.norm(fitted[:, :2] - lm[:, :2], axis=1)
-    return PortraitFit(coeffs[:n_id].astype(np.float32), coeffs[n_id:].astype(np.float32), rotation, scale, t,
+    fitted_identity = coeffs[:n_id] if identity is None else np.asarray(identity)
+    return PortraitFit(fitted_identity.astype(np.float32), coeffs[n_id:].astype(np.float32), rotation, scale, t,
                        fitted[:, :2].astype(np.float32), error.astype(np.float32))

@@ -1,0 +1,154 @@
+"""From an enrollment clip to training data: head crops, their mattes, G-buffers and codes.
+
+Every frame is tracked, one identity is fitted for the whole clip (the mean of
+fits to frames spread over it), and each frame gets its own expression and
+pose, fitted to its landmarks with that identity held fixed, starting from the
+tracked blendshapes and head rotation. Each frame is then cut to the head crop
+the renderer will draw (`head_gbuffer.HeadCrop`, placed by the fitted pose),
+with the face model's G-buffer for the same crop and a matte of the head.
+
+The clip's pixels stay in this data and in training: the pack keeps only what
+was learned from them, and the renderer is driven by a `FaceState`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from veilcam.models.face_fit import PortraitFit, fit_portrait
+from veilcam.models.face_model import FaceRig
+from veilcam.models.face_state import FaceState
+from veilcam.models.gaze import gaze_rotations
+
+from .config import Config
+from .errors import EnrollmentError
+from .eval_fidelity import track_video
+from .facekit_avatar import face_model_and_mesh
+from .model_store import ModelStore
+from .photo_avatar import FittingData, fitting_data
+from .avatars import FACE_LANDMARKER
+
+#: The identity is the mean of fits to this many frames, spread over the clip.
+IDENTITY_FRAMES = 12
+#: Fewer tracked frames than this cannot teach a renderer anything.
+MIN_FRAMES = 8
+#: The last part of the clip is held out for validation (never trained on).
+HOLDOUT_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class EnrollmentData:
+    """Training data for one clip; frames are in clip order, the held-out ones last."""
+
+    crops: np.ndarray  # (N, S, S, 3) uint8 head crops of the frames
+    mattes: np.ndarray  # (N, S, S) uint8 head-and-hair mattes
+    gbuffers: np.ndarray  # (N, 6, S, S) float16
+    codes: np.ndarray  # (N, code) float32: expression weights, head rotation
+    identity: np.ndarray  # (100,) float32
+    frame_index: np.ndarray  # (N,) the frame of the clip each comes from
+    holdout: int  # the last `holdout` are for validation
+    frames_in_clip: int
+    fit_error_px: float  # median landmark error of the per-frame fits
+
+    @property
+    def size(self) -> int:
+        return self.crops.shape[1]
+
+
+def expression_code(weights: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """What the network is told besides the G-buffer: the ICT weights and the head rotation's first two columns."""
+    return np.concatenate([np.asarray(weights, np.float32), np.asarray(rotation, np.float32)[:, :2].T.ravel()])
+
+
+def _landmarks_px(state: FaceState, width: int, height: int) -> np.ndarray:
+    assert state.landmarks is not None
+    return state.landmarks * np.array([width, height, width], np.float32)  # MediaPipe scales z like x
+
+
+def fit_clip(data: FittingData, states: list[FaceState], width: int, height: int) -> tuple[np.ndarray, list[PortraitFit]]:
+    """One identity for all `states` (tracked faces), then each frame's expression and pose with it."""
+    def fit(state: FaceState, identity: np.ndarray | None = None) -> PortraitFit:
+        return fit_portrait(data.model, data.correspondence, data.canonical, data.contours.oval, _landmarks_px(state, width, height),
+                            state.blendshapes, state.head_pose[:3, :3], identity)
+
+    picks = np.unique(np.linspace(0, len(states) - 1, min(IDENTITY_FRAMES, len(states))).round().astype(int))
+    identity = np.mean([fit(states[i]).identity for i in picks], axis=0).astype(np.float32)
+    return identity, [fit(s, identity) for s in states]
+
+
+def crop_affine(fit: PortraitFit, centre: np.ndarray, span: float, size: int) -> np.ndarray:
+    """The 2×3 map from frame pixels to crop pixels (OpenCV's integer pixel centres) of the head crop."""
+    cx, cy = fit.project(centre[None])[0, :2]
+    k = size / (fit.scale * span)
+    return np.array([[k, 0, 0.5 * k - k * cx + size / 2 - 0.5], [0, k, 0.5 * k - k * cy + size / 2 - 0.5]], np.float32)
+
+
+def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int, progress: bool = True) -> EnrollmentData:
+    """Track, fit and cut `video` into training data at `size`×`size`; see the module docstring."""
+    from veilcam.models.attribute_raster import AttributeRasterizer
+    from veilcam.models.head_gbuffer import HeadGBuffer
+    from veilcam.models.head_matte import head_matte
+
+    from .sources.video_file import VideoFileSource, open_video
+
+    if not video.is_file():
+        raise EnrollmentError(f"{video}: video not found")
+    plain = dataclasses.replace(config, tracker=dataclasses.replace(config.tracker, mirror=False))
+    try:
+        states = track_video(video, plain, False, "track clip", progress)
+    except (OSError, RuntimeError) as exc:
+        raise EnrollmentError(f"{video}: cannot read this video ({exc}); use an MP4 or another file OpenCV reads") from exc
+    tracked = [i for i, s in enumerate(states) if s.present and s.landmarks is not None]
+    if len(tracked) < MIN_FRAMES:
+        raise EnrollmentError(f"{video}: a face was found in {len(tracked)} of {len(states)} frames (need {MIN_FRAMES}); "
+                              "record a clip with your face in view, lit from the front")
+    cap = open_video(video)
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    model, mesh = face_model_and_mesh(store)
+    data = fitting_data(model, store.resolve(FACE_LANDMARKER))
+    identity, fits = fit_clip(data, [states[i] for i in tracked], width, height)
+    rig = FaceRig(model, identity, mesh)
+    chin_vertex = np.array([model.landmarks68[8]])
+    n = len(tracked)
+    crops = np.empty((n, size, size, 3), np.uint8)
+    mattes = np.empty((n, size, size), np.uint8)
+    gbuffers = np.empty((n, 6, size, size), np.float16)
+    codes = np.empty((n, model.num_expressions + 6), np.float32)
+    wanted = dict(zip(tracked, range(n)))
+    filled = 0
+    with AttributeRasterizer() as raster, VideoFileSource(video, realtime=False) as source, \
+            tqdm(total=n, unit="frame", desc="cut crops", disable=not progress, leave=False, file=sys.stderr) as bar:
+        gbuffer = HeadGBuffer(rig, size, raster)
+        crop = gbuffer.crop
+        for frame_no in range(len(states)):
+            try:
+                frame = source.read()
+            except EOFError:
+                break
+            k = wanted.get(frame_no)
+            if k is None:
+                continue
+            fit, state = fits[k], states[frame_no]
+            positions = rig.pose(fit.expression, gaze_rotations(state.blendshapes))
+            gbuffers[k] = g = gbuffer.render(positions, fit.rotation)
+            crops[k] = cv2.warpAffine(frame.rgb, crop_affine(fit, crop.centre, crop.span, size), (size, size),
+                                      flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+            chin = crop.to_crop(model.evaluate(identity, fit.expression, chin_vertex).reshape(1, 3), fit.rotation)[0, 1] * size
+            mattes[k] = np.round(255 * head_matte(crops[k], g[5] > 0.5, chin)).astype(np.uint8)
+            codes[k] = expression_code(fit.expression, fit.rotation)
+            filled += 1
+            bar.update()
+    if filled < n:
+        raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+    holdout = max(1, round(HOLDOUT_FRACTION * n))
+    return EnrollmentData(crops, mattes, gbuffers, codes, identity, np.array(tracked), holdout, len(states),
+                          float(np.median([np.median(f.error_px) for f in fits])))

@@ -1,0 +1,108 @@
+"""The neural avatar's network: a learned texture on the face model, read through a rasterized UV map, and a small U-Net.
+
+Deferred neural rendering (Thies et al., 2019): the face model is rasterized
+into a G-buffer (`head_gbuffer`: where each pixel sits on the model's UV
+atlas, its normal, and whether the model covers it). A learnable texture of
+feature vectors in the model's UV space is sampled there, so appearance
+detail lives in the texture, attached to the skin, and moves with the geometry.
+A compact U-Net turns those features, the normals and the expression code
+into a premultiplied RGB image and its alpha. It has to draw what the mesh
+does not model (hair, the inside of the mouth, shading of folds), which is why
+it sees the expression code and why its bottleneck looks at the whole crop.
+
+Speed drives the shape: a 256×256 frame must take a few milliseconds on a
+laptop CPU through onnxruntime. Every 3×3 convolution runs at half the output
+resolution or less; the full-resolution head is per-pixel (1×1), taking its
+detail from the texture. The architecture is fixed by `NeuralAvatarConfig`,
+stored with the weights, so a pack's arrays have known shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .head_gbuffer import GBUFFER_CHANNELS
+
+
+@dataclass(frozen=True)
+class NeuralAvatarConfig:
+    texture_channels: int = 12
+    texture_size: int = 512  # the UV atlas, square: the model's four UV tiles in a 2×2 grid
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # encoder channels at 1/2, 1/4, 1/8, 1/16 of the output size
+    code_size: int = 59  # ICT expression weights (53) and the head rotation's first two columns (6)
+    head_channels: int = 16  # the full-resolution per-pixel head
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> "NeuralAvatarConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"unknown neural avatar config field {sorted(unknown)[0]!r}")
+        values = {k: tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else int(v) for k, v in data.items()}  # type: ignore[union-attr]
+        config = cls(**values)  # type: ignore[arg-type]
+        if not config.widths or min(config.widths) < 1 or min(config.texture_channels, config.texture_size, config.code_size, config.head_channels) < 1:
+            raise ValueError("neural avatar config sizes must be positive")
+        return config
+
+    @property
+    def downsampling(self) -> int:
+        """The output side must be a multiple of this."""
+        return 2 ** len(self.widths)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
+
+
+class NeuralAvatarNet(nn.Module):
+    """(G-buffer (B, 6, S, S), code (B, code_size)) -> premultiplied RGBA (B, 4, S, S) in [0, 1]."""
+
+    def __init__(self, config: NeuralAvatarConfig = NeuralAvatarConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.texture = nn.Parameter(torch.randn(1, c.texture_channels, c.texture_size, c.texture_size) * 0.1)
+        features = c.texture_channels + GBUFFER_CHANNELS - 2  # sampled texture, normal, coverage
+        self.down = nn.ModuleList()
+        cin = features
+        for w in c.widths:
+            self.down.append(_conv(cin, w, stride=2))
+            cin = w
+        self.bottleneck = _conv(cin, cin)
+        # The code scales and shifts the bottleneck's channels (FiLM), which see the whole crop.
+        self.film = nn.Sequential(nn.Linear(c.code_size, 128), nn.LeakyReLU(0.2), nn.Linear(128, 2 * cin))
+        self.up = nn.ModuleList()
+        for skip in c.widths[-2::-1]:  # back up to half the output size, each level with its encoder's features
+            self.up.append(_conv(cin + skip, skip))
+            cin = skip
+        self.head = nn.Sequential(nn.Conv2d(cin + features, c.head_channels, 1), nn.LeakyReLU(0.2), nn.Conv2d(c.head_channels, 4, 1))
+
+    def forward(self, gbuffer: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        grid = gbuffer[:, 0:2].permute(0, 2, 3, 1)
+        coverage = gbuffer[:, 5:6]
+        texture = self.texture.expand(len(gbuffer), -1, -1, -1)
+        sampled = F.grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False) * coverage
+        x0 = torch.cat([sampled, gbuffer[:, 2:6]], dim=1)
+        skips = []
+        x = x0
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.bottleneck(x)
+        scale, shift = self.film(code).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        x = x * (1 + scale) + shift
+        for layer, skip in zip(self.up, skips[-2::-1]):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = layer(torch.cat([x, skip], dim=1))
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        out = torch.sigmoid(self.head(torch.cat([x, x0], dim=1)))
+        alpha = out[:, 3:4]
+        return torch.cat([out[:, :3] * alpha, alpha], dim=1)
