@@ -114,6 +114,54 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .avatars import builtin_avatars
+    from .config import load_config
+    from .enroll import QUALITY_FLOOR, enroll_neural_avatar
+    from .factory import model_store
+    from .pack_manifest import check_name
+
+    name = check_name(args.name)
+    if name in {a.name for a in builtin_avatars()}:
+        raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
+    try:
+        import torch  # noqa: F401  (training needs it; rendering does not)
+    except ImportError as exc:
+        raise ConfigError("enrolling a neural avatar trains a network and needs torch: pip install torch (the build for your GPU), then 'veilcam[neural]'") from exc
+    config = load_config(args.config)
+    result = enroll_neural_avatar(Path(args.video), name, config, model_store(config), paths.avatars_dir(), device=args.device,
+                                  minutes=args.minutes, size=args.size, max_steps=args.steps, force=args.force, replace=args.replace,
+                                  description=args.description, progress=not args.quiet)
+    if args.report:
+        from .report import write_report
+
+        write_report({"name": name, "pack": str(result.pack) if result.pack else None, "device": result.device, "metrics": result.metrics,
+                      "below_floor": result.below_floor, "seconds": {k: round(v, 2) for k, v in result.seconds.items()}}, Path(args.report))
+    m = result.metrics
+    if not args.quiet:
+        print(f"held-out frames ({m['holdout_frames']:.0f}): PSNR {m['holdout_psnr_db']:.2f} dB, SSIM {m['holdout_ssim']:.3f} inside the matte")
+        print(f"expression fidelity on the clip: {m.get('fidelity_mean', float('nan')):.3f} (mean correlation, as `veilcam eval fidelity`)")
+        print(f"trained {m['steps']:.0f} steps in {m['train_seconds']:.0f} s on {result.device}; enrollment took {m['enroll_seconds']:.0f} s")
+    if result.pack is None:
+        floor = ", ".join(f"{k} {v:g}" for k, v in QUALITY_FLOOR.items())
+        print(f"veilcam: error: not saved, under the quality floor ({'; '.join(result.below_floor)}; floor: {floor}); "
+              "record a longer, evenly lit clip or train longer (--minutes), or save it anyway with --force", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        if result.below_floor:
+            print(f"  saved with --force although under the floor: {'; '.join(result.below_floor)}")
+        print(f"created avatar {name} in {result.pack}")
+        print(f"  use it: veilcam run --avatar-name {name}")
+    return 0
+
+
+def _enroll_size(value: str) -> int:
+    size = int(value)
+    if size < 32 or size > 1024 or size % 16:
+        raise argparse.ArgumentTypeError("must be a multiple of 16 from 32 to 1024")
+    return size
+
+
 def _texture_size(value: str) -> int:
     size = int(value)
     if size < 64 or size > 4096 or size & (size - 1):
@@ -123,7 +171,7 @@ def _texture_size(value: str) -> int:
 
 def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     """Register `veilcam avatar ...` on the top-level subparsers."""
-    avatar = sub.add_parser("avatar", help="list, show, create and remove avatars")
+    avatar = sub.add_parser("avatar", help="list, show, create, enroll and remove avatars")
     commands = avatar.add_subparsers(dest="avatar_command", required=True, metavar="ACTION")
 
     p = commands.add_parser("list", help="built-in avatars and installed packs")
@@ -150,3 +198,20 @@ def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="config file (for the model settings)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     p.set_defaults(func=cmd_create)
+
+    from .enroll import DEFAULT_MINUTES, DEFAULT_SIZE
+
+    p = commands.add_parser("enroll", help="learn a photoreal neural avatar from a short video of one person (needs torch)")
+    p.add_argument("--video", required=True, help="a clip of the persona: face in view, good light, some expressions and head turns")
+    p.add_argument("--name", required=True, help="avatar name: letters, digits, '_' or '-'")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="where to train (default: cuda when present)")
+    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help=f"training time budget (default: {DEFAULT_MINUTES:g})")
+    p.add_argument("--steps", type=int, help="stop after this many training steps (default: only the time budget)")
+    p.add_argument("--size", type=_enroll_size, default=DEFAULT_SIZE, help=f"the network's square crop in pixels (default: {DEFAULT_SIZE})")
+    p.add_argument("--description", default="", help="a line shown by `veilcam avatar list`")
+    p.add_argument("--force", action="store_true", help="save the avatar even if it measures under the quality floor")
+    p.add_argument("--replace", action="store_true", help="replace an existing pack of that name")
+    p.add_argument("--report", help="write the measures and stage times as JSON here")
+    p.add_argument("--config", type=Path, help="config file (for the model settings)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    p.set_defaults(func=cmd_enroll)

@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import AvatarPackError
 from .pack_files import Reader, decode_arrays, decode_image, open_pack_files
+from .pack_onnx import CheckedNetwork, check_network
 from .pack_manifest import (
     KIND_FIELDS,
     MANIFEST,
@@ -58,6 +59,7 @@ class AvatarPack:
     manifest: PackManifest
     arrays: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)  # array fields, by key
     images: Mapping[str, np.ndarray] = field(default_factory=dict)  # image fields and "preview": RGB(A) uint8
+    networks: Mapping[str, CheckedNetwork] = field(default_factory=dict)  # network fields: checked ONNX models
 
 
 def _read_manifest(reader: Reader, where: PackContext) -> PackManifest:
@@ -106,26 +108,30 @@ def load_pack(path: Path) -> AvatarPack:
     finally:
         reader.close()
     arrays: dict[str, dict[str, np.ndarray]] = {}
+    networks: dict[str, CheckedNetwork] = {}
     images = {"preview": decode_image(blobs[manifest.preview], PREVIEW_SPEC, f"preview {manifest.preview}", where)}
     for spec in KIND_FIELDS[manifest.kind]:
         file = manifest.fields[spec.key]
         what = f"{manifest.kind}.{spec.key} ({file})"
-        if spec.image is not None:
+        if spec.network:
+            networks[spec.key] = check_network(blobs[file], what, where)
+        elif spec.image is not None:
             images[spec.key] = decode_image(blobs[file], spec.image, what, where)
         else:
             arrays[spec.key] = decode_arrays(blobs[file], file, spec.arrays, what, where)
-    return AvatarPack(path, manifest, arrays, images)
+    return AvatarPack(path, manifest, arrays, images, networks)
 
 
 def new_manifest(name: str, kind: str, fields: Mapping[str, str], files: Mapping[str, bytes], preview: str,
-                 description: str = "", generator: str = "", version: int = 1) -> PackManifest:
+                 description: str = "", generator: str = "", version: int = 1, metrics: Mapping[str, float] | None = None) -> PackManifest:
     """A manifest for `files` (name -> bytes), dated now, with their sizes and checksums."""
     for key, value in (("description", description), ("generator", generator)):
         if not is_one_line(value):
             raise AvatarPackError(f"{key} {quoted(value)} must be one line of at most {MAX_DESCRIPTION} characters")
     listed = tuple(PackFile(p, hashlib.sha256(b).hexdigest(), len(b)) for p, b in sorted(files.items()))
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    return PackManifest(check_name(name), kind, version, created, preview, listed, dict(fields), description, generator)
+    return PackManifest(check_name(name), kind, version, created, preview, listed, dict(fields), description, generator,
+                        metrics=dict(metrics or {}))
 
 
 def _fsync_write(path: Path, data: bytes) -> None:

@@ -91,8 +91,14 @@ def _build_photo(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceR
     return build_photo_renderer(entry, config, store)
 
 
+def _build_neural(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:
+    from .neural_avatar import build_neural_renderer  # onnxruntime (or torch) and OpenGL load here, not at import
+
+    return build_neural_renderer(entry, config, store)
+
+
 RendererBuilder = Callable[[AvatarEntry, Config, ModelStore], FaceRenderer]
-RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask, "facekit": _build_facekit, "photo": _build_photo}
+RENDERER_BUILDERS: dict[str, RendererBuilder] = {"mask": _build_mask, "facekit": _build_facekit, "photo": _build_photo, "neural": _build_neural}
 
 
 def builtin_avatars() -> list[AvatarEntry]:

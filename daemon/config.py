@@ -54,6 +54,8 @@ class TrackerConfig:
 class AvatarConfig:
     name: str = _opt("porcelain", "avatar to show: a built-in or an installed pack (`veilcam avatar list`)")
     background_image: str = _opt("", "image file to use as the background instead of the look's")
+    neural_device: str = _opt("auto", "where neural avatars run: cuda (torch on an NVIDIA GPU), cpu (onnxruntime) or auto (cuda when present)",
+                              ("auto", "cuda", "cpu"))
 
 
 @dataclass(frozen=True)

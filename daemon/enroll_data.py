@@ -26,6 +26,7 @@ from veilcam.models.face_fit import PortraitFit, fit_portrait
 from veilcam.models.face_model import FaceRig
 from veilcam.models.face_state import FaceState
 from veilcam.models.gaze import gaze_rotations
+from veilcam.models.neural_avatar_renderer import expression_code
 
 from .config import Config
 from .errors import EnrollmentError
@@ -62,9 +63,9 @@ class EnrollmentData:
         return self.crops.shape[1]
 
 
-def expression_code(weights: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """What the network is told besides the G-buffer: the ICT weights and the head rotation's first two columns."""
-    return np.concatenate([np.asarray(weights, np.float32), np.asarray(rotation, np.float32)[:, :2].T.ravel()])
+def unmirrored(config: Config) -> Config:
+    """`config` with the tracker's mirror off: a clip is tracked as recorded (the user's mirror is a display choice)."""
+    return dataclasses.replace(config, tracker=dataclasses.replace(config.tracker, mirror=False))
 
 
 def _landmarks_px(state: FaceState, width: int, height: int) -> np.ndarray:
@@ -100,9 +101,8 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
 
     if not video.is_file():
         raise EnrollmentError(f"{video}: video not found")
-    plain = dataclasses.replace(config, tracker=dataclasses.replace(config.tracker, mirror=False))
     try:
-        states = track_video(video, plain, False, "track clip", progress)
+        states = track_video(video, unmirrored(config), False, "track clip", progress)
     except (OSError, RuntimeError) as exc:
         raise EnrollmentError(f"{video}: cannot read this video ({exc}); use an MP4 or another file OpenCV reads") from exc
     tracked = [i for i, s in enumerate(states) if s.present and s.landmarks is not None]

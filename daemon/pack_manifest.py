@@ -26,8 +26,10 @@ manifest comes from whoever made the pack: see `avatar_pack`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FILE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 ARRAY_SUFFIXES = (".npz", ".safetensors")
 IMAGE_SUFFIXES = (".png",)
+NETWORK_SUFFIXES = (".onnx",)
 MAX_DESCRIPTION = 200
 MAX_FILE_BYTES = 512 << 20
 MAX_PACK_BYTES = 1 << 30
@@ -71,9 +74,12 @@ class FieldSpec:
     key: str
     arrays: tuple[ArraySpec, ...] = ()  # an .npz or .safetensors file with these arrays and no others
     image: ImageSpec | None = None  # a .png file
+    network: bool = False  # an .onnx file (checked by `pack_onnx`)
 
     @property
     def suffixes(self) -> tuple[str, ...]:
+        if self.network:
+            return NETWORK_SUFFIXES
         return IMAGE_SUFFIXES if self.image is not None else ARRAY_SUFFIXES
 
 
@@ -81,6 +87,12 @@ PREVIEW_SPEC = ImageSpec(channels=(3, 4), min_side=16, max_side=2048)
 
 #: Identity coefficients of the ICT-FaceKit Light model (`models/face_model.py` NUM_IDENTITY).
 PHOTO_IDENTITY_MODES = 100
+
+def _neural_weights() -> tuple[ArraySpec, ...]:
+    from veilcam.models.neural_avatar_config import NeuralAvatarConfig, state_shapes
+
+    return tuple(ArraySpec(name, shape, "float32") for name, shape in state_shapes(NeuralAvatarConfig()).items())
+
 
 #: Kind -> the files its manifest table names, and what each must hold. A pack
 #: of a kind not listed here is refused (made by a newer VeilCam).
@@ -95,6 +107,23 @@ KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
                                   ArraySpec("rest_rotation", (3, 3), "float32", required=False))),
         FieldSpec("albedo", image=ImageSpec(channels=(3,), min_side=64, max_side=8192, aspect=1.0)),
     ),
+    # A renderer learned from a video of one person: the identity fitted to the
+    # clip and the turn from MediaPipe's head frame to the face model's, the
+    # network's weights (for torch on a GPU) and the same network as ONNX (for
+    # onnxruntime), and the training loss as a plot.
+    "neural": (
+        FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("model_rotation", (3, 3), "float32"))),
+        FieldSpec("weights", arrays=_neural_weights()),
+        FieldSpec("network", network=True),
+        FieldSpec("loss_plot", image=ImageSpec(channels=(3, 4), min_side=64, max_side=4096)),
+    ),
+}
+
+#: Kind -> the numbers its `[kind.metrics]` table may hold (all optional): how
+#: the avatar measured when it was made, shown by `veilcam avatar show`.
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "neural": ("holdout_psnr_db", "holdout_ssim", "fidelity_mean", "train_frames", "holdout_frames", "steps", "train_seconds",
+               "enroll_seconds", "size"),
 }
 
 
@@ -118,6 +147,7 @@ class PackManifest:
     description: str = ""
     generator: str = ""
     schema: int = SCHEMA_VERSION
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)  # `[kind.metrics]`, see KIND_METRICS
 
     def file(self, path: str) -> PackFile:
         return next(f for f in self.files if f.path == path)
@@ -215,8 +245,8 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
         if unknown:
             raise where.error(f"manifest [[files]] entry {i + 1} has unknown field {quoted(sorted(unknown)[0])}")
         path = _check_file_name(where, f"[[files]] entry {i + 1} path", entry["path"])
-        if path == MANIFEST or not path.endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES):
-            raise where.error(f"[[files]] entry {i + 1} path {quoted(path)} must be a .npz, .safetensors or .png file")
+        if path == MANIFEST or not path.endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES + NETWORK_SUFFIXES):
+            raise where.error(f"[[files]] entry {i + 1} path {quoted(path)} must be a .npz, .safetensors, .onnx or .png file")
         digest, size = entry["sha256"], entry["size"]
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise where.error(f"[[files]] entry {path}: sha256 must be 64 lowercase hex digits")
@@ -233,9 +263,11 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
 
     specs = KIND_FIELDS[kind]
     table = _require(where, data, kind, dict, f"a [{kind}] table")
-    unknown = set(table) - {s.key for s in specs}
+    metric_names = KIND_METRICS.get(kind, ())
+    unknown = set(table) - {s.key for s in specs} - ({"metrics"} if metric_names else set())
     if unknown:
         raise where.error(f"[{kind}] has unknown field {quoted(sorted(unknown)[0])} (expected {', '.join(s.key for s in specs)})")
+    metrics = _parse_metrics(where, kind, table.get("metrics", {}), metric_names)
     fields: dict[str, str] = {}
     for spec in specs:
         if spec.key not in table:
@@ -251,7 +283,20 @@ def parse_manifest(text: str, where: PackContext) -> PackManifest:
     unknown = set(data) - known
     if unknown:
         raise where.error(f"manifest has unknown field {quoted(sorted(unknown)[0])}")
-    return PackManifest(name, kind, version, created, preview, tuple(files), fields, description, generator, schema)
+    return PackManifest(name, kind, version, created, preview, tuple(files), fields, description, generator, schema, metrics)
+
+
+def _parse_metrics(where: PackContext, kind: str, table: object, names: tuple[str, ...]) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise where.error(f"[{kind}.metrics] must be a table of numbers")
+    metrics: dict[str, float] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise where.error(f"[{kind}.metrics] has unknown field {quoted(key)} (expected {', '.join(names)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise where.error(f"[{kind}.metrics] {key} must be a finite number, got {quoted(value)}")
+        metrics[key] = float(value)
+    return metrics
 
 
 def _toml_string(value: str) -> str:
@@ -274,6 +319,8 @@ def render_manifest(m: PackManifest) -> str:
         lines.append(f"generator = {_toml_string(m.generator)}")
     lines += [f"preview = {_toml_string(m.preview)}", "", f"[{m.kind}]"]
     lines += [f"{key} = {_toml_string(path)}" for key, path in m.fields.items()]
+    if m.metrics:
+        lines += ["", f"[{m.kind}.metrics]"] + [f"{key} = {float(value)!r}" for key, value in m.metrics.items()]
     for f in m.files:
         lines += ["", "[[files]]", f"path = {_toml_string(f.path)}", f"sha256 = {_toml_string(f.sha256)}", f"size = {f.size}"]
     return "\n".join(lines) + "\n"

@@ -223,14 +223,14 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
             PREVIEW_FILE: encode_png(preview),
         }
         manifest = new_manifest(name, KIND, {"face": FACE_FILE, "albedo": ALBEDO_FILE}, files, PREVIEW_FILE,
-                                   description, generator=f"veilcam {_version()}")
+                                   description, generator=f"veilcam {veilcam_version()}")
         pack = write_pack(root, manifest, files, replace=replace)
         _stage(bar, seconds, "write", t)
     press = None if at_rest is None else float(np.mean([at_rest.score("mouthPressLeft"), at_rest.score("mouthPressRight")]))
     return PhotoAvatarResult(pack, fit, eyes, colours.get("hair_rgb"), None if rest is None else rotation_degrees(rest), press, seconds)
 
 
-def _version() -> str:
+def veilcam_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -27,7 +27,9 @@ def _nice_range(values: list[float], floor_zero: bool) -> tuple[float, float]:
     return (lo if floor_zero else lo - pad), hi + pad
 
 
-def _panel(title: str, t: list[float], series: dict[str, list[float]], floor_zero: bool, hline: float | None, t_mark: float | None) -> np.ndarray:
+def line_panel(title: str, t: list[float], series: dict[str, list[float]], floor_zero: bool, hline: float | None, t_mark: float | None,
+               value_format: str = ".1f") -> np.ndarray:
+    """One panel: `series` (up to three) over time `t` (seconds), an optional red level `hline` and grey mark `t_mark`."""
     img = np.full((PANEL_H, WIDTH, 3), 255, np.uint8)
     x0, x1, y0, y1 = MARGIN_L, WIDTH - MARGIN_R, MARGIN_T, PANEL_H - MARGIN_B
     t_hi = max(t[-1], 1e-6) if t else 1.0
@@ -40,7 +42,7 @@ def _panel(title: str, t: list[float], series: dict[str, list[float]], floor_zer
         v = lo + (hi - lo) * i / 4
         y = xy(0, v)[1]
         cv2.line(img, (x0, y), (x1, y), GRID, 1)
-        cv2.putText(img, f"{v:.1f}", (4, y + 4), FONT, 0.4, INK, 1, cv2.LINE_AA)
+        cv2.putText(img, format(v, value_format), (4, y + 4), FONT, 0.4, INK, 1, cv2.LINE_AA)
     for i in range(6):  # time ticks
         tt = t_hi * i / 5
         x = xy(tt, lo)[0]
@@ -73,8 +75,8 @@ def plot_soak(report: dict[str, Any], path: Path) -> None:
     t = [s["t_s"] for s in samples]
     warm = report["warmup_s"]
     r = report["rss_mb"]
-    rss = _panel(f"RSS MB (growth {r['growth_pct']:+.2f} % after {warm:g} s)", t, {"RSS": [s["rss_mb"] for s in samples]}, False, None, warm)
-    latency = _panel(
+    rss = line_panel(f"RSS MB (growth {r['growth_pct']:+.2f} % after {warm:g} s)", t, {"RSS": [s["rss_mb"] for s in samples]}, False, None, warm)
+    latency = line_panel(
         "latency / output gap, ms",
         t,
         {"latency p50": [s["latency_p50_ms"] for s in samples], "latency p95": [s["latency_p95_ms"] for s in samples], "max gap": [s["max_gap_ms"] for s in samples]},

@@ -21,9 +21,8 @@ import numpy as np
 
 from .attribute_raster import AttributeRasterizer
 from .face_model import FaceRig
+from .neural_avatar_config import GBUFFER_CHANNELS
 
-#: Atlas x, y (grid_sample's [-1, 1]), normal x, y, z (camera space), coverage.
-GBUFFER_CHANNELS = 6
 ATLAS_GRID = 2  # tiles per side of the UV atlas
 #: The crop's side, in head heights (chin to crown): room for hair and a little neck.
 CROP_HEADS = 1.7

@@ -13,49 +13,17 @@ it sees the expression code and why its bottleneck looks at the whole crop.
 Speed drives the shape: a 256×256 frame must take a few milliseconds on a
 laptop CPU through onnxruntime. Every 3×3 convolution runs at half the output
 resolution or less; the full-resolution head is per-pixel (1×1), taking its
-detail from the texture. The architecture is fixed by `NeuralAvatarConfig`,
-stored with the weights, so a pack's arrays have known shapes.
+detail from the texture. The architecture is `NeuralAvatarConfig`
+(`neural_avatar_config`), so a pack's arrays have known shapes.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .head_gbuffer import GBUFFER_CHANNELS
-
-
-@dataclass(frozen=True)
-class NeuralAvatarConfig:
-    texture_channels: int = 12
-    texture_size: int = 512  # the UV atlas, square: the model's four UV tiles in a 2×2 grid
-    widths: tuple[int, ...] = (16, 32, 64, 128)  # encoder channels at 1/2, 1/4, 1/8, 1/16 of the output size
-    code_size: int = 59  # ICT expression weights (53) and the head rotation's first two columns (6)
-    head_channels: int = 16  # the full-resolution per-pixel head
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> "NeuralAvatarConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - fields
-        if unknown:
-            raise ValueError(f"unknown neural avatar config field {sorted(unknown)[0]!r}")
-        values = {k: tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else int(v) for k, v in data.items()}  # type: ignore[union-attr]
-        config = cls(**values)  # type: ignore[arg-type]
-        if not config.widths or min(config.widths) < 1 or min(config.texture_channels, config.texture_size, config.code_size, config.head_channels) < 1:
-            raise ValueError("neural avatar config sizes must be positive")
-        return config
-
-    @property
-    def downsampling(self) -> int:
-        """The output side must be a multiple of this."""
-        return 2 ** len(self.widths)
+from .neural_avatar_config import FILM_HIDDEN, NeuralAvatarConfig
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -70,7 +38,7 @@ class NeuralAvatarNet(nn.Module):
         self.config = config
         c = config
         self.texture = nn.Parameter(torch.randn(1, c.texture_channels, c.texture_size, c.texture_size) * 0.1)
-        features = c.texture_channels + GBUFFER_CHANNELS - 2  # sampled texture, normal, coverage
+        features = c.features
         self.down = nn.ModuleList()
         cin = features
         for w in c.widths:
@@ -78,7 +46,7 @@ class NeuralAvatarNet(nn.Module):
             cin = w
         self.bottleneck = _conv(cin, cin)
         # The code scales and shifts the bottleneck's channels (FiLM), which see the whole crop.
-        self.film = nn.Sequential(nn.Linear(c.code_size, 128), nn.LeakyReLU(0.2), nn.Linear(128, 2 * cin))
+        self.film = nn.Sequential(nn.Linear(c.code_size, FILM_HIDDEN), nn.LeakyReLU(0.2), nn.Linear(FILM_HIDDEN, 2 * cin))
         self.up = nn.ModuleList()
         for skip in c.widths[-2::-1]:  # back up to half the output size, each level with its encoder's features
             self.up.append(_conv(cin + skip, skip))

@@ -1,0 +1,116 @@
+"""The `neural` avatar: the face model posed by a `FaceState`, drawn by a learned renderer, framed like a webcam shot.
+
+Per frame: the tracked expression and gaze pose the fitted face model; its
+G-buffer (`head_gbuffer`) at the network's size, turned by the head rotation,
+goes through the network (`neural_runtime`) with the expression code; the
+RGBA head crop it returns is scaled and placed on the backdrop where the
+framing puts the head. The framing is the face-model avatars': the same field
+of view and head size, a head that turns with the tracked rotation and only
+drifts with the tracked translation (`scene.HeadFollower`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .attribute_raster import AttributeRasterizer
+from .face_model import FaceModel, FaceRig, RenderMesh
+from .face_state import FaceState
+from .facekit_looks import FACEKIT_LOOKS
+from .facekit_renderer import HEAD_FRACTION, HEADROOM
+from .gaze import gaze_rotations
+from .head_gbuffer import CROP_HEADS, HeadGBuffer
+from .neural_runtime import NeuralRunner
+from .renderer import FaceRenderer
+from .scene import FOV_Y_DEG, Background, HeadFollower, nearest_rotation, render_backdrop
+
+#: The backdrop's lights and glow come from the built-in human look.
+BACKDROP_LOOK = FACEKIT_LOOKS["human"]
+
+
+def expression_code(weights: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """What the network is told besides the G-buffer: the face model's expression weights and the head rotation's first two columns."""
+    return np.concatenate([np.asarray(weights, np.float32), np.asarray(rotation, np.float32)[:, :2].T.ravel()])
+
+
+class NeuralAvatarRenderer(FaceRenderer):
+    """`model`, `mesh` and `identity` pose the face; `runner` is the trained network for `size`×`size` crops;
+    `model_rotation` turns MediaPipe's head rotation into the face model's frame (as in training)."""
+
+    def __init__(self, width: int, height: int, model: FaceModel, mesh: RenderMesh, identity: np.ndarray, runner: NeuralRunner,
+                 size: int, model_rotation: np.ndarray, background: Background = BACKDROP_LOOK.background) -> None:
+        super().__init__(width, height)
+        self.model = model
+        self.runner = runner
+        self._raster = AttributeRasterizer()
+        self.rig = FaceRig(model, identity, mesh)
+        self.gbuffer = HeadGBuffer(self.rig, size, self._raster)
+        self._model_rotation = np.asarray(model_rotation, np.float32)
+        span = self.gbuffer.crop.span
+        visible = span / CROP_HEADS / HEAD_FRACTION  # cm of the scene from the frame's top to its bottom
+        self._focal = height / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))  # pixels
+        distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
+        self._follower = HeadFollower(np.array([0.0, HEADROOM * visible, -distance], np.float32))
+        self._span = span
+        self._backdrop = self._draw_backdrop(background)
+        self._frame = np.empty_like(self._backdrop)
+        self.last_crop: np.ndarray | None = None  # the network's last RGBA crop, for previews and tests
+
+    def _draw_backdrop(self, background: Background) -> np.ndarray:
+        ctx = self._raster.ctx
+        size = (self.width, self.height)
+        fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
+        try:
+            head = (0.5, 0.5 - HEADROOM)
+            radius = (0.5 * HEAD_FRACTION * self.height / self.width, 0.5 * HEAD_FRACTION)
+            fbo.use()
+            render_backdrop(ctx, fbo, size, background, BACKDROP_LOOK, head, radius, BACKDROP_LOOK.backdrop_glow, BACKDROP_LOOK.backdrop_shadow)
+            pixels = np.frombuffer(fbo.read(components=4), np.uint8).reshape(self.height, self.width, 4).copy()
+        finally:
+            for texture in fbo.color_attachments:
+                texture.release()
+            fbo.release()
+        return pixels
+
+    def render(self, state: FaceState) -> np.ndarray:
+        weights = self.model.expression_weights(state.blendshapes)
+        follow = self._follower.model_matrix(state.head_pose, state.timestamp)
+        rotation = nearest_rotation(follow[:3, :3] @ self._model_rotation)
+        positions = self.rig.pose(weights, gaze_rotations(state.blendshapes))
+        gbuffer = self.gbuffer.render(positions, rotation)
+        rgba = np.clip(self.runner(gbuffer, expression_code(weights, rotation)), 0.0, 1.0)
+        self.last_crop = rgba
+        centre = follow[:3, 3]
+        depth = max(float(-centre[2]), 1.0)
+        cx = self.width / 2 + self._focal * float(centre[0]) / depth
+        cy = self.height / 2 - self._focal * float(centre[1]) / depth
+        self._composite(rgba, cx, cy, self._focal * self._span / depth)
+        return self._frame
+
+    def _composite(self, rgba: np.ndarray, cx: float, cy: float, side: float) -> None:
+        """Premultiplied `rgba` (4, S, S) scaled to `side` pixels, centred at (cx, cy), over the backdrop."""
+        np.copyto(self._frame, self._backdrop)
+        s = rgba.shape[1]
+        k = side / s
+        x0, y0 = max(0, math.floor(cx - side / 2)), max(0, math.floor(cy - side / 2))
+        x1, y1 = min(self.width, math.ceil(cx + side / 2)), min(self.height, math.ceil(cy + side / 2))
+        if x1 <= x0 or y1 <= y0:
+            return
+        # Crop pixel centres (i + 0.5) land at cx - side/2 + k (i + 0.5); OpenCV's map is in integer pixel centres.
+        ox, oy = cx - side / 2 - x0, cy - side / 2 - y0
+        m = np.array([[k, 0, ox + 0.5 * k - 0.5], [0, k, oy + 0.5 * k - 0.5]], np.float32)
+        placed = cv2.warpAffine(np.ascontiguousarray(rgba.transpose(1, 2, 0)), m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        region = self._frame[y0:y1, x0:x1]
+        under = region.astype(np.float32) * (1.0 / 255)
+        alpha, under_alpha = placed[..., 3:4], under[..., 3:4]
+        out_alpha = alpha + under_alpha * (1 - alpha)
+        premultiplied = placed[..., :3] + under[..., :3] * under_alpha * (1 - alpha)
+        out = np.concatenate([premultiplied / np.maximum(out_alpha, 1e-6), out_alpha], axis=2)  # straight alpha, as renderers return
+        region[...] = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+
+    def close(self) -> None:
+        self._raster.close()

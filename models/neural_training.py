@@ -1,0 +1,106 @@
+"""Training the neural avatar: the loss, the quality measures, one optimisation step.
+
+The network draws premultiplied RGBA; the clip gives a frame crop and a matte.
+Colour is compared premultiplied (so the background of the clip never
+matters), alpha against the matte, and the structure (SSIM) of both composited
+over the same grey. The measures reported for held-out frames are computed
+the same way, inside the matte only, so a background the avatar never draws
+neither helps nor hurts them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .neural_avatar_net import NeuralAvatarNet
+
+#: The grey both images are composited over for SSIM and PSNR.
+BACKDROP = 0.5
+SSIM_WEIGHT = 0.2
+ALPHA_WEIGHT = 1.0
+#: The learning rate decays along a cosine to this fraction of its start.
+FINAL_LR_FRACTION = 0.05
+
+
+def _gaussian_window(channels: int, device: torch.device, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM (Wang et al. 2004, 11×11 Gaussian window) of images in [0, 1], averaged over channels: (B, 1, H, W)."""
+    c = a.shape[1]
+    w = _gaussian_window(c, a.device).to(a.dtype)
+    pad = w.shape[-1] // 2
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (pad,) * 4, mode="replicate"), w, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean(dim=1, keepdim=True)
+
+
+def composites(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both over the grey backdrop: `pred` premultiplied RGBA, `target` RGB, `matte` (B, 1, H, W), all in [0, 1]."""
+    return pred[:, :3] + (1 - pred[:, 3:4]) * BACKDROP, target * matte + (1 - matte) * BACKDROP
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> torch.Tensor:
+    colour = (pred[:, :3] - target * matte).abs().mean()
+    alpha = (pred[:, 3:4] - matte).abs().mean()
+    a, b = composites(pred, target, matte)
+    return colour + ALPHA_WEIGHT * alpha + SSIM_WEIGHT * (1 - ssim_map(a, b)).mean()
+
+
+def psnr_and_ssim_in_matte(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> tuple[float, float]:
+    """PSNR (dB) and SSIM over the pixels where the matte is over one half, pooled over the batch."""
+    a, b = composites(pred.float(), target.float(), matte.float())
+    inside = (matte > 0.5).float()
+    count = inside.sum()
+    if count < 1:
+        return float("nan"), float("nan")
+    mse = (((a - b) ** 2).mean(dim=1, keepdim=True) * inside).sum() / count
+    ssim = (ssim_map(a, b) * inside).sum() / count
+    return 10 * math.log10(1.0 / max(float(mse), 1e-12)), float(ssim)
+
+
+class NeuralAvatarTrainer:
+    """Adam with a cosine decay over the run's progress (steps or time, whichever is further along)."""
+
+    def __init__(self, net: NeuralAvatarNet, lr: float = 2e-3) -> None:
+        self.net = net
+        self.base_lr = lr
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def step(self, gbuffer: torch.Tensor, code: torch.Tensor, target: torch.Tensor, matte: torch.Tensor, progress: float) -> torch.Tensor:
+        """One update on a batch; `progress` in [0, 1] sets the learning rate. Returns the loss
+        (a tensor on the device: reading it waits for the GPU, so the caller reads it now and then)."""
+        lr = self.base_lr * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0))))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        autocast = torch.autocast("cuda", torch.bfloat16) if gbuffer.is_cuda else torch.autocast("cpu", enabled=False)
+        with autocast:
+            pred = self.net(gbuffer, code)
+        loss = reconstruction_loss(pred.float(), target, matte)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def state_dict(self) -> dict[str, object]:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.net.load_state_dict(state["net"])  # type: ignore[arg-type]
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
