@@ -2,8 +2,8 @@
 
 The network draws premultiplied RGBA; the clip gives a frame crop and a matte.
 Colour is compared premultiplied (so the background of the clip never
-matters), alpha against the matte, and the structure (SSIM) of both composited
-over the same grey. The measures reported for held-out frames are computed
+matters), alpha against the matte (cross-entropy), and the structure (SSIM) of
+both composited over the same grey. The measures reported for held-out frames are computed
 the same way, inside the matte only, so a background the avatar never draws
 neither helps nor hurts them.
 """
@@ -57,7 +57,11 @@ def composites(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) ->
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> torch.Tensor:
     colour = (pred[:, :3] - target * matte).abs().mean()
-    alpha = (pred[:, 3:4] - matte).abs().mean()
+    # Cross-entropy, not L1, for alpha: L1 pulls every pixel the network cannot yet tell apart
+    # towards the median, which is background, and drives the sigmoid into saturation, where
+    # no gradient brings it back (an all-transparent avatar). Cross-entropy pulls towards the
+    # mean, and its gradient on the logit is simply alpha - matte.
+    alpha = F.binary_cross_entropy(pred[:, 3:4].clamp(1e-6, 1 - 1e-6), matte)
     a, b = composites(pred, target, matte)
     return colour + ALPHA_WEIGHT * alpha + SSIM_WEIGHT * (1 - ssim_map(a, b)).mean()
 
