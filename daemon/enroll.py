@@ -60,19 +60,16 @@ class EnrollResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _clip_key(video: Path, size: int) -> str:
+def work_dir(video: Path, size: int) -> Path:
+    """Where a clip's prepared data and checkpoints live: named by its content and the crop size."""
     digest = hashlib.sha256()
     with open(video, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return hashlib.sha256(f"{_DATA_VERSION} {size} {digest.hexdigest()}".encode()).hexdigest()[:24]
+    return paths.cache_dir() / "enroll" / hashlib.sha256(f"{_DATA_VERSION} {size} {digest.hexdigest()}".encode()).hexdigest()[:24]
 
 
-def _work_dir(key: str) -> Path:
-    return paths.cache_dir() / "enroll" / key
-
-
-def _load_or_prepare(video: Path, config: Config, store: Any, size: int, work: Path, progress: bool) -> EnrollmentData:
+def load_or_prepare(video: Path, config: Config, store: Any, size: int, work: Path, progress: bool) -> EnrollmentData:
     cached = work / "data.npz"
     try:
         with np.load(cached, allow_pickle=False) as f:
@@ -250,8 +247,8 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: Any, roo
     batch = batch or (16 if device == "cuda" else 4)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    work = _work_dir(_clip_key(video, size))
-    data = _load_or_prepare(video, config, store, size, work, progress)
+    work = work_dir(video, size)
+    data = load_or_prepare(video, config, store, size, work, progress)
     seconds["prepare"] = time.perf_counter() - t0
 
     t = time.perf_counter()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from veilcam.daemon.avatar_pack import new_manifest, write_pack
 from veilcam.daemon.pack_files import encode_npz, encode_png
+from veilcam.daemon.pack_manifest import MANIFEST
 
 
 def pack_files(identity: np.ndarray | None = None) -> dict[str, bytes]:
@@ -23,3 +27,29 @@ def make_pack(root: Path, name: str = "alice", files: dict[str, bytes] | None = 
     files = files or pack_files()
     manifest = new_manifest(name, "photo", {"face": "face.npz", "albedo": "albedo.png"}, files, "preview.png", description)
     return write_pack(root, manifest, files)
+
+
+def rewrite_manifest(pack: Path, edit) -> None:
+    path = pack / MANIFEST
+    path.write_text(edit(path.read_text()))
+
+
+def relist(pack: Path, name: str, data: bytes) -> None:
+    """Replace a data file and make the manifest agree with it, so only the content check can catch it."""
+    (pack / name).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def edit(text: str) -> str:
+        block = re.search(rf'path = "{re.escape(name)}"\nsha256 = "[0-9a-f]+"\nsize = \d+', text)
+        assert block
+        return text.replace(block.group(0), f'path = "{name}"\nsha256 = "{digest}"\nsize = {len(data)}')
+
+    rewrite_manifest(pack, edit)
+
+
+def one_line(exc: pytest.ExceptionInfo, *needles: str) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+    return message

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 import stat
 import zipfile
 from pathlib import Path
@@ -20,33 +18,7 @@ from veilcam.daemon.avatars import build_renderer, find_avatar, list_avatars
 from veilcam.daemon.config import Config
 from veilcam.daemon.errors import VeilCamError
 
-from packs import make_pack, pack_files
-
-
-def rewrite_manifest(pack: Path, edit) -> None:
-    path = pack / MANIFEST
-    path.write_text(edit(path.read_text()))
-
-
-def relist(pack: Path, name: str, data: bytes) -> None:
-    """Replace a data file and make the manifest agree with it, so only the content check can catch it."""
-    (pack / name).write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-
-    def edit(text: str) -> str:
-        block = re.search(rf'path = "{re.escape(name)}"\nsha256 = "[0-9a-f]+"\nsize = \d+', text)
-        assert block
-        return text.replace(block.group(0), f'path = "{name}"\nsha256 = "{digest}"\nsize = {len(data)}')
-
-    rewrite_manifest(pack, edit)
-
-
-def one_line(exc: pytest.ExceptionInfo, *needles: str) -> str:
-    message = str(exc.value)
-    assert "\n" not in message
-    for needle in needles:
-        assert needle in message, message
-    return message
+from packs import make_pack, one_line, pack_files, relist, rewrite_manifest
 
 
 @pytest.fixture

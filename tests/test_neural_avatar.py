@@ -1,0 +1,185 @@
+"""Neural avatars: enrollment end to end at a tiny size on the CPU, the pack it makes, ONNX against torch, bad packs."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import video_path
+from packs import one_line, relist
+from veilcam.daemon.avatar_pack import load_pack
+from veilcam.daemon.avatars import build_renderer, find_avatar
+from veilcam.daemon.config import Config, config_from_dict
+from veilcam.daemon.enroll import QUALITY_FLOOR, enroll_neural_avatar
+from veilcam.daemon.errors import AvatarPackError
+from veilcam.daemon.model_store import ModelStore
+from veilcam.daemon.pack_manifest import PackContext
+from veilcam.daemon.pack_onnx import check_network
+from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState, identity_pose
+from veilcam.models.neural_avatar_config import NeuralAvatarConfig, state_shapes
+from veilcam.models.neural_avatar_net import NeuralAvatarNet
+from veilcam.models.neural_runtime import OnnxRunner, export_onnx
+from veilcam.models.renderer import FaceRenderer
+
+SIZE = 32  # the network's crop: tiny, so a CI run trains a few dozen steps in seconds
+STEPS = 100
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One tiny enrollment from the shortest shared clip, first without --force (under the floor), then with it."""
+    home = tmp_path_factory.mktemp("neural")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VEILCAM_MODEL_DIR", str(video_path("p4").parents[1] / "models"))
+    patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    patch.setenv("XDG_DATA_HOME", str(home / "data"))
+    config = config_from_dict({"output": {"width": 640, "height": 360}, "avatar": {"neural_device": "cpu"}}, "test", Config())
+    root = home / "data" / "veilcam" / "avatars"
+    store = ModelStore.from_environment(progress=False)
+    try:
+        refused = enroll_neural_avatar(video_path("p4"), "tiny", config, store, root, device="cpu", minutes=30, size=SIZE,
+                                       max_steps=STEPS, progress=False)
+        saved = enroll_neural_avatar(video_path("p4"), "tiny", config, store, root, device="cpu", minutes=30, size=SIZE,
+                                     max_steps=STEPS, force=True, progress=False)
+        yield {"refused": refused, "saved": saved, "config": config, "root": root, "home": home}
+    finally:
+        patch.undo()
+
+
+def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> None:
+    result = enrolled["saved"]
+    assert result.pack is not None and result.pack.is_dir()
+    pack = load_pack(result.pack)
+    m = pack.manifest
+    assert m.kind == "neural" and m.name == "tiny"
+    assert m.metrics["steps"] == STEPS and m.metrics["size"] == SIZE
+    assert m.metrics["train_frames"] > 100 and m.metrics["holdout_frames"] >= 1
+    assert 0 < m.metrics["holdout_psnr_db"] < 60 and 0 < m.metrics["holdout_ssim"] <= 1
+    assert pack.networks["network"].size == SIZE
+    assert pack.images["loss_plot"].shape[1] > 64
+    # The second run resumed the first's prepared data and checkpoint: the same network, measured the same.
+    assert enrolled["refused"].metrics["holdout_psnr_db"] == m.metrics["holdout_psnr_db"]
+
+
+def test_training_loss_goes_down(enrolled: dict, tmp_path: Path) -> None:
+    from veilcam.daemon.enroll import load_or_prepare, train, work_dir
+
+    work = work_dir(video_path("p4"), SIZE)
+    assert (work / "data.npz").is_file(), "enrollment keeps its prepared data for a resumed run"
+    data = load_or_prepare(video_path("p4"), Config(), ModelStore.from_environment(progress=False), SIZE, work, False)
+    _, history, steps, _ = train(data, "cpu", 30, 75, 4, tmp_path, False)
+    losses = [loss for _, loss in history]
+    assert steps == 75 and len(losses) == 3
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_under_the_floor_it_is_not_saved_without_force(enrolled: dict) -> None:
+    refused = enrolled["refused"]
+    assert refused.pack is None
+    assert refused.below_floor and all(any(k in line for k in QUALITY_FLOOR) for line in refused.below_floor)
+
+
+def test_neural_avatar_renders_from_a_face_state_only(enrolled: dict) -> None:
+    entry = find_avatar("tiny")
+    assert entry.kind == "neural"
+    store = ModelStore.from_environment(progress=False)
+    with build_renderer(entry, enrolled["config"], store) as renderer:
+        assert isinstance(renderer, FaceRenderer) and renderer.privacy_safe
+        assert list(inspect.signature(renderer.render).parameters) == ["state"]
+        neutral = FaceState(True, np.zeros(52, np.float32), identity_pose(), 0.0)
+        frame = renderer.render(neutral).copy()
+        assert frame.shape == (360, 640, 4) and frame.dtype == np.uint8
+        crop = renderer.last_crop
+        assert crop is not None and crop.shape == (4, SIZE, SIZE)
+        assert crop[3].max() > 0.5, "the trained network draws an opaque head"
+        jaw = np.zeros(52, np.float32)
+        jaw[BLENDSHAPE_INDEX["jawOpen"]] = 1.0
+        renderer.render(FaceState(True, jaw, identity_pose(), 1 / 30))
+        assert np.abs(renderer.last_crop - crop).max() > 0.01, "the expression reaches the picture"
+
+
+def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tmp_path: Path) -> None:
+    from safetensors.numpy import load as load_safetensors, save as save_safetensors
+
+    good = enrolled["saved"].pack
+    wrong = tmp_path / "wrong"
+    shutil.copytree(good, wrong)
+    weights = load_safetensors((good / "weights.safetensors").read_bytes())
+    weights["head.2.weight"] = weights["head.2.weight"][:3]
+    relist(wrong, "weights.safetensors", save_safetensors(weights))
+    with pytest.raises(AvatarPackError) as exc:
+        load_pack(wrong)
+    one_line(exc, "weights.safetensors", "head.2.weight")
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(good, truncated)
+    data = (good / "weights.safetensors").read_bytes()
+    (truncated / "weights.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AvatarPackError) as exc:
+        load_pack(truncated)
+    one_line(exc, "weights.safetensors", "truncated")
+
+    relist(truncated, "weights.safetensors", data[: len(data) // 2])  # a manifest that agrees: the content check catches it
+    with pytest.raises(AvatarPackError) as exc:
+        load_pack(truncated)
+    one_line(exc, "weights.safetensors")
+
+
+def test_state_shapes_are_the_networks() -> None:
+    net = NeuralAvatarNet()
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == state_shapes(NeuralAvatarConfig())
+
+
+def test_onnx_and_torch_agree() -> None:
+    torch.manual_seed(1)
+    net = NeuralAvatarNet().eval()
+    with torch.no_grad():
+        for p in net.parameters():  # weights far from their initial values, like trained ones
+            p.add_(torch.randn_like(p) * 0.05)
+    size = 64
+    gbuffer = np.random.default_rng(0).uniform(-1, 1, (6, size, size)).astype(np.float32)
+    gbuffer[5] = gbuffer[5] > 0
+    code = np.random.default_rng(1).uniform(0, 1, 63).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(gbuffer[None]), torch.from_numpy(code[None]))[0].numpy()
+    model = export_onnx(net, size)
+    assert check_network(model, "network.onnx", PackContext(Path("x"))).size == size
+    got = OnnxRunner(model, cuda=False, threads=1)(gbuffer, code)
+    assert got.shape == (4, size, size)
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def _tiny_graph(op: str = "Sigmoid", gbuffer_shape: tuple[int, ...] = (1, 6, 32, 32), domain: str = "") -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node(op, ["gbuffer"], ["pre"], domain=domain),
+             helper.make_node("Slice", ["pre", "starts", "ends", "axes"], ["rgba"])]
+    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("starts", 0), ("ends", 4), ("axes", 1))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("gbuffer", TensorProto.FLOAT, gbuffer_shape),
+                                            helper.make_tensor_value_info("code", TensorProto.FLOAT, (1, 63))],
+                              [helper.make_tensor_value_info("rgba", TensorProto.FLOAT, (1, 4) + gbuffer_shape[2:])], inits)
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    buffer = io.BytesIO()
+    onnx.save(helper.make_model(graph, opset_imports=opsets), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("model, needle", [
+    (b"not an onnx file at all", "not a valid ONNX model"),
+    (_tiny_graph("Relu6Custom", domain="com.example"), "operator set com.example"),
+    (_tiny_graph("Softmax"), "operators a neural avatar never needs (Softmax)"),
+    (_tiny_graph("Sigmoid", (1, 6, 32, 48)), "inputs and output"),
+    (_tiny_graph("Sigmoid", (1, 5, 32, 32)), "inputs and output"),
+])
+def test_bad_networks_are_rejected(model: bytes, needle: str) -> None:
+    assert check_network(_tiny_graph(), "network.onnx", PackContext(Path("p"))).size == 32  # the well-formed twin passes
+    with pytest.raises(AvatarPackError) as exc:
+        check_network(model, "network.onnx", PackContext(Path("p")))
+    one_line(exc, "network.onnx", needle)
