@@ -14,7 +14,9 @@ was learned from them, and the renderer is driven by a `FaceState`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +82,9 @@ def fit_clip(data: FittingData, states: list[FaceState], width: int, height: int
                             state.blendshapes, state.head_pose[:3, :3], identity)
 
     picks = np.unique(np.linspace(0, len(states) - 1, min(IDENTITY_FRAMES, len(states))).round().astype(int))
-    identity = np.mean([fit(states[i]).identity for i in picks], axis=0).astype(np.float32)
-    return identity, [fit(s, identity) for s in states]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # numpy's solves release the GIL
+        identity = np.mean([f.identity for f in pool.map(fit, [states[i] for i in picks])], axis=0).astype(np.float32)
+        return identity, list(pool.map(lambda s: fit(s, identity), states))
 
 
 def crop_affine(fit: PortraitFit, centre: np.ndarray, span: float, size: int) -> np.ndarray:
@@ -124,7 +127,9 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     codes = np.empty((n, model.num_expressions + 6), np.float32)
     wanted = dict(zip(tracked, range(n)))
     filled = 0
-    with AttributeRasterizer() as raster, VideoFileSource(video, realtime=False) as source, \
+    mattes_pending: dict[int, Future] = {}
+    # The G-buffers need the one GL context (this thread); the mattes (GrabCut, most of the time) run beside it.
+    with AttributeRasterizer() as raster, VideoFileSource(video, realtime=False) as source, ThreadPoolExecutor(os.cpu_count()) as pool, \
             tqdm(total=n, unit="frame", desc="cut crops", disable=not progress, leave=False, file=sys.stderr) as bar:
         gbuffer = HeadGBuffer(rig, size, raster)
         crop = gbuffer.crop
@@ -143,10 +148,12 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                                       flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
             chin = crop.to_crop(model.evaluate(identity, fit.expression, chin_vertex).reshape(1, 3), fit.rotation)[0, 1] * size
-            mattes[k] = np.round(255 * head_matte(crops[k], g[5] > 0.5, chin)).astype(np.uint8)
+            mattes_pending[k] = pool.submit(head_matte, crops[k], g[5] > 0.5, chin)
             codes[k] = expression_code(fit.expression, fit.rotation)
             filled += 1
             bar.update()
+        for k, matte in mattes_pending.items():
+            mattes[k] = np.round(255 * matte.result()).astype(np.uint8)
     if filled < n:
         raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
     holdout = max(1, round(HOLDOUT_FRACTION * n))
