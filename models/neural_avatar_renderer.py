@@ -56,6 +56,7 @@ class NeuralAvatarRenderer(FaceRenderer):
         self._follower = HeadFollower(np.array([0.0, HEADROOM * visible, -distance], np.float32))
         self._span = span
         self._backdrop = self._draw_backdrop(background)
+        self._opaque_backdrop = bool(np.all(self._backdrop[..., 3] == 255))
         self._frame = np.empty_like(self._backdrop)
         self.last_crop: np.ndarray | None = None  # the network's last RGBA crop, for previews and tests
 
@@ -102,13 +103,18 @@ class NeuralAvatarRenderer(FaceRenderer):
         # Crop pixel centres (i + 0.5) land at cx - side/2 + k (i + 0.5); OpenCV's map is in integer pixel centres.
         ox, oy = cx - side / 2 - x0, cy - side / 2 - y0
         m = np.array([[k, 0, ox + 0.5 * k - 0.5], [0, k, oy + 0.5 * k - 0.5]], np.float32)
-        placed = cv2.warpAffine(np.ascontiguousarray(rgba.transpose(1, 2, 0)), m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        crop8 = np.ascontiguousarray((rgba.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
+        placed = cv2.warpAffine(crop8, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         region = self._frame[y0:y1, x0:x1]
+        if self._opaque_backdrop:  # the usual case, in 8 bits: out = avatar + backdrop * (1 - alpha)
+            through = cv2.merge([255 - placed[..., 3]] * 3)
+            region[..., :3] = cv2.add(placed[..., :3], cv2.multiply(region[..., :3], through, scale=1 / 255))
+            return
         under = region.astype(np.float32) * (1.0 / 255)
-        alpha, under_alpha = placed[..., 3:4], under[..., 3:4]
+        placed_f = placed.astype(np.float32) * (1.0 / 255)
+        alpha, under_alpha = placed_f[..., 3:4], under[..., 3:4]
         out_alpha = alpha + under_alpha * (1 - alpha)
-        premultiplied = placed[..., :3] + under[..., :3] * under_alpha * (1 - alpha)
+        premultiplied = placed_f[..., :3] + under[..., :3] * under_alpha * (1 - alpha)
         out = np.concatenate([premultiplied / np.maximum(out_alpha, 1e-6), out_alpha], axis=2)  # straight alpha, as renderers return
         region[...] = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
 
