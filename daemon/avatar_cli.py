@@ -62,6 +62,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         "files:       " + ", ".join(f"{f.path} ({f.size:,} bytes)" for f in m.files),
         "checksums:   all match",
     ]
+    if m.metrics:
+        lines.append("measured:    " + ", ".join(f"{k} {v:g}" for k, v in m.metrics.items()))
     print("\n".join(lines))
     return 0
 
