@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,10 +127,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     name = check_name(args.name)
     if name in {a.name for a in builtin_avatars()}:
         raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
-    try:
-        import torch  # noqa: F401  (training needs it; rendering does not)
-    except ImportError as exc:
-        raise ConfigError("enrolling a neural avatar trains a network and needs torch: pip install torch (the build for your GPU), then 'veilcam[neural]'") from exc
+    if importlib.util.find_spec("torch") is None:  # training needs it; rendering does not
+        raise ConfigError("enrolling a neural avatar trains a network and needs torch: pip install torch (the build for your GPU), then 'veilcam[neural]'")
     config = load_config(args.config)
     result = enroll_neural_avatar(Path(args.video), name, config, model_store(config), paths.avatars_dir(), device=args.device,
                                   minutes=args.minutes, size=args.size, max_steps=args.steps, force=args.force, replace=args.replace,

@@ -34,6 +34,7 @@ from .config import Config
 from .enroll_data import EnrollmentData, prepare_enrollment, unmirrored
 from .errors import AvatarPackError, EnrollmentError
 from .eval_fidelity import compare, track_video
+from .model_store import ModelStore
 from .pack_files import encode_npz, encode_png
 from .pack_manifest import MAX_DESCRIPTION, check_name, is_one_line
 
@@ -69,7 +70,7 @@ def work_dir(video: Path, size: int) -> Path:
     return paths.cache_dir() / "enroll" / hashlib.sha256(f"{_DATA_VERSION} {size} {digest.hexdigest()}".encode()).hexdigest()[:24]
 
 
-def load_or_prepare(video: Path, config: Config, store: Any, size: int, work: Path, progress: bool) -> EnrollmentData:
+def load_or_prepare(video: Path, config: Config, store: ModelStore, size: int, work: Path, progress: bool) -> EnrollmentData:
     cached = work / "data.npz"
     try:
         with np.load(cached, allow_pickle=False) as f:
@@ -200,7 +201,7 @@ def self_fidelity(renderer: Any, driver: list[FaceState], config: Config, progre
     return compare(driver, rendered)
 
 
-def _model_rotation(store: Any) -> np.ndarray:
+def _model_rotation(store: ModelStore) -> np.ndarray:
     """MediaPipe's head rotation -> the face model's, as the per-frame fits start from it (`face_fit`)."""
     from .avatars import FACE_LANDMARKER
     from .facekit_avatar import open_face_model
@@ -220,7 +221,7 @@ def _metric_floor_failures(metrics: dict[str, float]) -> list[str]:
             if k in metrics and not (metrics[k] >= floor)]
 
 
-def enroll_neural_avatar(video: Path, name: str, config: Config, store: Any, root: Path, device: str = "auto",
+def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelStore, root: Path, device: str = "auto",
                          minutes: float = DEFAULT_MINUTES, size: int = DEFAULT_SIZE, max_steps: int | None = None, batch: int | None = None,
                          force: bool = False, replace: bool = False, description: str = "", progress: bool = True) -> EnrollResult:
     """Make the neural avatar `name` from `video` and install it under `root` (see the module docstring)."""
