@@ -23,6 +23,24 @@ SSIM_WEIGHT = 0.2
 ALPHA_WEIGHT = 1.0
 #: The learning rate decays along a cosine to this fraction of its start.
 FINAL_LR_FRACTION = 0.05
+#: Augmentation against memorising the training frames: each crop, its G-buffer and
+#: matte move together by up to this fraction of the side, and the expression code
+#: gets noise of this standard deviation (the code could otherwise name a frame).
+SHIFT_FRACTION = 0.04
+CODE_NOISE = 0.05
+
+
+def augment(gbuffer: torch.Tensor, code: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The same random shift for each sample's G-buffer (nearest: UVs must not blend across edges), crop and matte; noise on the code."""
+    b, _, h, w = gbuffer.shape
+    shift = (torch.rand(b, 2, device=gbuffer.device) * 2 - 1) * 2 * SHIFT_FRACTION
+    theta = torch.zeros(b, 2, 3, device=gbuffer.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    gbuffer = F.grid_sample(gbuffer, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    image = F.grid_sample(torch.cat([target, matte], dim=1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return gbuffer, code + CODE_NOISE * torch.randn_like(code), image[:, :3], image[:, 3:]
 
 
 def _gaussian_window(channels: int, device: torch.device, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -93,6 +111,7 @@ class NeuralAvatarTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
+        gbuffer, code, target, matte = augment(gbuffer, code, target, matte)
         autocast = torch.autocast("cuda", torch.bfloat16) if gbuffer.is_cuda else torch.autocast("cpu", enabled=False)
         with autocast:
             pred = self.net(gbuffer, code)
