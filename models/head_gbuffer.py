@@ -21,6 +21,7 @@ import numpy as np
 
 from .attribute_raster import AttributeRasterizer
 from .face_model import FaceRig
+from .mask_rig import vertex_normals
 from .neural_avatar_config import GBUFFER_CHANNELS
 
 ATLAS_GRID = 2  # tiles per side of the UV atlas
@@ -57,17 +58,6 @@ def atlas_grid(rig: FaceRig) -> np.ndarray:
     u = (tile % ATLAS_GRID + mesh.uv[:, 0]) / ATLAS_GRID
     v = (tile // ATLAS_GRID + 1.0 - mesh.uv[:, 1]) / ATLAS_GRID
     return np.stack([2 * u - 1, 2 * v - 1], axis=1).astype(np.float32)
-
-
-def vertex_normals(positions: np.ndarray, triangles: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Area-weighted unit normals, shared by all copies of a model vertex (no seams at UV cuts)."""
-    p = positions[triangles]
-    face = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
-    corner = source[triangles].ravel()
-    n_model = int(source.max()) + 1
-    acc = np.stack([np.bincount(corner, np.repeat(face[:, k], 3), n_model) for k in range(3)], axis=1)
-    normals = acc[source]
-    return (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
 
 class HeadGBuffer:

@@ -99,14 +99,17 @@ def _boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals, vectorized."""
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray, welded: np.ndarray | None = None) -> np.ndarray:
+    """Area-weighted unit vertex normals, vectorized. `welded` (N,) names the point each vertex
+    is a copy of (render vertices split along UV seams): copies share one normal, so no seam shows."""
     v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
     face = np.cross(v1 - v0, v2 - v0)
-    idx = triangles.ravel()
+    idx = triangles.ravel() if welded is None else welded[triangles].ravel()
     rep = np.repeat(face, 3, axis=0)
-    n = len(vertices)
+    n = len(vertices) if welded is None else int(welded.max()) + 1
     normals = np.stack([np.bincount(idx, rep[:, k], n) for k in range(3)], axis=1)
+    if welded is not None:
+        normals = normals[welded]
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     return normals.astype(np.float32)
 
