@@ -80,16 +80,23 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+def _new_avatar_name(name: str) -> str:
+    """`--name` for a new pack: a safe name that no built-in avatar has."""
     from .avatars import builtin_avatars
-    from .config import load_config
-    from .factory import model_store
     from .pack_manifest import check_name
-    from .photo_avatar import create_photo_avatar, hex_rgb
 
-    name = check_name(args.name)
+    check_name(name)
     if name in {a.name for a in builtin_avatars()}:
         raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
+    return name
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .factory import model_store
+    from .photo_avatar import create_photo_avatar, hex_rgb
+
+    name = _new_avatar_name(args.name)
     config = load_config(args.config)
     result = create_photo_avatar(Path(args.photo), name, config, model_store(config), paths.avatars_dir(), texture_size=args.texture_size,
                                  description=args.description, replace=args.force, progress=not args.quiet)
@@ -118,15 +125,11 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from .avatars import builtin_avatars
     from .config import load_config
     from .enroll import QUALITY_FLOOR, enroll_neural_avatar
     from .factory import model_store
-    from .pack_manifest import check_name
 
-    name = check_name(args.name)
-    if name in {a.name for a in builtin_avatars()}:
-        raise ConfigError(f"--name {name}: that is a built-in avatar's name; choose another")
+    name = _new_avatar_name(args.name)
     if importlib.util.find_spec("torch") is None:  # training needs it; rendering does not
         raise ConfigError("enrolling a neural avatar trains a network and needs torch: pip install torch (the build for your GPU), then 'veilcam[neural]'")
     config = load_config(args.config)
@@ -157,9 +160,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def _enroll_size(value: str) -> int:
+    from veilcam.models.neural_avatar_config import crop_size_problem
+
     size = int(value)
-    if size < 32 or size > 1024 or size % 16:
-        raise argparse.ArgumentTypeError("must be a multiple of 16 from 32 to 1024")
+    problem = crop_size_problem(size)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return size
 
 

@@ -122,6 +122,16 @@ def load_pack(path: Path) -> AvatarPack:
     return AvatarPack(path, manifest, arrays, images, networks)
 
 
+def check_new_pack(root: Path, name: str, description: str, replace: bool, replace_hint: str) -> None:
+    """Before the slow work of making pack `name` under `root`: a safe name, a one-line
+    description, and no pack of that name unless `replace` (`replace_hint` says how to ask for it)."""
+    check_name(name)
+    if not is_one_line(description):
+        raise AvatarPackError(f"--description must be one line of at most {MAX_DESCRIPTION} characters")
+    if not replace and ((root / name).exists() or (root / f"{name}.zip").exists()):
+        raise AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or {replace_hint}")
+
+
 def new_manifest(name: str, kind: str, fields: Mapping[str, str], files: Mapping[str, bytes], preview: str,
                  description: str = "", generator: str = "", version: int = 1, metrics: Mapping[str, float] | None = None) -> PackManifest:
     """A manifest for `files` (name -> bytes), dated now, with their sizes and checksums."""

@@ -32,11 +32,10 @@ from veilcam.models.face_state import FaceState
 from . import paths
 from .config import Config
 from .enroll_data import EnrollmentData, prepare_enrollment, unmirrored
-from .errors import AvatarPackError, EnrollmentError
+from .errors import EnrollmentError
 from .eval_fidelity import compare, track_video
 from .model_store import ModelStore
 from .pack_files import encode_npz, encode_png
-from .pack_manifest import MAX_DESCRIPTION, check_name, is_one_line
 
 KIND = "neural"
 FACE_FILE, WEIGHTS_FILE, NETWORK_FILE, LOSS_FILE, PREVIEW_FILE = "face.npz", "weights.safetensors", "network.onnx", "loss.png", "preview.png"
@@ -227,21 +226,18 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     """Make the neural avatar `name` from `video` and install it under `root` (see the module docstring)."""
     from safetensors.numpy import save as save_safetensors
 
-    from veilcam.models.neural_avatar_config import NeuralAvatarConfig
+    from veilcam.models.neural_avatar_config import crop_size_problem
     from veilcam.models.neural_runtime import export_onnx
 
-    from .avatar_pack import new_manifest, write_pack
+    from .avatar_pack import check_new_pack, new_manifest, write_pack
     from .neural_avatar import make_neural_renderer
     from .pack_onnx import CheckedNetwork
     from .photo_avatar import veilcam_version
 
-    check_name(name)
-    if not is_one_line(description):
-        raise AvatarPackError(f"--description must be one line of at most {MAX_DESCRIPTION} characters")
-    if not replace and ((root / name).exists() or (root / f"{name}.zip").exists()):
-        raise AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or --replace it")
-    if size % NeuralAvatarConfig().downsampling or not 32 <= size <= 1024:
-        raise EnrollmentError(f"--size {size}: must be a multiple of {NeuralAvatarConfig().downsampling} from 32 to 1024")
+    check_new_pack(root, name, description, replace, "--replace it")
+    problem = crop_size_problem(size)
+    if problem:
+        raise EnrollmentError(f"--size {size}: {problem}")
     if not video.is_file():
         raise EnrollmentError(f"{video}: video not found")
     device = pick_device(device)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS, NeuralAvatarConfig
+from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS, NeuralAvatarConfig, crop_size_problem
 from veilcam.models.neural_runtime import ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUT
 
 from .pack_manifest import PackContext
@@ -22,7 +22,6 @@ ALLOWED_OPS = frozenset({
     "Identity", "LeakyRelu", "MatMul", "Mul", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Split", "Sub", "Transpose",
     "Unsqueeze", "Where",
 })
-MIN_SIZE, MAX_SIZE = 32, 1024
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def check_network(data: bytes, what: str, where: PackContext) -> CheckedNetwork:
     config = NeuralAvatarConfig()
     ok = (set(inputs) == set(ONNX_INPUTS) and set(outputs) == {ONNX_OUTPUT} and isinstance(size, int)
           and gbuffer == [1, GBUFFER_CHANNELS, size, size] and code == [1, config.code_size] and rgba == [1, 4, size, size]
-          and MIN_SIZE <= size <= MAX_SIZE and size % config.downsampling == 0)
+          and crop_size_problem(size, config) is None)
     if not ok:
         raise where.error(f"{what} does not have the neural avatar's inputs and output "
                           f"(gbuffer [1, {GBUFFER_CHANNELS}, S, S], code [1, {config.code_size}] -> rgba [1, 4, S, S]; got {inputs} -> {outputs})")

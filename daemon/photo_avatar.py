@@ -34,14 +34,13 @@ from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
 from veilcam.models.renderer import FaceRenderer
 from veilcam.models.landmark_correspondence import LandmarkCorrespondence, compute_correspondence
 
-from .avatar_pack import load_pack, new_manifest, write_pack
+from .avatar_pack import check_new_pack, load_pack, new_manifest, write_pack
 from .avatars import FACE_LANDMARKER, AvatarEntry, _background_image
 from .config import Config, config_from_dict
 from .errors import AvatarPackError, ModelFileError, PortraitError
 from .facekit_avatar import make_facekit_renderer, open_face_model
 from .model_store import ModelStore
 from .pack_files import encode_npz, encode_png
-from .pack_manifest import MAX_DESCRIPTION, check_name, is_one_line
 
 KIND = "photo"
 FACE_FILE = "face.npz"
@@ -169,11 +168,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
     from veilcam.models.photo_texture import bake_photo_texture, eye_distance
     from veilcam.models.scene import rotation_degrees
 
-    check_name(name)
-    if not is_one_line(description):
-        raise AvatarPackError(f"--description must be one line of at most {MAX_DESCRIPTION} characters")
-    if not replace and ((root / name).exists() or (root / f"{name}.zip").exists()):
-        raise AvatarPackError(f"avatar {name!r} already exists in {root}; choose another --name, or --force to replace it")
+    check_new_pack(root, name, description, replace, "--force to replace it")
     seconds: dict[str, float] = {}
     stages = ("read", "track", "fit", "texture", "preview", "rest pose", "write")
     with tqdm(total=len(stages), desc=f"creating {name}", unit="step", disable=not progress, leave=False) as bar:

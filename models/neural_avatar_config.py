@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+#: The sides (pixels) of the square crops a neural avatar's network may draw: enrollment, the CLI and a pack's ONNX check all hold to them.
+MIN_CROP, MAX_CROP = 32, 1024
 #: G-buffer channels (`head_gbuffer`): atlas x, y (grid_sample's [-1, 1]), normal x, y, z (camera space), coverage.
 GBUFFER_CHANNELS = 6
 FILM_HIDDEN = 128
@@ -36,6 +38,13 @@ class NeuralAvatarConfig:
 
     def to_dict(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def crop_size_problem(size: int, config: NeuralAvatarConfig = NeuralAvatarConfig()) -> str | None:
+    """Why the network cannot draw `size`×`size` crops (its U-Net halves the side once per level), or None."""
+    if not MIN_CROP <= size <= MAX_CROP or size % config.downsampling:
+        return f"must be a multiple of {config.downsampling} from {MIN_CROP} to {MAX_CROP}"
+    return None
 
 
 def state_shapes(config: NeuralAvatarConfig) -> dict[str, tuple[int, ...]]:
