@@ -33,7 +33,7 @@ from . import paths
 from .config import Config
 from .enroll_data import EnrollmentData, prepare_enrollment, unmirrored
 from .errors import EnrollmentError
-from .eval_fidelity import compare, track_video
+from .eval_fidelity import compare
 from .model_store import ModelStore
 from .pack_files import encode_npz, encode_png
 
@@ -46,7 +46,7 @@ DEFAULT_MINUTES = 4.0
 QUALITY_FLOOR = {"holdout_psnr_db": 24.0, "holdout_ssim": 0.80, "fidelity_mean": 0.70}
 CHECKPOINT_EVERY_S = 30.0
 #: Bump when the prepared data or the training changes in a way the settings do not show.
-_DATA_VERSION = 1
+_DATA_VERSION = 2
 LOSS_EVERY = 25  # steps between loss readings (each waits for the GPU)
 
 
@@ -73,16 +73,13 @@ def load_or_prepare(video: Path, config: Config, store: ModelStore, size: int, w
     cached = work / "data.npz"
     try:
         with np.load(cached, allow_pickle=False) as f:
-            return EnrollmentData(f["crops"], f["mattes"], f["gbuffers"], f["codes"], f["identity"], f["frame_index"], int(f["holdout"]),
-                                  int(f["frames_in_clip"]), float(f["fit_error_px"]))
+            return EnrollmentData.from_arrays({k: f[k] for k in f.files})
     except (OSError, KeyError, ValueError):
         pass  # not prepared yet, or damaged
     data = prepare_enrollment(video, config, store, size, progress)
     try:
         work.mkdir(parents=True, exist_ok=True)
-        paths.write_atomically(cached, lambda fh: np.savez(
-            fh, crops=data.crops, mattes=data.mattes, gbuffers=data.gbuffers, codes=data.codes, identity=data.identity,
-            frame_index=data.frame_index, holdout=data.holdout, frames_in_clip=data.frames_in_clip, fit_error_px=data.fit_error_px))
+        paths.write_atomically(cached, lambda fh: np.savez(fh, **data.to_arrays()))
     except OSError:
         pass  # a read-only cache only costs preparing again
     return data
@@ -264,10 +261,8 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
 
     # Fidelity: the avatar as the product renders it (onnxruntime or torch, as configured), driven by the clip.
     t = time.perf_counter()
-    plain = unmirrored(config)
-    driver = track_video(video, plain, False, "track clip", progress)
     with make_neural_renderer(config, store, face, weights, CheckedNetwork(network, size)) as renderer:
-        fidelity = self_fidelity(renderer, driver, plain, progress)
+        fidelity = self_fidelity(renderer, data.clip_states(), unmirrored(config), progress)
         preview = renderer.render(FaceState.neutral(0.0, present=True)).copy()
     seconds["fidelity"] = time.perf_counter() - t
 

@@ -19,6 +19,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -48,21 +49,32 @@ HOLDOUT_FRACTION = 0.1
 
 @dataclass(frozen=True)
 class EnrollmentData:
-    """Training data for one clip; frames are in clip order, the held-out ones last."""
+    """Training data for one clip; frames are in clip order, the held-out ones last. It is
+    cached as one .npz (`to_arrays`, `from_arrays`)."""
 
-    crops: np.ndarray  # (N, S, S, 3) uint8 head crops of the frames
+    crops: np.ndarray  # (N, S, S, 3) uint8 head crops of the tracked frames
     mattes: np.ndarray  # (N, S, S) uint8 head-and-hair mattes
     gbuffers: np.ndarray  # (N, 6, S, S) float16
     codes: np.ndarray  # (N, code) float32: expression weights, head rotation
     identity: np.ndarray  # (100,) float32
-    frame_index: np.ndarray  # (N,) the frame of the clip each comes from
     holdout: int  # the last `holdout` are for validation
-    frames_in_clip: int
-    fit_error_px: float  # median landmark error of the per-frame fits
+    # The tracking of every frame of the clip (F >= N), which drives the avatar to measure its fidelity.
+    clip_present: np.ndarray  # (F,) bool
+    clip_blendshapes: np.ndarray  # (F, 52) float32
+    clip_poses: np.ndarray  # (F, 4, 4) float32
+    clip_times: np.ndarray  # (F,) float64 seconds
 
-    @property
-    def size(self) -> int:
-        return self.crops.shape[1]
+    def clip_states(self) -> list[FaceState]:
+        return [FaceState(bool(p), b, pose, float(t)) for p, b, pose, t in zip(self.clip_present, self.clip_blendshapes, self.clip_poses, self.clip_times)]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "EnrollmentData":
+        """KeyError when one is missing (a cache from another version)."""
+        values = {f.name: arrays[f.name] for f in dataclasses.fields(cls)}
+        return cls(**{**values, "holdout": int(values["holdout"])})
 
 
 def unmirrored(config: Config) -> Config:
@@ -102,8 +114,6 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
 
     from .sources.video_file import VideoFileSource, open_video
 
-    if not video.is_file():
-        raise EnrollmentError(f"{video}: video not found")
     try:
         states = track_video(video, unmirrored(config), False, "track clip", progress)
     except (OSError, RuntimeError) as exc:
@@ -157,5 +167,6 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     if filled < n:
         raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
     holdout = max(1, round(HOLDOUT_FRACTION * n))
-    return EnrollmentData(crops, mattes, gbuffers, codes, identity, np.array(tracked), holdout, len(states),
-                          float(np.median([np.median(f.error_px) for f in fits])))
+    return EnrollmentData(crops, mattes, gbuffers, codes, identity, holdout,
+                          np.array([s.present for s in states]), np.stack([s.blendshapes for s in states]),
+                          np.stack([s.head_pose for s in states]), np.array([s.timestamp for s in states]))
