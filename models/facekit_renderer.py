@@ -41,6 +41,7 @@ from .scene import (
     LIGHTING_GLSL,
     CropBuffer,
     HeadFollower,
+    framing_distance,
     gl_matrix,
     perspective,
     render_backdrop,
@@ -303,7 +304,7 @@ class FaceKitRenderer(FaceRenderer):
         top, chin = float(rest[:, 1].max()), float(self._landmarks[8, 1])
         self._projection = perspective(FOV_Y_DEG, width / height)
         visible = (top - chin) / HEAD_FRACTION
-        distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
+        distance = framing_distance(visible)
         centre_y = (top + chin) / 2
         anchor = np.array([0.0, -centre_y + HEADROOM * visible, -distance], np.float32)
         self._follower = HeadFollower(anchor)

@@ -31,6 +31,7 @@ from .scene import (
     CropBuffer,
     Gradient,
     HeadFollower,
+    framing_distance,
     gl_matrix,
     linear_rgb,
     perspective,
@@ -301,7 +302,7 @@ class MaskRenderer(FaceRenderer):
         top, bottom = float(self.rig.base[:, 1].max()), float(self.rig.base[:, 1].min())
         self._projection = perspective(FOV_Y_DEG, width / height)
         visible = (top - bottom) / FACE_FRACTION
-        distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
+        distance = framing_distance(visible)
         anchor = np.array([0.0, -(top + bottom) / 2 + HEADROOM * visible, -distance], np.float32)
         self._follower = HeadFollower(anchor)
         self._face_centre = anchor + (0.0, (top + bottom) / 2, 3.0)

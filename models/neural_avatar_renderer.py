@@ -25,7 +25,7 @@ from .gaze import gaze_rotations
 from .head_gbuffer import CROP_HEADS, HeadGBuffer
 from .neural_runtime import NeuralRunner
 from .renderer import FaceRenderer
-from .scene import FOV_Y_DEG, Background, HeadFollower, nearest_rotation, render_backdrop
+from .scene import Background, HeadFollower, framing_distance, nearest_rotation, render_backdrop
 
 #: The backdrop's lights and glow come from the built-in human look.
 BACKDROP_LOOK = FACEKIT_LOOKS["human"]
@@ -51,8 +51,8 @@ class NeuralAvatarRenderer(FaceRenderer):
         self._model_rotation = np.asarray(model_rotation, np.float32)
         span = self.gbuffer.crop.span
         visible = span / CROP_HEADS / HEAD_FRACTION  # cm of the scene from the frame's top to its bottom
-        self._focal = height / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))  # pixels
-        distance = visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
+        self._focal = framing_distance(height)  # pixels
+        distance = framing_distance(visible)
         self._follower = HeadFollower(np.array([0.0, HEADROOM * visible, -distance], np.float32))
         self._span = span
         self._backdrop = self._draw_backdrop(background)

@@ -191,6 +191,12 @@ def perspective(fov_y_deg: float, aspect: float, near: float = 5.0, far: float =
     )
 
 
+def framing_distance(visible: float) -> float:
+    """How far from the camera something `visible` tall just fills the frame's height (same units):
+    the head's distance when framing a shot, or, given the frame's height in pixels, the focal length in pixels."""
+    return visible / (2 * math.tan(math.radians(FOV_Y_DEG) / 2))
+
+
 def nearest_rotation(pose: np.ndarray) -> np.ndarray:
     """The nearest rotation to the pose's 3x3 block (drops scale and shear)."""
     u, _, vt = np.linalg.svd(pose[:3, :3].astype(np.float64))
