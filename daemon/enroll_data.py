@@ -29,6 +29,7 @@ from veilcam.models.face_fit import PortraitFit, fit_portrait
 from veilcam.models.face_model import FaceRig
 from veilcam.models.face_state import FaceState
 from veilcam.models.gaze import gaze_rotations
+from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS
 from veilcam.models.neural_avatar_renderer import expression_code
 
 from .config import Config
@@ -133,7 +134,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     n = len(tracked)
     crops = np.empty((n, size, size, 3), np.uint8)
     mattes = np.empty((n, size, size), np.uint8)
-    gbuffers = np.empty((n, 6, size, size), np.float16)
+    gbuffers = np.empty((n, GBUFFER_CHANNELS, size, size), np.float16)
     codes = np.empty((n, model.num_expressions + 6), np.float32)
     wanted = dict(zip(tracked, range(n)))
     filled = 0

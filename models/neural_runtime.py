@@ -9,11 +9,14 @@ torch in half precision is the fast path.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 import numpy as np
 
-from .neural_avatar_config import NeuralAvatarConfig
+from .neural_avatar_config import GBUFFER_CHANNELS, NeuralAvatarConfig
+
+if TYPE_CHECKING:
+    from .neural_avatar_net import NeuralAvatarNet
 
 ONNX_INPUTS = ("gbuffer", "code")
 ONNX_OUTPUT = "rgba"
@@ -86,18 +89,18 @@ def open_runner(onnx_model: bytes, weights: Mapping[str, np.ndarray], config: Ne
     return OnnxRunner(onnx_model, cuda=False)
 
 
-def export_onnx(net: "object", size: int) -> bytes:
+def export_onnx(net: "NeuralAvatarNet", size: int) -> bytes:
     """The network (a `NeuralAvatarNet`, on the CPU, in eval mode) as ONNX bytes for one `size`×`size` frame."""
     import io
     import warnings
 
     import torch
 
-    gbuffer = torch.zeros(1, 6, size, size)
-    code = torch.zeros(1, net.config.code_size)  # type: ignore[attr-defined]
+    gbuffer = torch.zeros(1, GBUFFER_CHANNELS, size, size)
+    code = torch.zeros(1, net.config.code_size)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: its graph is what onnxruntime runs best here
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: the dynamo exporter needs onnxscript, which the neural extra does not install
         torch.onnx.export(net, (gbuffer, code), buffer, input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT],
                           opset_version=ONNX_OPSET, dynamo=False)
     return buffer.getvalue()
