@@ -88,6 +88,7 @@ PREVIEW_SPEC = ImageSpec(channels=(3, 4), min_side=16, max_side=2048)
 #: Identity coefficients of the ICT-FaceKit Light model (`models/face_model.py` NUM_IDENTITY).
 PHOTO_IDENTITY_MODES = 100
 
+
 def _neural_weights() -> tuple[ArraySpec, ...]:
     from veilcam.models.neural_avatar_config import NeuralAvatarConfig, state_shapes
 
