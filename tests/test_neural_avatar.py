@@ -183,3 +183,34 @@ def test_bad_networks_are_rejected(model: bytes, needle: str) -> None:
     with pytest.raises(AvatarPackError) as exc:
         check_network(model, "network.onnx", PackContext(Path("p")))
     one_line(exc, "network.onnx", needle)
+
+
+@pytest.mark.parametrize("opaque", [True, False])
+def test_the_crop_is_placed_over_the_backdrop_like_float_compositing(opaque: bool) -> None:
+    import cv2
+
+    from veilcam.models.neural_avatar_renderer import place_crop
+
+    rng = np.random.default_rng(3)
+    alpha = rng.uniform(0, 1, (1, 24, 24)).astype(np.float32)
+    alpha[:, :4] = 0.0  # a fully transparent band
+    rgba = np.concatenate([rng.uniform(0, 1, (3, 24, 24)).astype(np.float32) * alpha, alpha])
+    backdrop = rng.integers(0, 256, (60, 80, 4), dtype=np.uint8)
+    backdrop[..., 3] = 255 if opaque else rng.integers(0, 256, (60, 80), dtype=np.uint8)
+    frame = backdrop.copy()
+    place_crop(frame, rgba, 30.0, 25.0, 48.0, opaque)  # twice the crop's size, partly off the top edge
+
+    m = np.array([[2, 0, 6 + 0.5], [0, 2, 1 + 0.5]], np.float32)  # crop pixel i -> frame pixel 2 i + 6.5 (x), 2 i + 1.5 (y)
+    placed = cv2.warpAffine(rgba.transpose(1, 2, 0), m, (80, 60), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    under = backdrop.astype(np.float32) / 255
+    a, ua = placed[..., 3:4], under[..., 3:4]
+    out_alpha = a + ua * (1 - a)
+    colour = (placed[..., :3] + under[..., :3] * ua * (1 - a)) / np.maximum(out_alpha, 1e-6)
+    expected = np.concatenate([colour, out_alpha], axis=2) * 255
+    inside = np.zeros((60, 80), bool)
+    inside[1:49, 6:54] = True  # the crop's extent: the reference's bilinear smear past its edges is not drawn
+    covered = inside & (out_alpha[..., 0] > 0.3)  # where straight colour is defined well enough to compare in 8 bits
+    assert np.abs(frame.astype(np.float32) - expected)[covered].max() <= 3.0
+    assert np.array_equal(frame[:, :5], backdrop[:, :5]) and np.array_equal(frame[50:], backdrop[50:]), "outside the crop: untouched"
+    if opaque:
+        assert np.array_equal(frame[:8], backdrop[:8]), "under the crop's transparent band the backdrop stays exact"
