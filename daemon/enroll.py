@@ -2,8 +2,8 @@
 
 Stages: the clip becomes training data (`enroll_data`: tracking, one identity,
 per-frame fits, head crops, mattes, G-buffers); the network (`models/
-neural_avatar_net`) trains on all but the clip's last tenth, on CUDA when
-present; the held-out frames measure it (PSNR and SSIM inside the matte); the
+neural_avatar_net`) trains on all but a tenth of the clip (stretches spread over
+it), on CUDA when present; the held-out frames measure it (PSNR and SSIM inside the matte); the
 avatar, driven by the clip's own tracking, is tracked again to measure
 expression fidelity as `veilcam eval fidelity` does; then the pack is written,
 unless the measures are under the quality floor and `--force` was not given.
@@ -46,7 +46,7 @@ DEFAULT_MINUTES = 4.0
 QUALITY_FLOOR = {"holdout_psnr_db": 24.0, "holdout_ssim": 0.80, "fidelity_mean": 0.70}
 CHECKPOINT_EVERY_S = 30.0
 #: Bump when the prepared data or the training changes in a way the settings do not show.
-_DATA_VERSION = 2
+_DATA_VERSION = 3
 LOSS_EVERY = 25  # steps between loss readings (each waits for the GPU)
 
 
@@ -97,7 +97,7 @@ def pick_device(device: str) -> str:
 
 def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | None, batch: int, work: Path, progress: bool,
           seed: int = 0) -> tuple[Any, list[tuple[float, float]], int, float]:
-    """Train on the frames before the held-out ones; returns (net on the CPU, [(seconds, loss)], steps, seconds)."""
+    """Train on `data.train`; returns (net on the CPU, [(seconds, loss)], steps, seconds)."""
     import torch
 
     from veilcam.models.neural_avatar_net import NeuralAvatarNet
@@ -105,11 +105,11 @@ def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | No
 
     torch.manual_seed(seed)
     dev = torch.device(device)
-    n = len(data.crops) - data.holdout
-    crops = torch.from_numpy(data.crops[:n]).to(dev)
-    mattes = torch.from_numpy(data.mattes[:n]).to(dev)
-    gbuffers = torch.from_numpy(data.gbuffers[:n]).to(dev)
-    codes = torch.from_numpy(data.codes[:n]).to(dev)
+    n = len(data.train)
+    crops = torch.from_numpy(data.crops[data.train]).to(dev)
+    mattes = torch.from_numpy(data.mattes[data.train]).to(dev)
+    gbuffers = torch.from_numpy(data.gbuffers[data.train]).to(dev)
+    codes = torch.from_numpy(data.codes[data.train]).to(dev)
     net = NeuralAvatarNet().to(dev)
     trainer = NeuralAvatarTrainer(net)
     budget = minutes * 60.0
@@ -167,12 +167,12 @@ def holdout_measures(net: Any, data: EnrollmentData) -> tuple[float, float]:
 
     from veilcam.models.neural_training import psnr_and_ssim_in_matte
 
-    n = len(data.crops) - data.holdout
+    held = data.holdout
     with torch.inference_mode():
-        pred = torch.cat([net(torch.from_numpy(data.gbuffers[i:i + 8].astype(np.float32)), torch.from_numpy(data.codes[i:i + 8]))
-                          for i in range(n, len(data.crops), 8)])
-    target = torch.from_numpy(data.crops[n:]).permute(0, 3, 1, 2).float() / 255
-    matte = torch.from_numpy(data.mattes[n:]).unsqueeze(1).float() / 255
+        pred = torch.cat([net(torch.from_numpy(data.gbuffers[held[i:i + 8]].astype(np.float32)), torch.from_numpy(data.codes[held[i:i + 8]]))
+                          for i in range(0, len(held), 8)])
+    target = torch.from_numpy(data.crops[held]).permute(0, 3, 1, 2).float() / 255
+    matte = torch.from_numpy(data.mattes[held]).unsqueeze(1).float() / 255
     return psnr_and_ssim_in_matte(pred, target, matte)
 
 
@@ -266,8 +266,8 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
         preview = renderer.render(FaceState.neutral(0.0, present=True)).copy()
     seconds["fidelity"] = time.perf_counter() - t
 
-    metrics = {"holdout_psnr_db": round(psnr, 3), "holdout_ssim": round(ssim, 4), "train_frames": float(len(data.crops) - data.holdout),
-               "holdout_frames": float(data.holdout), "steps": float(steps), "train_seconds": round(train_seconds, 1), "size": float(size)}
+    metrics = {"holdout_psnr_db": round(psnr, 3), "holdout_ssim": round(ssim, 4), "train_frames": float(len(data.train)),
+               "holdout_frames": float(len(data.holdout)), "steps": float(steps), "train_seconds": round(train_seconds, 1), "size": float(size)}
     if fidelity["mean_correlation"] is not None:
         metrics["fidelity_mean"] = round(float(fidelity["mean_correlation"]), 4)
     below = _metric_floor_failures(metrics)

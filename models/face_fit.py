@@ -124,7 +124,7 @@ def _bounded_step(h: np.ndarray, g: np.ndarray, weights: np.ndarray, first: int)
 
 def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: CanonicalMesh, oval: np.ndarray,
                  landmarks_px: np.ndarray, blendshapes: np.ndarray, head_rotation: np.ndarray,
-                 identity: np.ndarray | None = None) -> PortraitFit:
+                 identity: np.ndarray | None = None, expression_sigma: float = EXPRESSION_SIGMA) -> PortraitFit:
     """Fit to MediaPipe's tracking of one image.
 
     `landmarks_px`: MediaPipe's (478, 3) landmarks in pixels (x times the image
@@ -134,6 +134,7 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: Cano
     its pose landmarks); `oval`: the face-oval landmarks (`FaceContours.oval`).
     `identity`: known identity coefficients, held fixed (the frames of a video
     of one person: one identity, fitted once, and an expression and pose per frame).
+    `expression_sigma`: how far the expression may leave the tracked blendshapes' (the prior's width).
     """
     lm = np.asarray(landmarks_px[:NUM_SURFACE_LANDMARKS], np.float64)
     target = np.stack([lm[:, 0], lm[:, 1], -lm[:, 2]], axis=1)  # MediaPipe z grows away from the camera
@@ -153,7 +154,7 @@ def fit_portrait(model: FaceModel, corr: LandmarkCorrespondence, canonical: Cano
     n_id = len(id_basis)
     expression_prior = model.expression_weights(blendshapes).astype(np.float64)
     prior_centre = np.concatenate([np.zeros(n_id), expression_prior])
-    prior_scale = np.concatenate([np.ones(n_id), np.full(len(expression_prior), 1.0 / EXPRESSION_SIGMA)])
+    prior_scale = np.concatenate([np.ones(n_id), np.full(len(expression_prior), 1.0 / expression_sigma)])
     pose = canonical.pose_landmarks
     gauge = rotation_gauge(mean[pose], basis[:n_id, pose], canonical.pose_weights.astype(np.float64)) / np.radians(GAUGE_SIGMA_DEG)
 

@@ -214,3 +214,17 @@ def test_the_crop_is_placed_over_the_backdrop_like_float_compositing(opaque: boo
     assert np.array_equal(frame[:, :5], backdrop[:, :5]) and np.array_equal(frame[50:], backdrop[50:]), "outside the crop: untouched"
     if opaque:
         assert np.array_equal(frame[:8], backdrop[:8]), "under the crop's transparent band the backdrop stays exact"
+
+
+@pytest.mark.parametrize("n", [12, 250, 354])
+def test_held_out_frames_are_stretches_spread_over_the_clip_away_from_training(n: int) -> None:
+    from veilcam.daemon.enroll_data import GUARD_FRAMES, HOLDOUT_FRACTION, holdout_split
+
+    train, held = holdout_split(n)
+    assert len(held) >= round(HOLDOUT_FRACTION * n) and len(held) <= round(HOLDOUT_FRACTION * n) + 4
+    assert len(train) >= n - len(held) - 8 * GUARD_FRAMES and len(train) > 0
+    gaps = np.abs(train[:, None] - held[None, :]).min()
+    assert gaps > GUARD_FRAMES, "no trained frame is a near copy of a held-out one"
+    if n >= 100:
+        assert held.min() < n / 4 and held.max() > 3 * n / 4, "held-out stretches reach both ends of the clip"
+        assert len(train) > 0.75 * n
