@@ -1,12 +1,14 @@
 """How fast a neural avatar renders: the network alone at each size, and whole frames driven by a video.
 
-The network's speed does not depend on its weights, so without `--pack` it
+The network's speed does not depend on its weights, so it
 uses a freshly initialised one (exported to ONNX for onnxruntime). Runners:
 `onnx` (onnxruntime on the CPU, the laptop path) and `cuda` (torch, half
-precision, on an NVIDIA GPU). "network" is one call from a host G-buffer to a
-host RGBA crop (uploads and downloads included); "frame" is the whole
+precision, on an NVIDIA GPU). "network" is one call from the runner's host
+input (per-pixel features for onnxruntime, the G-buffer for torch) to a host
+RGBA crop (uploads and downloads included); "frame" is the whole
 `NeuralAvatarRenderer.render` at the output size: posing the face model, its
-G-buffer, the network, and placing the crop on the backdrop.
+G-buffer (with the texture lookup, for onnxruntime), the network, and placing
+the crop on the backdrop.
 
     python benchmarks/neural_render_bench.py --runner onnx --sizes 256 --video ../shared/data/video/p1_man_glasses_webcam_14s.mp4 --json neural_cpu.json
 """
@@ -20,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from veilcam.daemon.report import write_report
+from veilcam.daemon.report import summary_ms, write_report
 
 
-def _timed(fn, rounds: int, warmup: int) -> list[float]:
+def _timed(fn, rounds: int, warmup: int) -> dict[str, Any]:
     for _ in range(warmup):
         fn()
     out = []
@@ -31,18 +33,13 @@ def _timed(fn, rounds: int, warmup: int) -> list[float]:
         t = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def _stats(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p95_ms": round(float(np.percentile(a, 95)), 3), "n": len(ms)}
+    return summary_ms(np.array(out), 3)
 
 
 def main() -> None:
     import torch
 
-    from veilcam.models.neural_avatar_config import NeuralAvatarConfig
+    from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS, NeuralAvatarConfig
     from veilcam.models.neural_avatar_net import NeuralAvatarNet
     from veilcam.models.neural_runtime import OnnxRunner, TorchCudaRunner, export_onnx
 
@@ -68,9 +65,9 @@ def main() -> None:
         runner = OnnxRunner(export_onnx(net, size), cuda=False, threads=args.threads) if args.runner == "onnx" else TorchCudaRunner(weights, config)
         runners[size] = runner
         rng = np.random.default_rng(0)
-        gbuffer = rng.uniform(-1, 1, (6, size, size)).astype(np.float32)
+        pixels = rng.uniform(-1, 1, (config.features if runner.takes_features else GBUFFER_CHANNELS, size, size)).astype(np.float32)
         code = rng.uniform(0, 1, config.code_size).astype(np.float32)
-        rows.append({"what": "network", "size": size, "runner": runner.name, **_stats(_timed(lambda: runner(gbuffer, code), args.rounds, 20))})
+        rows.append({"what": "network", "size": size, "runner": runner.name, **_timed(lambda: runner(pixels, code), args.rounds, 20)})
     if args.video is not None:
         from veilcam.daemon.config import Config
         from veilcam.daemon.eval_fidelity import track_video
@@ -81,15 +78,16 @@ def main() -> None:
         states = [s for s in track_video(args.video, Config(), False, "track", False) if s.present]
         model, mesh = face_model_and_mesh(ModelStore.from_environment(progress=False))
         size = sizes[0]
-        renderer = NeuralAvatarRenderer(args.width, args.height, model, mesh, np.zeros(100, np.float32), runners[size], size, np.eye(3, dtype=np.float32))
+        renderer = NeuralAvatarRenderer(args.width, args.height, model, mesh, np.zeros(100, np.float32), runners[size], size,
+                                        np.eye(3, dtype=np.float32), weights["texture"])
         frames = iter(states * (args.rounds // len(states) + 2))
-        ms = _timed(lambda: renderer.render(next(frames)), args.rounds, 10)
+        stats = _timed(lambda: renderer.render(next(frames)), args.rounds, 10)
         renderer.close()
-        rows.append({"what": f"frame {args.width}x{args.height}", "size": size, "runner": runners[size].name, **_stats(ms)})
+        rows.append({"what": f"frame {args.width}x{args.height}", "size": size, "runner": runners[size].name, **stats})
 
     print(f"{'what':<20}{'size':>6}  {'runner':<40}{'p50 ms':>9}{'p95 ms':>9}")
     for r in rows:
-        print(f"{r['what']:<20}{r['size']:>6}  {r['runner']:<40}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}")
+        print(f"{r['what']:<20}{r['size']:>6}  {r['runner']:<40}{r['p50']:>9.2f}{r['p95']:>9.2f}")
     if args.json:
         write_report({"rows": rows, "rounds": args.rounds}, args.json)
 

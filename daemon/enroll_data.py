@@ -132,7 +132,7 @@ def crop_affine(fit: PortraitFit, centre: np.ndarray, span: float, size: int) ->
 
 def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int, progress: bool = True) -> EnrollmentData:
     """Track, fit and cut `video` into training data at `size`×`size`; see the module docstring."""
-    from veilcam.models.attribute_raster import AttributeRasterizer
+    from veilcam.models.gl_context import create_headless_context
     from veilcam.models.head_gbuffer import HeadGBuffer
     from veilcam.models.head_matte import head_matte
 
@@ -163,31 +163,35 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     filled = 0
     mattes_pending: dict[int, Future] = {}
     # The G-buffers need the one GL context (this thread); the mattes (GrabCut, most of the time) run beside it.
-    with AttributeRasterizer() as raster, VideoFileSource(video, realtime=False) as source, ThreadPoolExecutor(os.cpu_count()) as pool, \
-            tqdm(total=n, unit="frame", desc="cut crops", disable=not progress, leave=False, file=sys.stderr) as bar:
-        gbuffer = HeadGBuffer(rig, size, raster)
-        crop = gbuffer.crop
-        for frame_no in range(len(states)):
-            try:
-                frame = source.read()
-            except EOFError:
-                break
-            k = wanted.get(frame_no)
-            if k is None:
-                continue
-            fit, state = fits[k], states[frame_no]
-            positions = rig.pose(fit.expression, gaze_rotations(state.blendshapes))
-            gbuffers[k] = g = gbuffer.render(positions, fit.rotation)
-            crops[k] = cv2.warpAffine(frame.rgb, crop_affine(fit, crop.centre, crop.span, size), (size, size),
-                                      flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE)
-            chin = crop.to_crop(model.evaluate(identity, fit.expression, chin_vertex).reshape(1, 3), fit.rotation)[0, 1] * size
-            mattes_pending[k] = pool.submit(head_matte, crops[k], g[5] > 0.5, chin)
-            codes[k] = expression_code(fit.expression, fit.rotation)
-            filled += 1
-            bar.update()
-        for k, matte in mattes_pending.items():
-            mattes[k] = np.round(255 * matte.result()).astype(np.uint8)
+    ctx = create_headless_context()
+    try:
+        with VideoFileSource(video, realtime=False) as source, ThreadPoolExecutor(os.cpu_count()) as pool, \
+                tqdm(total=n, unit="frame", desc="cut crops", disable=not progress, leave=False, file=sys.stderr) as bar:
+            gbuffer = HeadGBuffer(rig, size, ctx)
+            crop = gbuffer.crop
+            for frame_no in range(len(states)):
+                try:
+                    frame = source.read()
+                except EOFError:
+                    break
+                k = wanted.get(frame_no)
+                if k is None:
+                    continue
+                fit, state = fits[k], states[frame_no]
+                positions = rig.pose(fit.expression, gaze_rotations(state.blendshapes))
+                gbuffers[k] = g = gbuffer.render(positions, fit.rotation)
+                crops[k] = cv2.warpAffine(frame.rgb, crop_affine(fit, crop.centre, crop.span, size), (size, size),
+                                          flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE)
+                chin = crop.to_crop(model.evaluate(identity, fit.expression, chin_vertex).reshape(1, 3), fit.rotation)[0, 1] * size
+                mattes_pending[k] = pool.submit(head_matte, crops[k], g[5] > 0.5, chin)
+                codes[k] = expression_code(fit.expression, fit.rotation)
+                filled += 1
+                bar.update()
+            for k, matte in mattes_pending.items():
+                mattes[k] = np.round(255 * matte.result()).astype(np.uint8)
+    finally:
+        ctx.release()
     if filled < n:
         raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
     train, holdout = holdout_split(n)

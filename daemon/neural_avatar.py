@@ -40,7 +40,7 @@ def make_neural_renderer(config: Config, store: ModelStore, face: Mapping[str, n
     background = _background_image(config.avatar.background_image)
     try:
         return NeuralAvatarRenderer(config.output.width, config.output.height, model, mesh, face["identity"], runner, network.size,
-                                    face["model_rotation"], BACKDROP_LOOK.background if background is None else background)
+                                    face["model_rotation"], weights["texture"], BACKDROP_LOOK.background if background is None else background)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 

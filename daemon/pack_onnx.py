@@ -3,22 +3,23 @@
 An ONNX file is data, but a hostile one could point at external files, ask
 for custom operators or be shaped for another program. A pack's network must
 be self-contained, use only the standard operators the neural avatar's
-network exports to, and have exactly its inputs and output: a G-buffer and a
-code in, premultiplied RGBA of the same size out.
+network exports to, and have exactly its inputs and output: per-pixel
+features (the learned texture sampled through the G-buffer, normals and
+coverage) and a code in, premultiplied RGBA of the same size out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS, NeuralAvatarConfig, crop_size_problem
+from veilcam.models.neural_avatar_config import NeuralAvatarConfig, crop_size_problem
 from veilcam.models.neural_runtime import ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUT
 
 from .pack_manifest import PackContext
 
 #: The operators `export_onnx` writes for `NeuralAvatarNet`, and a few that other exporter versions use for the same layers.
 ALLOWED_OPS = frozenset({
-    "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Equal", "Expand", "Gather", "Gemm", "GridSample",
+    "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Equal", "Expand", "Gather", "Gemm",
     "Identity", "LeakyRelu", "MatMul", "Mul", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Split", "Sub", "Transpose",
     "Unsqueeze", "Where",
 })
@@ -61,13 +62,14 @@ def check_network(data: bytes, what: str, where: PackContext) -> CheckedNetwork:
         raise where.error(f"{what} uses operators a neural avatar never needs ({', '.join(bad[:3])})")
     inputs = {i.name: _dims(i) for i in graph.input if i.name not in {t.name for t in graph.initializer}}
     outputs = {o.name: _dims(o) for o in graph.output}
-    gbuffer, code, rgba = inputs.get(ONNX_INPUTS[0]), inputs.get(ONNX_INPUTS[1]), outputs.get(ONNX_OUTPUT)
-    size = gbuffer[2] if gbuffer and len(gbuffer) == 4 else None
+    features, code, rgba = inputs.get(ONNX_INPUTS[0]), inputs.get(ONNX_INPUTS[1]), outputs.get(ONNX_OUTPUT)
+    size = features[2] if features and len(features) == 4 else None
     config = NeuralAvatarConfig()
     ok = (set(inputs) == set(ONNX_INPUTS) and set(outputs) == {ONNX_OUTPUT} and isinstance(size, int)
-          and gbuffer == [1, GBUFFER_CHANNELS, size, size] and code == [1, config.code_size] and rgba == [1, 4, size, size]
+          and features == [1, config.features, size, size] and code == [1, config.code_size] and rgba == [1, 4, size, size]
           and crop_size_problem(size, config) is None)
     if not ok:
         raise where.error(f"{what} does not have the neural avatar's inputs and output "
-                          f"(gbuffer [1, {GBUFFER_CHANNELS}, S, S], code [1, {config.code_size}] -> rgba [1, 4, S, S]; got {inputs} -> {outputs})")
+                          f"(features [1, {config.features}, S, S], code [1, {config.code_size}] -> rgba [1, 4, S, S]; got {inputs} -> {outputs})",
+                          "re-create the avatar with this VeilCam (veilcam avatar enroll)")
     return CheckedNetwork(data, int(size))  # type: ignore[arg-type]

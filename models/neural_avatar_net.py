@@ -53,12 +53,17 @@ class NeuralAvatarNet(nn.Module):
             cin = skip
         self.head = nn.Sequential(nn.Conv2d(cin + features, c.head_channels, 1), nn.LeakyReLU(0.2), nn.Conv2d(c.head_channels, 4, 1))
 
-    def forward(self, gbuffer: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    def features(self, gbuffer: torch.Tensor) -> torch.Tensor:
+        """G-buffer -> per-pixel features (B, features, S, S): the learned texture where the model covers the pixel, the
+        normal and the coverage. `head_gbuffer.HeadGBuffer` computes the same in OpenGL for the onnxruntime path."""
         grid = gbuffer[:, 0:2].permute(0, 2, 3, 1)
         coverage = gbuffer[:, 5:6]
         texture = self.texture.expand(len(gbuffer), -1, -1, -1)
         sampled = F.grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False) * coverage
-        x0 = torch.cat([sampled, gbuffer[:, 2:6]], dim=1)
+        return torch.cat([sampled, gbuffer[:, 2:6]], dim=1)
+
+    def decode(self, x0: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Per-pixel features and the code -> premultiplied RGBA (B, 4, S, S) in [0, 1]."""
         skips = []
         x = x0
         for layer in self.down:
@@ -74,3 +79,17 @@ class NeuralAvatarNet(nn.Module):
         out = torch.sigmoid(self.head(torch.cat([x, x0], dim=1)))
         alpha = out[:, 3:4]
         return torch.cat([out[:, :3] * alpha, alpha], dim=1)
+
+    def forward(self, gbuffer: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.features(gbuffer), code)
+
+
+class NeuralAvatarDecoder(nn.Module):
+    """The network after the texture lookup, as exported to ONNX: (features (B, features, S, S), code) -> RGBA."""
+
+    def __init__(self, net: NeuralAvatarNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.net.decode(features, code)

@@ -1,8 +1,9 @@
 """The `neural` avatar: the face model posed by a `FaceState`, drawn by a learned renderer, framed like a webcam shot.
 
 Per frame: the tracked expression and gaze pose the fitted face model; its
-G-buffer (`head_gbuffer`) at the network's size, turned by the head rotation,
-goes through the network (`neural_runtime`) with the expression code; the
+G-buffer (`head_gbuffer`) at the network's size, turned by the head rotation
+(with the learned texture already sampled, for onnxruntime), goes through the
+network (`neural_runtime`) with the expression code; the
 RGBA head crop it returns is scaled and placed on the backdrop where the
 framing puts the head. The framing is the face-model avatars': the same field
 of view and head size, a head that turns with the tracked rotation and only
@@ -16,12 +17,12 @@ import math
 import cv2
 import numpy as np
 
-from .attribute_raster import AttributeRasterizer
 from .face_model import FaceModel, FaceRig, RenderMesh
 from .face_state import FaceState
 from .facekit_looks import FACEKIT_LOOKS
 from .facekit_renderer import HEAD_FRACTION, HEADROOM
 from .gaze import gaze_rotations
+from .gl_context import create_headless_context
 from .head_gbuffer import CROP_HEADS, HeadGBuffer
 from .neural_runtime import NeuralRunner
 from .renderer import FaceRenderer
@@ -41,13 +42,14 @@ class NeuralAvatarRenderer(FaceRenderer):
     `model_rotation` turns MediaPipe's head rotation into the face model's frame (as in training)."""
 
     def __init__(self, width: int, height: int, model: FaceModel, mesh: RenderMesh, identity: np.ndarray, runner: NeuralRunner,
-                 size: int, model_rotation: np.ndarray, background: Background = BACKDROP_LOOK.background) -> None:
+                 size: int, model_rotation: np.ndarray, texture: np.ndarray, background: Background = BACKDROP_LOOK.background) -> None:
+        """`texture`: the network's learned texture (its `texture` weight), sampled here in OpenGL for a runner that takes features."""
         super().__init__(width, height)
         self.model = model
         self.runner = runner
-        self._raster = AttributeRasterizer()
+        self._ctx = create_headless_context()
         self.rig = FaceRig(model, identity, mesh)
-        self.gbuffer = HeadGBuffer(self.rig, size, self._raster)
+        self.gbuffer = HeadGBuffer(self.rig, size, self._ctx, texture if runner.takes_features else None)
         self._model_rotation = np.asarray(model_rotation, np.float32)
         span = self.gbuffer.crop.span
         visible = span / CROP_HEADS / HEAD_FRACTION  # cm of the scene from the frame's top to its bottom
@@ -61,7 +63,7 @@ class NeuralAvatarRenderer(FaceRenderer):
         self.last_crop: np.ndarray | None = None  # the network's last RGBA crop, for previews and tests
 
     def _draw_backdrop(self, background: Background) -> np.ndarray:
-        ctx = self._raster.ctx
+        ctx = self._ctx
         size = (self.width, self.height)
         fbo = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)])
         try:
@@ -81,8 +83,8 @@ class NeuralAvatarRenderer(FaceRenderer):
         follow = self._follower.model_matrix(state.head_pose, state.timestamp)
         rotation = nearest_rotation(follow[:3, :3] @ self._model_rotation)
         positions = self.rig.pose(weights, gaze_rotations(state.blendshapes))
-        gbuffer = self.gbuffer.render(positions, rotation)
-        rgba = np.clip(self.runner(gbuffer, expression_code(weights, rotation)), 0.0, 1.0)
+        pixels = self.gbuffer.render(positions, rotation)
+        rgba = np.clip(self.runner(pixels, expression_code(weights, rotation)), 0.0, 1.0)
         self.last_crop = rgba
         centre = follow[:3, 3]
         depth = max(float(-centre[2]), 1.0)
@@ -93,7 +95,8 @@ class NeuralAvatarRenderer(FaceRenderer):
         return self._frame
 
     def close(self) -> None:
-        self._raster.close()
+        self.gbuffer.release()
+        self._ctx.release()
 
 
 def place_crop(frame: np.ndarray, rgba: np.ndarray, cx: float, cy: float, side: float, opaque: bool) -> None:

@@ -1,9 +1,12 @@
 """Running the neural avatar's network: onnxruntime (CPU, or CUDA with onnxruntime-gpu) or torch on a CUDA GPU.
 
-Both take one G-buffer and code and give premultiplied RGBA, so the renderer
-does not care which runs. onnxruntime needs no torch: a laptop renders a
-neural avatar with numpy, OpenGL and onnxruntime alone. On an NVIDIA GPU,
-torch in half precision is the fast path.
+Both take one frame's input and code and give premultiplied RGBA. The ONNX
+network starts after the learned texture's lookup, which OpenGL does while
+drawing the G-buffer (`head_gbuffer`): on a CPU, onnxruntime's GridSample was
+more than half of the network's time, and the ONNX file no longer carries the
+texture. Torch on an NVIDIA GPU takes the smaller G-buffer and samples the
+texture itself, in half precision: the fast path. onnxruntime needs no torch:
+a laptop renders a neural avatar with numpy, OpenGL and onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from typing import TYPE_CHECKING, Mapping, Protocol
 
 import numpy as np
 
-from .neural_avatar_config import GBUFFER_CHANNELS, NeuralAvatarConfig
+from .neural_avatar_config import NeuralAvatarConfig
 
 if TYPE_CHECKING:
     from .neural_avatar_net import NeuralAvatarNet
 
-ONNX_INPUTS = ("gbuffer", "code")
+ONNX_INPUTS = ("features", "code")
 ONNX_OUTPUT = "rgba"
 ONNX_OPSET = 18
 
@@ -26,14 +29,18 @@ ONNX_OPSET = 18
 class NeuralRunner(Protocol):
     #: Where it runs, for status and benchmarks ("onnxruntime CPUExecutionProvider", "torch cuda").
     name: str
+    #: True: it takes the per-pixel features (`NeuralAvatarNet.features`, the texture sampled by OpenGL); False: the G-buffer.
+    takes_features: bool
 
-    def __call__(self, gbuffer: np.ndarray, code: np.ndarray) -> np.ndarray:
-        """(6, S, S) float32 and (code,) float32 -> (4, S, S) float32 premultiplied RGBA."""
+    def __call__(self, pixels: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Features (F, S, S) or G-buffer (6, S, S) float32, and (code,) float32 -> (4, S, S) float32 premultiplied RGBA."""
         ...
 
 
 class OnnxRunner:
-    """An onnxruntime session; CUDA when onnxruntime-gpu offers it and `cuda` allows, else CPU."""
+    """An onnxruntime session of `export_onnx`'s network; CUDA when onnxruntime-gpu offers it and `cuda` allows, else CPU."""
+
+    takes_features = True
 
     def __init__(self, model: bytes, cuda: bool = True, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -41,18 +48,23 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle workers sleep instead of spinning: they would take the cores the tracker needs (in `veilcam bench` on
+        # 2 cores, spinning cost 0.65 of a core and put the end-to-end p95 at 58 ms instead of 35 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         providers = [p for p in (("CUDAExecutionProvider",) if cuda else ()) if p in available] + ["CPUExecutionProvider"]
         self._session = ort.InferenceSession(model, options, providers=providers)
         self.name = f"onnxruntime {self._session.get_providers()[0]}"
 
-    def __call__(self, gbuffer: np.ndarray, code: np.ndarray) -> np.ndarray:
-        feed = {ONNX_INPUTS[0]: np.ascontiguousarray(gbuffer[None], np.float32), ONNX_INPUTS[1]: np.ascontiguousarray(code[None], np.float32)}
+    def __call__(self, features: np.ndarray, code: np.ndarray) -> np.ndarray:
+        feed = {ONNX_INPUTS[0]: np.ascontiguousarray(features[None], np.float32), ONNX_INPUTS[1]: np.ascontiguousarray(code[None], np.float32)}
         return self._session.run([ONNX_OUTPUT], feed)[0][0]
 
 
 class TorchCudaRunner:
     """The network in half precision on a CUDA GPU (torch)."""
+
+    takes_features = False
 
     def __init__(self, weights: Mapping[str, np.ndarray], config: NeuralAvatarConfig) -> None:
         import torch
@@ -90,17 +102,20 @@ def open_runner(onnx_model: bytes, weights: Mapping[str, np.ndarray], config: Ne
 
 
 def export_onnx(net: "NeuralAvatarNet", size: int) -> bytes:
-    """The network (a `NeuralAvatarNet`, on the CPU, in eval mode) as ONNX bytes for one `size`×`size` frame."""
+    """The network (a `NeuralAvatarNet`, on the CPU, in eval mode) after its texture lookup, as ONNX bytes for one
+    `size`×`size` frame: (features, code) -> rgba."""
     import io
     import warnings
 
     import torch
 
-    gbuffer = torch.zeros(1, GBUFFER_CHANNELS, size, size)
+    from .neural_avatar_net import NeuralAvatarDecoder
+
+    features = torch.zeros(1, net.config.features, size, size)
     code = torch.zeros(1, net.config.code_size)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: the dynamo exporter needs onnxscript, which the neural extra does not install
-        torch.onnx.export(net, (gbuffer, code), buffer, input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT],
+        torch.onnx.export(NeuralAvatarDecoder(net).eval(), (features, code), buffer, input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT],
                           opset_version=ONNX_OPSET, dynamo=False)
     return buffer.getvalue()

@@ -148,23 +148,25 @@ def test_onnx_and_torch_agree() -> None:
     code = np.random.default_rng(1).uniform(0, 1, 63).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(gbuffer[None]), torch.from_numpy(code[None]))[0].numpy()
+        features = net.features(torch.from_numpy(gbuffer[None]))[0].numpy()
     model = export_onnx(net, size)
     assert check_network(model, "network.onnx", PackContext(Path("x"))).size == size
-    got = OnnxRunner(model, cuda=False, threads=1)(gbuffer, code)
+    assert len(model) < 4 << 20, "the learned texture stays out of the ONNX file (OpenGL samples it)"
+    got = OnnxRunner(model, cuda=False, threads=1)(features, code)
     assert got.shape == (4, size, size)
     assert np.abs(got - expected).max() < 1e-4
 
 
-def _tiny_graph(op: str = "Sigmoid", gbuffer_shape: tuple[int, ...] = (1, 6, 32, 32), domain: str = "") -> bytes:
+def _tiny_graph(op: str = "Sigmoid", features_shape: tuple[int, ...] = (1, 16, 32, 32), domain: str = "") -> bytes:
     import onnx
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node(op, ["gbuffer"], ["pre"], domain=domain),
+    nodes = [helper.make_node(op, ["features"], ["pre"], domain=domain),
              helper.make_node("Slice", ["pre", "starts", "ends", "axes"], ["rgba"])]
     inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("starts", 0), ("ends", 4), ("axes", 1))]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("gbuffer", TensorProto.FLOAT, gbuffer_shape),
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("features", TensorProto.FLOAT, features_shape),
                                             helper.make_tensor_value_info("code", TensorProto.FLOAT, (1, 63))],
-                              [helper.make_tensor_value_info("rgba", TensorProto.FLOAT, (1, 4) + gbuffer_shape[2:])], inits)
+                              [helper.make_tensor_value_info("rgba", TensorProto.FLOAT, (1, 4) + features_shape[2:])], inits)
     opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     buffer = io.BytesIO()
     onnx.save(helper.make_model(graph, opset_imports=opsets), buffer)
@@ -175,8 +177,8 @@ def _tiny_graph(op: str = "Sigmoid", gbuffer_shape: tuple[int, ...] = (1, 6, 32,
     (b"not an onnx file at all", "not a valid ONNX model"),
     (_tiny_graph("Relu6Custom", domain="com.example"), "operator set com.example"),
     (_tiny_graph("Softmax"), "operators a neural avatar never needs (Softmax)"),
-    (_tiny_graph("Sigmoid", (1, 6, 32, 48)), "inputs and output"),
-    (_tiny_graph("Sigmoid", (1, 5, 32, 32)), "inputs and output"),
+    (_tiny_graph("Sigmoid", (1, 16, 32, 48)), "inputs and output"),
+    (_tiny_graph("Sigmoid", (1, 6, 32, 32)), "inputs and output"),  # a G-buffer: a network from before OpenGL sampled the texture
 ])
 def test_bad_networks_are_rejected(model: bytes, needle: str) -> None:
     assert check_network(_tiny_graph(), "network.onnx", PackContext(Path("p"))).size == 32  # the well-formed twin passes
@@ -228,3 +230,42 @@ def test_held_out_frames_are_stretches_spread_over_the_clip_away_from_training(n
     if n >= 100:
         assert held.min() < n / 4 and held.max() > 3 * n / 4, "held-out stretches reach both ends of the clip"
         assert len(train) > 0.75 * n
+
+
+def test_opengl_draws_the_g_buffer_and_samples_the_texture_as_torch_does(model_dir: Path) -> None:
+    """The indexed G-buffer against the per-corner rasterizer, and its texture lookup against `NeuralAvatarNet.features`."""
+    from veilcam.daemon.facekit_avatar import face_model_and_mesh
+    from veilcam.models.attribute_raster import AttributeRasterizer
+    from veilcam.models.face_model import FaceRig
+    from veilcam.models.gaze import gaze_rotations
+    from veilcam.models.head_gbuffer import HeadGBuffer, atlas_grid
+    from veilcam.models.mask_rig import vertex_normals
+
+    model, mesh = face_model_and_mesh(ModelStore.from_environment(progress=False))
+    rig = FaceRig(model, np.random.default_rng(0).normal(0, 0.5, 100).astype(np.float32), mesh)
+    gaze = np.zeros(52, np.float32)
+    gaze[BLENDSHAPE_INDEX["eyeLookOutLeft"]] = 0.8
+    weights = model.expression_weights(gaze)
+    positions = rig.pose(weights, gaze_rotations(gaze))
+    a = 0.3  # a head turned to one side: hidden faces must lose the depth test
+    rotation = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]], np.float32)
+    size = 96
+    torch.manual_seed(2)
+    net = NeuralAvatarNet().eval()
+    with AttributeRasterizer() as raster:
+        plain = HeadGBuffer(rig, size, raster.ctx)
+        gbuffer = plain.render(positions, rotation)
+        tris = mesh.triangles
+        normals = vertex_normals(positions, tris, mesh.source) @ rotation.T
+        values, covered = raster.rasterize(plain.crop.to_crop(positions, rotation)[tris],
+                                           np.concatenate([atlas_grid(rig)[tris], normals[tris]], axis=2), (size, size), depth_test=True)
+        sampling = HeadGBuffer(rig, size, raster.ctx, net.texture.detach().numpy())
+        features = sampling.render(positions, rotation)
+        plain.release()
+        sampling.release()
+    assert covered.mean() > 0.25
+    assert np.abs(gbuffer[:5] - values.transpose(2, 0, 1)).max() < 1e-5 and np.array_equal(gbuffer[5] > 0.5, covered)
+    with torch.no_grad():
+        expected = net.features(torch.from_numpy(gbuffer[None]))[0].numpy()
+    assert features.shape == expected.shape == (NeuralAvatarConfig().features, size, size)
+    assert np.abs(features - expected).max() < 1e-4
