@@ -62,7 +62,14 @@ class OnnxRunner:
 
 
 class TorchCudaRunner:
-    """The network in half precision on a CUDA GPU (torch)."""
+    """The network in half precision on a CUDA GPU (torch), replayed as a CUDA graph.
+
+    A 256² crop took 1.4 ms either way and a 512² one 2.0 ms in eager mode:
+    the time went to launching the network's few dozen small kernels one by
+    one, not to computing them. So each crop size gets its network captured
+    once as a CUDA graph, with fixed device buffers, and page-locked host
+    buffers for the G-buffer going up and the crop coming down.
+    """
 
     takes_features = False
 
@@ -75,14 +82,46 @@ class TorchCudaRunner:
         net = NeuralAvatarNet(config)
         net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
         self._net = net.half().cuda().eval()
+        self._code_size = config.code_size
         self.name = f"torch cuda ({torch.cuda.get_device_name()})"
+        self._graphs: dict[tuple[int, ...], _CapturedNetwork] = {}
 
     def __call__(self, gbuffer: np.ndarray, code: np.ndarray) -> np.ndarray:
         torch = self._torch
+        captured = self._graphs.get(gbuffer.shape)
+        if captured is None:
+            captured = self._graphs[gbuffer.shape] = _CapturedNetwork(self._net, gbuffer.shape, self._code_size)
+        np.copyto(captured.host_in.numpy()[0], gbuffer)
+        np.copyto(captured.host_code.numpy()[0], code)
+        captured.device_in.copy_(captured.host_in, non_blocking=True)
+        captured.device_code.copy_(captured.host_code, non_blocking=True)
+        captured.graph.replay()
+        captured.host_out.copy_(captured.device_out, non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return captured.host_out.numpy().copy()
+
+
+class _CapturedNetwork:
+    """One crop size's CUDA graph of the network and the buffers it reads and writes."""
+
+    def __init__(self, net: "NeuralAvatarNet", shape: tuple[int, ...], code_size: int) -> None:
+        import torch
+
+        self.host_in = torch.empty((1, *shape), pin_memory=True)
+        self.host_code = torch.empty((1, code_size), pin_memory=True)
+        self.host_out = torch.empty((4, *shape[1:]), pin_memory=True)
+        self.device_in = torch.zeros((1, *shape), device="cuda", dtype=torch.half)
+        self.device_code = torch.zeros((1, code_size), device="cuda", dtype=torch.half)
         with torch.inference_mode():
-            g = torch.from_numpy(gbuffer[None]).cuda(non_blocking=True).half()
-            c = torch.from_numpy(np.asarray(code, np.float32)[None]).cuda(non_blocking=True).half()
-            return self._net(g, c)[0].float().cpu().numpy()
+            side = torch.cuda.Stream()  # warm-up away from the capture, as torch.cuda.graphs asks
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    net(self.device_in, self.device_code)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.device_out = net(self.device_in, self.device_code)[0].float()
 
 
 def cuda_available() -> bool:
