@@ -2,11 +2,12 @@
 
 Stages: the clip becomes training data (`enroll_data`: tracking, one identity,
 per-frame fits, head crops, mattes, G-buffers); the network (`models/
-neural_avatar_net`) trains on all but a tenth of the clip (stretches spread over
-it), on CUDA when present; the held-out frames measure it (PSNR and SSIM inside the matte); the
-avatar, driven by the clip's own tracking, is tracked again to measure
-expression fidelity as `veilcam eval fidelity` does; then the pack is written,
-unless the measures are under the quality floor and `--force` was not given.
+neural_avatar_net`) trains on all but a tenth of the clip (stretches spread
+over it), on CUDA when present; the held-out frames measure it (PSNR and SSIM
+inside the matte); the avatar, driven by the clip's own tracking, is tracked
+again to measure expression fidelity as `veilcam eval fidelity` does; then
+the pack is written, unless the measures are under the quality floor and
+`--force` was not given.
 
 Training is resumable: the prepared data and a checkpoint (every
 CHECKPOINT_EVERY_S) are kept in the user cache under the clip's content hash

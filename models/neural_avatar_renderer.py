@@ -3,11 +3,11 @@
 Per frame: the tracked expression and gaze pose the fitted face model; its
 G-buffer (`head_gbuffer`) at the network's size, turned by the head rotation
 (with the learned texture already sampled, for onnxruntime), goes through the
-network (`neural_runtime`) with the expression code; the
-RGBA head crop it returns is scaled and placed on the backdrop where the
-framing puts the head. The framing is the face-model avatars': the same field
-of view and head size, a head that turns with the tracked rotation and only
-drifts with the tracked translation (`scene.HeadFollower`).
+network (`neural_runtime`) with the expression code; the RGBA head crop it
+returns is scaled and placed on the backdrop where the framing puts the head.
+The framing is the face-model avatars': the same field of view and head size,
+a head that turns with the tracked rotation and only drifts with the tracked
+translation (`scene.HeadFollower`).
 """
 
 from __future__ import annotations
