@@ -160,7 +160,7 @@ class HeadGBuffer:
         """(N, 3) posed positions (model space) and the head rotation -> (channels, size, size) float32."""
         rotation = np.asarray(rotation, np.float32)
         normals = vertex_normals(positions, self._triangles, self._source) @ rotation.T
-        self._moving.write(np.concatenate([self.crop.to_crop(positions, rotation), normals], axis=1).astype(np.float32).tobytes())
+        self._moving.write(np.concatenate([self.crop.to_crop(positions, rotation), normals], axis=1, dtype=np.float32))
         ctx = self._ctx
         self._fbo.use()
         self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
