@@ -26,6 +26,32 @@ from torch import nn
 from .neural_avatar_config import FILM_HIDDEN, NeuralAvatarConfig
 
 
+def sample_texture(texture: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """`texture` (1, C, T, T) read bilinearly at `grid` (B, H, W, 2) in [-1, 1] with clamped edges: (B, C, H, W).
+
+    The same lookup as grid_sample's bilinear, border-padded, align_corners=False one, written as four gathers of
+    whole texels from a channels-last copy. grid_sample's backward scatters every channel into its own plane with
+    atomics, which made it the largest part of a training step on the GPU; a texel's channels side by side scatter
+    together.
+    """
+    _, c, th, tw = texture.shape
+    b, h, w, _ = grid.shape
+    x = ((grid[..., 0] + 1) * tw - 1).mul(0.5).clamp(0, tw - 1).reshape(-1)
+    y = ((grid[..., 1] + 1) * th - 1).mul(0.5).clamp(0, th - 1).reshape(-1)
+    x0 = x.floor().clamp(max=tw - 2)
+    y0 = y.floor().clamp(max=th - 2)
+    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
+    top = y0.long() * tw + x0.long()
+    texels = texture.reshape(c, th * tw).t()
+
+    def at(index: torch.Tensor) -> torch.Tensor:
+        return texels.index_select(0, index)  # its backward adds rows in place (index_add_), no sort
+
+    row = at(top) * (1 - fx) + at(top + 1) * fx
+    below = at(top + tw) * (1 - fx) + at(top + tw + 1) * fx
+    return (row * (1 - fy) + below * fy).reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
 
@@ -56,10 +82,12 @@ class NeuralAvatarNet(nn.Module):
     def features(self, gbuffer: torch.Tensor) -> torch.Tensor:
         """G-buffer -> per-pixel features (B, features, S, S): the learned texture where the model covers the pixel, the
         normal and the coverage. `head_gbuffer.HeadGBuffer` computes the same in OpenGL for the onnxruntime path."""
-        grid = gbuffer[:, 0:2].permute(0, 2, 3, 1)
         coverage = gbuffer[:, 5:6]
-        texture = self.texture.expand(len(gbuffer), -1, -1, -1)
-        sampled = F.grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False) * coverage
+        # Uncovered pixels all read the atlas' centre; their gradients are zero, but piled onto one texel they
+        # serialise the backward pass's atomic adds, so they read spread-out texels instead.
+        spread = torch.linspace(-1, 1, gbuffer.shape[-1], device=gbuffer.device, dtype=gbuffer.dtype)
+        grid = torch.where(coverage > 0, gbuffer[:, 0:2], torch.stack(torch.meshgrid(spread, spread, indexing="xy"))).permute(0, 2, 3, 1)
+        sampled = sample_texture(self.texture, grid) * coverage
         return torch.cat([sampled, gbuffer[:, 2:6]], dim=1)
 
     def decode(self, x0: torch.Tensor, code: torch.Tensor) -> torch.Tensor:

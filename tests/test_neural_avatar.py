@@ -68,12 +68,13 @@ def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> N
 
 
 def test_training_loss_goes_down(enrolled: dict, tmp_path: Path) -> None:
-    from veilcam.daemon.enroll import load_or_prepare, train, work_dir
+    from veilcam.daemon.enroll import load_or_prepare, loss_emphasis, train, work_dir
 
     work = work_dir(video_path("p4"), SIZE)
     assert (work / "data.npz").is_file(), "enrollment keeps its prepared data for a resumed run"
-    data = load_or_prepare(video_path("p4"), Config(), ModelStore.from_environment(progress=False), SIZE, work, False)
-    _, history, steps, _ = train(data, "cpu", 30, 75, 4, tmp_path, False)
+    store = ModelStore.from_environment(progress=False)
+    data = load_or_prepare(video_path("p4"), Config(), store, SIZE, work, False)
+    _, history, steps, _ = train(data, loss_emphasis(store, data), "cpu", 30, 75, 4, tmp_path, False)
     losses = [loss for _, loss in history]
     assert steps == 75 and len(losses) == 3
     assert losses[-1] < 0.8 * losses[0], losses
@@ -269,3 +270,84 @@ def test_opengl_draws_the_g_buffer_and_samples_the_texture_as_torch_does(model_d
         expected = net.features(torch.from_numpy(gbuffer[None]))[0].numpy()
     assert features.shape == expected.shape == (NeuralAvatarConfig().features, size, size)
     assert np.abs(features - expected).max() < 1e-4
+
+
+def test_the_texture_gather_is_grid_samples_lookup_forwards_and_backwards() -> None:
+    """`sample_texture` replaces grid_sample in training for speed; it must be the same bilinear, border-clamped lookup."""
+    import torch.nn.functional as F
+
+    from veilcam.models.neural_avatar_net import sample_texture
+
+    torch.manual_seed(0)
+    texture = torch.randn(1, 5, 16, 24, dtype=torch.float64, requires_grad=True)
+    grid = torch.rand(2, 9, 7, 2, dtype=torch.float64) * 2.6 - 1.3  # inside, on and beyond the edges
+    grid[0, 0, :4] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    ours = sample_texture(texture, grid)
+    theirs = F.grid_sample(texture.expand(2, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert ours.shape == theirs.shape == (2, 5, 9, 7)
+    assert torch.allclose(ours, theirs, atol=1e-12)
+    upstream = torch.randn_like(ours)
+    (ours_grad,) = torch.autograd.grad((ours * upstream).sum(), texture)
+    (theirs_grad,) = torch.autograd.grad((theirs * upstream).sum(), texture)
+    assert torch.allclose(ours_grad, theirs_grad, atol=1e-12)
+
+
+def test_ssim_is_the_gaussian_windowed_measure() -> None:
+    """The separable SSIM against the textbook one (an 11×11 window), and its ends: 1 for equal images, near 0 for unrelated ones."""
+    import torch.nn.functional as F
+
+    from veilcam.models.neural_training import ssim_map
+
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 40, 40, dtype=torch.float64)
+    b = (a + 0.2 * torch.randn_like(a)).clamp(0, 1)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(x**2) / (2 * 1.5**2))
+    window = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, 11, 11)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(t, (5,) * 4, mode="replicate"), window, groups=3)
+
+    mu_a, mu_b = blur(a), blur(b)
+    va, vb, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    textbook = (((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))).mean(1, keepdim=True)
+    ours = ssim_map(a, b)
+    assert torch.allclose(ours, textbook, atol=1e-10)
+    assert torch.allclose(ssim_map(a, a), torch.ones_like(ours)) and ssim_map(a, torch.rand_like(a)).mean() < 0.1
+
+
+def test_the_loss_emphasis_marks_the_eyes_and_mouth(model_dir: Path) -> None:
+    """The emphasis map, read through a real G-buffer of a front-facing head, covers the eyes and mouth and not the brow or cheeks."""
+    from veilcam.daemon.facekit_avatar import face_model_and_mesh
+    from veilcam.models.face_model import FaceRig
+    from veilcam.models.gl_context import create_headless_context
+    from veilcam.models.head_gbuffer import HeadGBuffer
+    from veilcam.models.neural_emphasis import emphasis_atlas
+    from veilcam.models.neural_training import EMPHASIS, pixel_weights
+
+    model, mesh = face_model_and_mesh(ModelStore.from_environment(progress=False))
+    rig = FaceRig(model, np.zeros(100, np.float32), mesh)
+    size = 128
+    ctx = create_headless_context()
+    try:
+        gbuffer = HeadGBuffer(rig, size, ctx)
+        g = gbuffer.render(rig.pose(np.zeros(model.num_expressions, np.float32)), np.eye(3, dtype=np.float32))
+        crop = gbuffer.crop
+        gbuffer.release()
+    finally:
+        ctx.release()
+    weights = pixel_weights(torch.from_numpy(emphasis_atlas(rig))[None, None], torch.from_numpy(g)[None])[0, 0].numpy()
+    assert abs(weights.mean() - 1) < 1e-5 and weights.max() / weights.min() == pytest.approx(1 + EMPHASIS, rel=1e-5)
+    marks = crop.to_crop(model.landmark_positions(rig.identity), np.eye(3, dtype=np.float32))[:, :2]
+
+    def weight_at(points: np.ndarray) -> np.ndarray:
+        px = np.clip((points * size).astype(int), 0, size - 1)
+        return weights[px[:, 1], px[:, 0]]
+
+    high = weights.max()
+    assert np.all(weight_at(marks[36:48]) == high) and np.all(weight_at(marks[48:68]) == high)  # eye and mouth contours
+    forehead = marks[19] + 1.5 * (marks[19] - marks[30]) / 2  # above the brow
+    cheeks = np.stack([(marks[2] + marks[31]) / 2, (marks[14] + marks[35]) / 2])
+    assert np.all(weight_at(np.vstack([forehead[None], cheeks])) < high)
+    assert (weights == high).mean() < 0.12
