@@ -96,10 +96,9 @@ def pick_device(device: str) -> str:
     return device
 
 
-def train(data: EnrollmentData, emphasis: np.ndarray, device: str, minutes: float, max_steps: int | None, batch: int, work: Path,
-          progress: bool, seed: int = 0) -> tuple[Any, list[tuple[float, float]], int, float]:
-    """Train on `data.train` with the loss stressed where `emphasis` (`neural_emphasis.emphasis_atlas`) says;
-    returns (net on the CPU, [(seconds, loss)], steps, seconds)."""
+def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | None, batch: int, work: Path, progress: bool,
+          seed: int = 0) -> tuple[Any, list[tuple[float, float]], int, float]:
+    """Train on `data.train`; returns (net on the CPU, [(seconds, loss)], steps, seconds)."""
     import torch
 
     from veilcam.models.neural_avatar_net import NeuralAvatarNet
@@ -113,7 +112,7 @@ def train(data: EnrollmentData, emphasis: np.ndarray, device: str, minutes: floa
     gbuffers = torch.from_numpy(data.gbuffers[data.train]).to(dev)
     codes = torch.from_numpy(data.codes[data.train]).to(dev)
     net = NeuralAvatarNet().to(dev)
-    trainer = NeuralAvatarTrainer(net, emphasis=torch.from_numpy(emphasis)[None, None].to(dev))
+    trainer = NeuralAvatarTrainer(net)
     budget = minutes * 60.0
     steps_goal = max_steps if max_steps is not None else 10**9
     step, elapsed_before, history = 0, 0.0, []
@@ -208,16 +207,6 @@ def _model_rotation(store: ModelStore) -> np.ndarray:
     return fitting_data(open_face_model(store), store.resolve(FACE_LANDMARKER)).correspondence.canonical_to_model.T.astype(np.float32)
 
 
-def loss_emphasis(store: ModelStore, data: EnrollmentData) -> np.ndarray:
-    from veilcam.models.face_model import FaceRig
-    from veilcam.models.neural_emphasis import emphasis_atlas
-
-    from .facekit_avatar import face_model_and_mesh
-
-    model, mesh = face_model_and_mesh(store)
-    return emphasis_atlas(FaceRig(model, data.identity, mesh))
-
-
 def _preview_image(frame: np.ndarray, side: int = 512) -> np.ndarray:
     rgb = np.ascontiguousarray(frame[..., :3])
     scale = side / max(rgb.shape[:2])
@@ -258,7 +247,7 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     seconds["prepare"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    net, history, steps, train_seconds = train(data, loss_emphasis(store, data), device, minutes, max_steps, batch, work, progress)
+    net, history, steps, train_seconds = train(data, device, minutes, max_steps, batch, work, progress)
     seconds["train"] = time.perf_counter() - t
     if len(history) < 1:
         raise EnrollmentError(f"training stopped before its first {LOSS_EVERY} steps; give it more time (--minutes) or steps")

@@ -28,8 +28,6 @@ FINAL_LR_FRACTION = 0.05
 #: gets noise of this standard deviation (the code could otherwise name a frame).
 SHIFT_FRACTION = 0.04
 CODE_NOISE = 0.05
-#: Extra weight of the colour loss on the eyes and mouth (`neural_emphasis`): 1 + EMPHASIS there.
-EMPHASIS = 3.0
 
 
 def augment(gbuffer: torch.Tensor, code: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -55,7 +53,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pixel SSIM (Wang et al. 2004, 11×11 Gaussian window) of images in [0, 1], averaged over channels: (B, 1, H, W).
 
     The window is separable, so the five local means are two 1-D passes over all of them at once: an 11×11
-    depthwise convolution per mean was a sixth of a training step on the GPU."""
+    depthwise convolution per mean took a fifth of a training step on the GPU."""
     c = a.shape[1]
     g = _gaussian_kernel(a.device, a.dtype)
     pad = len(g) // 2
@@ -77,10 +75,8 @@ def composites(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) ->
     return pred[:, :3] + (1 - pred[:, 3:4]) * BACKDROP, target * matte + (1 - matte) * BACKDROP
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """`weight` (B, 1, H, W), optional: each pixel's share of the colour loss (`pixel_weights`)."""
-    error = (pred[:, :3] - target * matte).abs()
-    colour = (error * weight).mean() if weight is not None else error.mean()
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> torch.Tensor:
+    colour = (pred[:, :3] - target * matte).abs().mean()
     # Cross-entropy, not L1, for alpha: L1 pulls every pixel the network cannot yet tell apart
     # towards the median, which is background, and drives the sigmoid into saturation, where
     # no gradient brings it back (an all-transparent avatar). Cross-entropy pulls towards the
@@ -102,24 +98,13 @@ def psnr_and_ssim_in_matte(pred: torch.Tensor, target: torch.Tensor, matte: torc
     return 10 * math.log10(1.0 / max(float(mse), 1e-12)), float(ssim)
 
 
-def pixel_weights(emphasis: torch.Tensor, gbuffer: torch.Tensor) -> torch.Tensor:
-    """Per-pixel loss weights (B, 1, H, W): 1 + EMPHASIS where the model's emphasised parts (`neural_emphasis`,
-    `emphasis` (1, 1, C, C) over the atlas) cover the pixel, normalised to a mean of 1 so the loss keeps its scale."""
-    covered = gbuffer[:, 5:6] > 0
-    marked = F.grid_sample(emphasis.expand(len(gbuffer), -1, -1, -1), gbuffer[:, 0:2].permute(0, 2, 3, 1), mode="nearest", align_corners=False)
-    weight = 1 + EMPHASIS * marked * covered
-    return weight / weight.mean(dim=(1, 2, 3), keepdim=True)
-
-
 class NeuralAvatarTrainer:
-    """Adam with a cosine decay over the run's progress (steps or time, whichever is further along).
-    `emphasis`: the atlas map of `neural_emphasis.emphasis_atlas`, or None for an even loss."""
+    """Adam with a cosine decay over the run's progress (steps or time, whichever is further along)."""
 
-    def __init__(self, net: NeuralAvatarNet, lr: float = 2e-3, emphasis: torch.Tensor | None = None) -> None:
+    def __init__(self, net: NeuralAvatarNet, lr: float = 2e-3) -> None:
         self.net = net
         self.base_lr = lr
         self.optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        self.emphasis = emphasis
 
     def step(self, gbuffer: torch.Tensor, code: torch.Tensor, target: torch.Tensor, matte: torch.Tensor, progress: float) -> torch.Tensor:
         """One update on a batch; `progress` in [0, 1] sets the learning rate. Returns the loss
@@ -132,8 +117,7 @@ class NeuralAvatarTrainer:
         autocast = torch.autocast("cuda", torch.bfloat16) if gbuffer.is_cuda else torch.autocast("cpu", enabled=False)
         with autocast:
             pred = self.net(gbuffer, code)
-        weight = pixel_weights(self.emphasis, gbuffer) if self.emphasis is not None else None
-        loss = reconstruction_loss(pred.float(), target, matte, weight)
+        loss = reconstruction_loss(pred.float(), target, matte)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -68,13 +68,12 @@ def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> N
 
 
 def test_training_loss_goes_down(enrolled: dict, tmp_path: Path) -> None:
-    from veilcam.daemon.enroll import load_or_prepare, loss_emphasis, train, work_dir
+    from veilcam.daemon.enroll import load_or_prepare, train, work_dir
 
     work = work_dir(video_path("p4"), SIZE)
     assert (work / "data.npz").is_file(), "enrollment keeps its prepared data for a resumed run"
-    store = ModelStore.from_environment(progress=False)
-    data = load_or_prepare(video_path("p4"), Config(), store, SIZE, work, False)
-    _, history, steps, _ = train(data, loss_emphasis(store, data), "cpu", 30, 75, 4, tmp_path, False)
+    data = load_or_prepare(video_path("p4"), Config(), ModelStore.from_environment(progress=False), SIZE, work, False)
+    _, history, steps, _ = train(data, "cpu", 30, 75, 4, tmp_path, False)
     losses = [loss for _, loss in history]
     assert steps == 75 and len(losses) == 3
     assert losses[-1] < 0.8 * losses[0], losses
@@ -316,38 +315,3 @@ def test_ssim_is_the_gaussian_windowed_measure() -> None:
     assert torch.allclose(ours, textbook, atol=1e-10)
     assert torch.allclose(ssim_map(a, a), torch.ones_like(ours)) and ssim_map(a, torch.rand_like(a)).mean() < 0.1
 
-
-def test_the_loss_emphasis_marks_the_eyes_and_mouth(model_dir: Path) -> None:
-    """The emphasis map, read through a real G-buffer of a front-facing head, covers the eyes and mouth and not the brow or cheeks."""
-    from veilcam.daemon.facekit_avatar import face_model_and_mesh
-    from veilcam.models.face_model import FaceRig
-    from veilcam.models.gl_context import create_headless_context
-    from veilcam.models.head_gbuffer import HeadGBuffer
-    from veilcam.models.neural_emphasis import emphasis_atlas
-    from veilcam.models.neural_training import EMPHASIS, pixel_weights
-
-    model, mesh = face_model_and_mesh(ModelStore.from_environment(progress=False))
-    rig = FaceRig(model, np.zeros(100, np.float32), mesh)
-    size = 128
-    ctx = create_headless_context()
-    try:
-        gbuffer = HeadGBuffer(rig, size, ctx)
-        g = gbuffer.render(rig.pose(np.zeros(model.num_expressions, np.float32)), np.eye(3, dtype=np.float32))
-        crop = gbuffer.crop
-        gbuffer.release()
-    finally:
-        ctx.release()
-    weights = pixel_weights(torch.from_numpy(emphasis_atlas(rig))[None, None], torch.from_numpy(g)[None])[0, 0].numpy()
-    assert abs(weights.mean() - 1) < 1e-5 and weights.max() / weights.min() == pytest.approx(1 + EMPHASIS, rel=1e-5)
-    marks = crop.to_crop(model.landmark_positions(rig.identity), np.eye(3, dtype=np.float32))[:, :2]
-
-    def weight_at(points: np.ndarray) -> np.ndarray:
-        px = np.clip((points * size).astype(int), 0, size - 1)
-        return weights[px[:, 1], px[:, 0]]
-
-    high = weights.max()
-    assert np.all(weight_at(marks[36:48]) == high) and np.all(weight_at(marks[48:68]) == high)  # eye and mouth contours
-    forehead = marks[19] + 1.5 * (marks[19] - marks[30]) / 2  # above the brow
-    cheeks = np.stack([(marks[2] + marks[31]) / 2, (marks[14] + marks[35]) / 2])
-    assert np.all(weight_at(np.vstack([forehead[None], cheeks])) < high)
-    assert (weights == high).mean() < 0.12
