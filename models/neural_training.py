@@ -28,14 +28,17 @@ FINAL_LR_FRACTION = 0.05
 #: gets noise of this standard deviation (the code could otherwise name a frame).
 SHIFT_FRACTION = 0.04
 CODE_NOISE = 0.05
+#: ... and are scaled together by up to this fraction about the crop's centre.
+SCALE_FRACTION = 0.15
 
 
 def augment(gbuffer: torch.Tensor, code: torch.Tensor, target: torch.Tensor, matte: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The same random shift for each sample's G-buffer (nearest: UVs must not blend across edges), crop and matte; noise on the code."""
+    """The same random shift and scale for each sample's G-buffer (nearest: UVs must not blend across edges), crop and
+    matte; noise on the code."""
     b, _, h, w = gbuffer.shape
     shift = (torch.rand(b, 2, device=gbuffer.device) * 2 - 1) * 2 * SHIFT_FRACTION
     theta = torch.zeros(b, 2, 3, device=gbuffer.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 + (torch.rand(b, device=gbuffer.device) * 2 - 1) * SCALE_FRACTION
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
     gbuffer = F.grid_sample(gbuffer, grid, mode="nearest", padding_mode="zeros", align_corners=False)
