@@ -315,3 +315,26 @@ def test_ssim_is_the_gaussian_windowed_measure() -> None:
     assert torch.allclose(ours, textbook, atol=1e-10)
     assert torch.allclose(ssim_map(a, a), torch.ones_like(ours)) and ssim_map(a, torch.rand_like(a)).mean() < 0.1
 
+
+
+def test_augmentation_moves_the_g_buffer_crop_and_matte_together() -> None:
+    """Shift and scale must be one transform for all three, or the network learns a misplaced face."""
+    from veilcam.models.neural_training import augment
+
+    torch.manual_seed(0)
+    size = 64
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((xx - 30) ** 2 + (yy - 34) ** 2) < 15**2).float()[None, None].expand(8, 1, -1, -1)
+    gbuffer = torch.zeros(8, 6, size, size)
+    gbuffer[:, 5:6] = disc  # coverage
+    code = torch.zeros(8, 63)
+    gbuffer_out, code_out, target_out, matte_out = augment(gbuffer, code, disc.expand(-1, 3, -1, -1).clone(), disc.clone())
+    coverage = gbuffer_out[:, 5]
+    moved = (coverage != disc[:, 0]).float().mean(dim=(1, 2))
+    assert (moved > 0.005).all(), "every sample is moved"
+    sizes = coverage.sum(dim=(1, 2))
+    assert sizes.max() / sizes.min() > 1.1, "and scaled by different amounts"
+    edges = (matte_out[:, 0] > 0.05) & (matte_out[:, 0] < 0.95)  # bilinear blends the matte's rim, nearest does not
+    agree = (coverage == (matte_out[:, 0] > 0.5).float()) | edges
+    assert agree.all() and torch.equal(target_out[:, :1] > 0.5, matte_out > 0.5)
+    assert 0 < (code_out - code).std() < 0.2
