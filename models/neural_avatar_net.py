@@ -36,11 +36,13 @@ def sample_texture(texture: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """
     _, c, th, tw = texture.shape
     b, h, w, _ = grid.shape
-    x = ((grid[..., 0] + 1) * tw - 1).mul(0.5).clamp(0, tw - 1).reshape(-1)
-    y = ((grid[..., 1] + 1) * th - 1).mul(0.5).clamp(0, th - 1).reshape(-1)
+    # Texel coordinates in float32 whatever the network's precision: fp16 steps by half a texel at 256-511.
+    coords = grid.float() if grid.dtype in (torch.float16, torch.bfloat16) else grid
+    x = ((coords[..., 0] + 1) * tw - 1).mul(0.5).clamp(0, tw - 1).reshape(-1)
+    y = ((coords[..., 1] + 1) * th - 1).mul(0.5).clamp(0, th - 1).reshape(-1)
     x0 = x.floor().clamp(max=tw - 2)
     y0 = y.floor().clamp(max=th - 2)
-    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
+    fx, fy = (x - x0).unsqueeze(1).to(texture.dtype), (y - y0).unsqueeze(1).to(texture.dtype)
     top = y0.long() * tw + x0.long()
     texels = texture.reshape(c, th * tw).t()
 

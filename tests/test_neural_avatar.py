@@ -289,6 +289,11 @@ def test_the_texture_gather_is_grid_samples_lookup_forwards_and_backwards() -> N
     (ours_grad,) = torch.autograd.grad((ours * upstream).sum(), texture)
     (theirs_grad,) = torch.autograd.grad((theirs * upstream).sum(), texture)
     assert torch.allclose(ours_grad, theirs_grad, atol=1e-12)
+    # In half precision (the CUDA runner) the lookup must still land between the right texels of a wide texture.
+    wide = torch.randn(1, 4, 8, 512)
+    across = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 700), torch.tensor([0.1]), indexing="xy"), dim=-1)[None]
+    half = sample_texture(wide.half(), across.half()).float()
+    assert (half - sample_texture(wide, across.half().float())).abs().max() < 0.02
 
 
 def test_ssim_is_the_gaussian_windowed_measure() -> None:
