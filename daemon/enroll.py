@@ -63,10 +63,8 @@ class EnrollResult:
 
 def work_dir(video: Path, size: int) -> Path:
     """Where a clip's prepared data and checkpoints live: named by its content and the crop size."""
-    digest = hashlib.sha256()
     with open(video, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+        digest = hashlib.file_digest(fh, "sha256")
     return paths.cache_dir() / "enroll" / hashlib.sha256(f"{_DATA_VERSION} {size} {digest.hexdigest()}".encode()).hexdigest()[:24]
 
 

@@ -37,7 +37,7 @@ from .errors import EnrollmentError
 from .eval_fidelity import track_video
 from .facekit_avatar import face_model_and_mesh
 from .model_store import ModelStore
-from .photo_avatar import FittingData, fitting_data
+from .photo_avatar import FittingData, fitting_data, landmarks_px
 from .avatars import FACE_LANDMARKER
 
 #: The identity is the mean of fits to this many frames, spread over the clip.
@@ -105,15 +105,10 @@ def unmirrored(config: Config) -> Config:
     return dataclasses.replace(config, tracker=dataclasses.replace(config.tracker, mirror=False))
 
 
-def _landmarks_px(state: FaceState, width: int, height: int) -> np.ndarray:
-    assert state.landmarks is not None
-    return state.landmarks * np.array([width, height, width], np.float32)  # MediaPipe scales z like x
-
-
 def fit_clip(data: FittingData, states: list[FaceState], width: int, height: int) -> tuple[np.ndarray, list[PortraitFit]]:
     """One identity for all `states` (tracked faces), then each frame's expression (near the tracked one) and pose with it."""
     def fit(state: FaceState, identity: np.ndarray | None = None) -> PortraitFit:
-        return fit_portrait(data.model, data.correspondence, data.canonical, data.contours.oval, _landmarks_px(state, width, height),
+        return fit_portrait(data.model, data.correspondence, data.canonical, data.contours.oval, landmarks_px(state, width, height),
                             state.blendshapes, state.head_pose[:3, :3], identity,
                             EXPRESSION_SIGMA if identity is None else ENROLL_EXPRESSION_SIGMA)
 

@@ -134,6 +134,12 @@ def track_portrait(rgb: np.ndarray, task: Path) -> FaceState:
         return tracker.track(rgb, 0.0)
 
 
+def landmarks_px(state: FaceState, width: int, height: int) -> np.ndarray:
+    """A tracked face's (478, 3) landmarks in pixels of its `width`×`height` image, as `fit_portrait` takes them."""
+    assert state.landmarks is not None
+    return state.landmarks * np.array([width, height, width], np.float32)  # MediaPipe scales z like x
+
+
 @dataclass(frozen=True, eq=False)
 class FittingData:
     """What fitting needs besides the photo; built once per process (the correspondence takes ~1 s)."""
@@ -181,7 +187,7 @@ def create_photo_avatar(photo: Path, name: str, config: Config, store: ModelStor
         state = track_portrait(rgb, task)
         if not state.present or state.landmarks is None:
             raise PortraitError(f"{photo}: no face found; use a photo of one face, looking at the camera, not too small or dark")
-        landmarks = state.landmarks * np.array([w, h, w], np.float32)  # MediaPipe scales z like x
+        landmarks = landmarks_px(state, w, h)
         t = _stage(bar, seconds, "track", t)
 
         data = fitting_data(open_face_model(store), task)
