@@ -289,11 +289,18 @@ def test_the_texture_gather_is_grid_samples_lookup_forwards_and_backwards() -> N
     (ours_grad,) = torch.autograd.grad((ours * upstream).sum(), texture)
     (theirs_grad,) = torch.autograd.grad((theirs * upstream).sum(), texture)
     assert torch.allclose(ours_grad, theirs_grad, atol=1e-12)
-    # In half precision (the CUDA runner) the lookup must still land between the right texels of a wide texture.
+    # Rendering (no gradients) takes grid_sample itself; it must be the same lookup as the gathers.
+    with torch.no_grad():
+        assert torch.allclose(sample_texture(texture, grid), ours, atol=1e-12)
+    # In half precision (the CUDA runner renders without gradients) the lookup must still land between the right
+    # texels of a wide texture, along either path.
     wide = torch.randn(1, 4, 8, 512)
     across = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 700), torch.tensor([0.1]), indexing="xy"), dim=-1)[None]
-    half = sample_texture(wide.half(), across.half()).float()
-    assert (half - sample_texture(wide, across.half().float())).abs().max() < 0.02
+    exact = sample_texture(wide, across.half().float()).detach()
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            half = sample_texture(wide.half(), across.half()).float()
+        assert (half - exact).abs().max() < 0.02, f"grad enabled: {grad}"
 
 
 def test_ssim_is_the_gaussian_windowed_measure() -> None:
