@@ -135,17 +135,20 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     result = enroll_neural_avatar(Path(args.video), name, config, model_store(config), paths.avatars_dir(), device=args.device,
                                   minutes=args.minutes, size=args.size, max_steps=args.steps, force=args.force, replace=args.replace,
-                                  description=args.description, progress=not args.quiet)
+                                  description=args.description, progress=not args.quiet, restart=args.restart)
     if args.report:
         from .report import write_report
 
-        write_report({"name": name, "pack": str(result.pack) if result.pack else None, "device": result.device, "metrics": result.metrics,
+        write_report({"name": name, "pack": str(result.pack) if result.pack else None, "device": result.device,
+                      "resumed_from_step": result.resumed_step, "metrics": result.metrics,
                       "below_floor": result.below_floor, "seconds": {k: round(v, 2) for k, v in result.seconds.items()}}, Path(args.report))
     m = result.metrics
     if not args.quiet:
         print(f"held-out frames ({m['holdout_frames']:.0f}): PSNR {m['holdout_psnr_db']:.2f} dB, SSIM {m['holdout_ssim']:.3f} inside the matte")
         print(f"expression fidelity on the clip: {m.get('fidelity_mean', float('nan')):.3f} (mean correlation, as `veilcam eval fidelity`)")
         print(f"trained {m['steps']:.0f} steps in {m['train_seconds']:.0f} s on {result.device}; enrollment took {m['enroll_seconds']:.0f} s")
+        if result.resumed_step:
+            print(f"  continued the training saved for this clip at step {result.resumed_step} (--restart trains from the start)")
     if result.pack is None:
         floor = ", ".join(f"{k} {v:g}" for k, v in QUALITY_FLOOR.items())
         print(f"veilcam: error: not saved, under the quality floor ({'; '.join(result.below_floor)}; floor: {floor}); "
@@ -214,6 +217,8 @@ def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="where to train (default: cuda when present)")
     p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help=f"training time budget (default: {DEFAULT_MINUTES:g})")
     p.add_argument("--steps", type=int, help="stop after this many training steps (default: only the time budget)")
+    p.add_argument("--restart", action="store_true",
+                   help="train from the start instead of continuing the training saved for this clip (its prepared data is kept)")
     p.add_argument("--size", type=_enroll_size, default=DEFAULT_SIZE, help=f"the network's square crop in pixels (default: {DEFAULT_SIZE})")
     p.add_argument("--description", default="", help="a line shown by `veilcam avatar list`")
     p.add_argument("--force", action="store_true", help="save the avatar even if it measures under the quality floor")

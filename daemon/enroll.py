@@ -11,7 +11,9 @@ the pack is written, unless the measures are under the quality floor and
 
 Training is resumable: the prepared data and a checkpoint (every
 CHECKPOINT_EVERY_S) are kept in the user cache under the clip's content hash
-and the training settings, so running the same command again continues.
+and the training settings, so running the same command again continues (a
+larger --minutes trains on from where the last run stopped); `restart`
+trains from the start instead, keeping the prepared data.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class EnrollResult:
     below_floor: list[str]  # "holdout_psnr_db 22.1 < 24.0", ...
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
+    resumed_step: int = 0  # > 0: training continued a checkpoint saved at this step
 
 
 def work_dir(video: Path, size: int) -> Path:
@@ -95,8 +98,9 @@ def pick_device(device: str) -> str:
 
 
 def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | None, batch: int, work: Path, progress: bool,
-          seed: int = 0) -> tuple[Any, list[tuple[float, float]], int, float]:
-    """Train on `data.train`; returns (net on the CPU, [(seconds, loss)], steps, seconds)."""
+          restart: bool = False, seed: int = 0) -> tuple[Any, list[tuple[float, float]], int, float, int]:
+    """Train on `data.train`, continuing the checkpoint in `work` unless `restart`; returns
+    (net on the CPU, [(seconds, loss)], steps, seconds, the step the checkpoint had reached or 0)."""
     import torch
 
     from veilcam.models.neural_avatar_net import NeuralAvatarNet
@@ -115,6 +119,11 @@ def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | No
     steps_goal = max_steps if max_steps is not None else 10**9
     step, elapsed_before, history = 0, 0.0, []
     checkpoint = work / f"checkpoint-b{batch}.pt"
+    if restart:
+        try:
+            checkpoint.unlink(missing_ok=True)
+        except OSError as exc:
+            raise EnrollmentError(f"cannot delete the saved training {checkpoint} to restart: {exc.strerror or exc}; delete it yourself") from exc
     if checkpoint.is_file():
         try:
             state = torch.load(checkpoint, map_location=dev, weights_only=True)
@@ -123,6 +132,7 @@ def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | No
             history = [tuple(h) for h in state["history"]]
         except (RuntimeError, KeyError, ValueError, EOFError):
             step, elapsed_before, history = 0, 0.0, []  # damaged or from another version: start over
+    resumed = step
     start = time.perf_counter()
     last_save = start
 
@@ -157,7 +167,7 @@ def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | No
                 save()
                 last_save = time.perf_counter()
     save()
-    return net.cpu().eval(), history, step, seconds()
+    return net.cpu().eval(), history, step, seconds(), resumed
 
 
 def holdout_measures(net: Any, data: EnrollmentData) -> tuple[float, float]:
@@ -218,7 +228,8 @@ def _metric_floor_failures(metrics: dict[str, float]) -> list[str]:
 
 def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelStore, root: Path, device: str = "auto",
                          minutes: float = DEFAULT_MINUTES, size: int = DEFAULT_SIZE, max_steps: int | None = None, batch: int | None = None,
-                         force: bool = False, replace: bool = False, description: str = "", progress: bool = True) -> EnrollResult:
+                         force: bool = False, replace: bool = False, description: str = "", progress: bool = True,
+                         restart: bool = False) -> EnrollResult:
     """Make the neural avatar `name` from `video` and install it under `root` (see the module docstring)."""
     from safetensors.numpy import save as save_safetensors
 
@@ -245,7 +256,7 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     seconds["prepare"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    net, history, steps, train_seconds = train(data, device, minutes, max_steps, batch, work, progress)
+    net, history, steps, train_seconds, resumed = train(data, device, minutes, max_steps, batch, work, progress, restart)
     seconds["train"] = time.perf_counter() - t
     if len(history) < 1:
         raise EnrollmentError(f"training stopped before its first {LOSS_EVERY} steps; give it more time (--minutes) or steps")
@@ -275,9 +286,9 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     metrics["enroll_seconds"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = metrics["enroll_seconds"]
     if below and not force:
-        return EnrollResult(name, None, metrics, below, device, seconds)
+        return EnrollResult(name, None, metrics, below, device, seconds, resumed)
     files[PREVIEW_FILE] = encode_png(_preview_image(preview))
     manifest = new_manifest(name, KIND, {"face": FACE_FILE, "weights": WEIGHTS_FILE, "network": NETWORK_FILE, "loss_plot": LOSS_FILE}, files,
                             PREVIEW_FILE, description, generator=f"veilcam {veilcam_version()}", metrics=metrics)
     pack = write_pack(root, manifest, files, replace=replace)
-    return EnrollResult(name, pack, metrics, below, device, seconds)
+    return EnrollResult(name, pack, metrics, below, device, seconds, resumed)

@@ -65,6 +65,19 @@ def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> N
     assert pack.images["loss_plot"].shape[1] > 64
     # The second run resumed the first's prepared data and checkpoint: the same network, measured the same.
     assert enrolled["refused"].metrics["holdout_psnr_db"] == m.metrics["holdout_psnr_db"]
+    assert enrolled["refused"].resumed_step == 0 and result.resumed_step == STEPS
+
+
+def test_restart_trains_from_the_start_instead_of_resuming(enrolled: dict) -> None:
+    """After a finished run, a shorter run would only reload it; `restart` discards the checkpoint and trains anew."""
+    config, root = enrolled["config"], enrolled["root"]
+    store = ModelStore.from_environment(progress=False)
+    kwargs = dict(device="cpu", minutes=30, size=SIZE, max_steps=STEPS // 2, force=True, progress=False)
+    resumed = enroll_neural_avatar(video_path("p4"), "tiny_resumed", config, store, root, **kwargs)
+    assert resumed.resumed_step == STEPS and resumed.metrics["steps"] == STEPS  # nothing left to train
+    restarted = enroll_neural_avatar(video_path("p4"), "tiny_restarted", config, store, root, restart=True, **kwargs)
+    assert restarted.resumed_step == 0 and restarted.metrics["steps"] == STEPS // 2
+    assert load_pack(restarted.pack).manifest.metrics["steps"] == STEPS // 2
 
 
 def test_training_loss_goes_down(enrolled: dict, tmp_path: Path) -> None:
@@ -73,9 +86,9 @@ def test_training_loss_goes_down(enrolled: dict, tmp_path: Path) -> None:
     work = work_dir(video_path("p4"), SIZE)
     assert (work / "data.npz").is_file(), "enrollment keeps its prepared data for a resumed run"
     data = load_or_prepare(video_path("p4"), Config(), ModelStore.from_environment(progress=False), SIZE, work, False)
-    _, history, steps, _ = train(data, "cpu", 30, 75, 4, tmp_path, False)
+    _, history, steps, _, resumed = train(data, "cpu", 30, 75, 4, tmp_path, False)
     losses = [loss for _, loss in history]
-    assert steps == 75 and len(losses) == 3
+    assert steps == 75 and len(losses) == 3 and resumed == 0
     assert losses[-1] < 0.8 * losses[0], losses
 
 
