@@ -316,6 +316,30 @@ def test_the_texture_gather_is_grid_samples_lookup_forwards_and_backwards() -> N
         assert (half - exact).abs().max() < 0.02, f"grad enabled: {grad}"
 
 
+def test_half_precision_keeps_the_texture_lookup_in_float32() -> None:
+    """The CUDA runner's arithmetic, on the CPU: the half network on a float32 G-buffer stays close to the float32
+    network; rounding the G-buffer to half first (as the runner once did) moves the texture lookup visibly."""
+    from veilcam.models.neural_runtime import half_precision_forward
+
+    torch.manual_seed(0)
+    net = NeuralAvatarNet().eval()
+    with torch.no_grad():
+        for p in net.parameters():  # weights far from their initial values, like trained ones
+            p.add_(torch.randn_like(p) * 0.05)
+        net.texture.normal_(0, 1.0)  # a learned texture changes from texel to texel
+    rng = np.random.default_rng(0)
+    gbuffer = torch.from_numpy(rng.uniform(-1, 1, (1, 6, 64, 64)).astype(np.float32))
+    gbuffer[:, 5] = 1.0  # covered everywhere: every pixel reads the texture
+    code = torch.from_numpy(rng.uniform(0, 1, (1, 63)).astype(np.float32))
+    with torch.no_grad():
+        exact = net(gbuffer, code)
+        net.half()
+        ours = (half_precision_forward(net, gbuffer, code).float() - exact).abs().max()
+        rounded_first = (half_precision_forward(net, gbuffer.half().float(), code).float() - exact).abs().max()
+    assert ours < 0.002, ours
+    assert rounded_first > 0.005, rounded_first  # the error the float32 G-buffer avoids is there to be caught
+
+
 def test_ssim_is_the_gaussian_windowed_measure() -> None:
     """The separable SSIM against the textbook one (an 11×11 window), and its ends: 1 for equal images, near 0 for unrelated ones."""
     import torch.nn.functional as F
