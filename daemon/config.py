@@ -56,6 +56,7 @@ class AvatarConfig:
     background_image: str = _opt("", "image file to use as the background instead of the look's")
     neural_device: str = _opt("auto", "where neural avatars run: cuda (torch on an NVIDIA GPU), cpu (onnxruntime) or auto (cuda when present)",
                               ("auto", "cuda", "cpu"))
+    neural_rebase_rest: bool = _opt(True, "neural avatars show your expressions relative to your resting face, re-based onto the enrolled person's (off: as tracked)")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from veilcam.models.expression_rest import resting_expression
 from veilcam.models.face_state import FaceState
 
 from . import paths
@@ -265,7 +266,8 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     psnr, ssim = holdout_measures(net, data)
     network = export_onnx(net, size)
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
-    face = {"identity": data.identity.astype(np.float32), "model_rotation": _model_rotation(store)}
+    face = {"identity": data.identity.astype(np.float32), "model_rotation": _model_rotation(store),
+            "expression_rest": resting_expression(data.clip_blendshapes[data.clip_present])}
     files = {FACE_FILE: encode_npz(face), WEIGHTS_FILE: save_safetensors(weights), NETWORK_FILE: network, LOSS_FILE: encode_png(loss_plot(history))}
     seconds["measure"] = time.perf_counter() - t
 

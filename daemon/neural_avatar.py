@@ -11,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
+from veilcam.models.face_state import NUM_BLENDSHAPES
 from veilcam.models.neural_avatar_config import NeuralAvatarConfig
 from veilcam.models.renderer import FaceRenderer
 
@@ -36,11 +37,13 @@ def make_neural_renderer(config: Config, store: ModelStore, face: Mapping[str, n
     if device == "cuda" and not cuda_available():
         raise ConfigError("avatar.neural_device: cuda asked for, but torch sees no NVIDIA GPU; use auto or cpu")
     runner = open_runner(network.model, weights, NeuralAvatarConfig(), device)
+    # Packs made before enrollment kept the clip's rest: its person is taken to rest at 0, as the built-in looks do.
+    rest = face.get("expression_rest", np.zeros(NUM_BLENDSHAPES, np.float32)) if config.avatar.neural_rebase_rest else None
     model, mesh = face_model_and_mesh(store)
     background = _background_image(config.avatar.background_image)
     try:
         return NeuralAvatarRenderer(config.output.width, config.output.height, model, mesh, face["identity"], runner, network.size,
-                                    face["model_rotation"], weights["texture"], BACKDROP_LOOK.background if background is None else background)
+                                    face["model_rotation"], weights["texture"], BACKDROP_LOOK.background if background is None else background, rest)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 

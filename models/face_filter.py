@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .expression_rest import RestEstimator, RestSettings
 from .face_state import BLENDSHAPE_NAMES, FaceState, identity_pose
 from .one_euro import OneEuroFilter
 
@@ -93,8 +94,9 @@ def _smoothstep(x: float) -> float:
 class FaceFilter:
     """Feeds raw tracked states in, gets the states to render out, one for one."""
 
-    def __init__(self, settings: FilterSettings = FilterSettings()) -> None:
+    def __init__(self, settings: FilterSettings = FilterSettings(), rest: RestSettings = RestSettings()) -> None:
         self.settings = settings
+        self._rest = RestEstimator(rest)  # the face's resting expression, for avatars that re-base onto their own
         s = settings
         self._blend = OneEuroFilter(np.where(_FAST, s.blink_min_cutoff, s.blend_min_cutoff), s.blend_beta)
         self._pose = OneEuroFilter(s.pose_min_cutoff, s.pose_beta)
@@ -120,7 +122,7 @@ class FaceFilter:
         self._lost_since = None
         blend = np.clip(self._blend(raw.blendshapes, t), 0.0, 1.0).astype(np.float32)
         pose = _pose_matrix(self._pose(_pose_vector(raw.head_pose, prev_quat), t))
-        self._held = FaceState(True, blend, pose, t, raw.landmarks)
+        self._held = FaceState(True, blend, pose, t, raw.landmarks, self._rest.update(blend, t))
         return self._held
 
     def _lost(self, t: float) -> FaceState:
@@ -136,4 +138,4 @@ class FaceFilter:
         pose = _pose_matrix((1 - e) * held_pose + e * neutral_pose)
         blend = (self._held.blendshapes * (1 - e)).astype(np.float32)
         landmarks = self._held.landmarks if e == 0 else None
-        return FaceState(False, blend, pose, t, landmarks)
+        return FaceState(False, blend, pose, t, landmarks, self._held.rest_blendshapes)

@@ -67,7 +67,9 @@ class FaceState:
     `landmarks` are MediaPipe's 478 points in normalized image coordinates, or
     None when the state was not tracked from an image (demo, eased to neutral).
     `timestamp` is the monotonic time (seconds) at which the source produced it:
-    end-to-end latency is measured from it.
+    end-to-end latency is measured from it. `rest_blendshapes` is this face's
+    resting expression as estimated so far (`expression_rest`), or None where
+    nothing estimated it.
     """
 
     present: bool
@@ -75,10 +77,13 @@ class FaceState:
     head_pose: np.ndarray  # (4, 4) float32
     timestamp: float
     landmarks: np.ndarray | None = None  # (478, 3) float32
+    rest_blendshapes: np.ndarray | None = None  # (52,) float32, like `blendshapes`
 
     def __post_init__(self) -> None:
         if self.blendshapes.shape != (NUM_BLENDSHAPES,):
             raise ValueError(f"FaceState.blendshapes must have shape ({NUM_BLENDSHAPES},), got {self.blendshapes.shape}")
+        if self.rest_blendshapes is not None and self.rest_blendshapes.shape != (NUM_BLENDSHAPES,):
+            raise ValueError(f"FaceState.rest_blendshapes must have shape ({NUM_BLENDSHAPES},), got {self.rest_blendshapes.shape}")
         if self.head_pose.shape != (4, 4):
             raise ValueError(f"FaceState.head_pose must have shape (4, 4), got {self.head_pose.shape}")
         if self.landmarks is not None and self.landmarks.shape != (NUM_LANDMARKS, 3):

@@ -17,6 +17,7 @@ import math
 import cv2
 import numpy as np
 
+from .expression_rest import rebase
 from .face_model import FaceModel, FaceRig, RenderMesh
 from .face_state import FaceState
 from .facekit_looks import FACEKIT_LOOKS
@@ -42,10 +43,15 @@ class NeuralAvatarRenderer(FaceRenderer):
     `model_rotation` turns MediaPipe's head rotation into the face model's frame (as in training)."""
 
     def __init__(self, width: int, height: int, model: FaceModel, mesh: RenderMesh, identity: np.ndarray, runner: NeuralRunner,
-                 size: int, model_rotation: np.ndarray, texture: np.ndarray, background: Background = BACKDROP_LOOK.background) -> None:
-        """`texture`: the network's learned texture (its `texture` weight), sampled here in OpenGL for a runner that takes features."""
+                 size: int, model_rotation: np.ndarray, texture: np.ndarray, background: Background = BACKDROP_LOOK.background,
+                 rest: np.ndarray | None = None) -> None:
+        """`texture`: the network's learned texture (its `texture` weight), sampled here in OpenGL for a runner that takes features.
+        `rest`: the enrollment clip's resting blendshapes. Given, a state's expression is re-based from the driver's rest
+        (`FaceState.rest_blendshapes`, where known) onto it, so the network sees codes like those it learned from
+        (`expression_rest`); None draws the tracked expression as it is."""
         super().__init__(width, height)
         self.model = model
+        self._rest = None if rest is None else np.asarray(rest, np.float32)
         self.runner = runner
         self._ctx = create_headless_context()
         self.rig = FaceRig(model, identity, mesh)
@@ -79,10 +85,13 @@ class NeuralAvatarRenderer(FaceRenderer):
         return pixels
 
     def render(self, state: FaceState) -> np.ndarray:
-        weights = self.model.expression_weights(state.blendshapes)
+        blendshapes = state.blendshapes
+        if self._rest is not None and state.rest_blendshapes is not None:
+            blendshapes = rebase(blendshapes, state.rest_blendshapes, self._rest)
+        weights = self.model.expression_weights(blendshapes)
         follow = self._follower.model_matrix(state.head_pose, state.timestamp)
         rotation = nearest_rotation(follow[:3, :3] @ self._model_rotation)
-        positions = self.rig.pose(weights, gaze_rotations(state.blendshapes))
+        positions = self.rig.pose(weights, gaze_rotations(blendshapes))
         pixels = self.gbuffer.render(positions, rotation)
         rgba = np.clip(self.runner(pixels, expression_code(weights, rotation)), 0.0, 1.0)
         self.last_crop = rgba

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from veilcam.models.demo_motion import DemoMotion
+from veilcam.models.expression_rest import RestEstimator, RestSettings, rebase
 from veilcam.models.face_filter import FaceFilter, FilterSettings
 from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState
 
@@ -76,3 +77,37 @@ def test_demo_motion_blinks_talks_and_sways() -> None:
     assert jaw.max() > 0.3 and (jaw < 0.01).mean() > 0.1  # talking with pauses
     assert yaw.max() - yaw.min() > 8
     assert motion(3.7).blendshapes.tolist() == motion(3.7).blendshapes.tolist()
+
+
+def test_the_rest_is_the_faces_most_relaxed_tenth_and_follows_a_new_face() -> None:
+    """A face resting at squint 0.5 that smiles now and then: its rest is the squint, never the smile, and after the
+    window another face's rest replaces it. Re-based onto a clip resting at 0.1, rest maps to 0.1 and full to full."""
+    settings = RestSettings(window_s=10.0)
+    rest = RestEstimator(settings)
+    squint, smile = BLENDSHAPE_INDEX["eyeSquintLeft"], BLENDSHAPE_INDEX["mouthSmileLeft"]
+    rng = np.random.default_rng(0)
+    for i in range(300):  # 10 s at 30 fps, smiling a third of the time
+        w = np.zeros(52, np.float32)
+        w[squint] = 0.5 + 0.02 * rng.standard_normal()
+        w[smile] = 0.9 if i % 3 == 0 else 0.0
+        r = rest.update(w, i / 30)
+    assert abs(r[squint] - 0.47) < 0.02 and r[smile] == 0.0
+    for i in range(300, 600):  # a new face, resting at squint 0.1, smiling all the time
+        w = np.zeros(52, np.float32)
+        w[squint], w[smile] = 0.1, 0.3
+        r = rest.update(w, i / 30)
+    assert abs(r[squint] - 0.1) < 1e-6 and abs(r[smile] - 0.3) < 1e-6
+
+    driver = np.full(52, 0.4, np.float32)
+    target = np.full(52, 0.1, np.float32)
+    for value, expected in ((0.4, 0.1), (1.0, 1.0), (0.7, 0.55), (0.2, 0.1)):
+        assert np.allclose(rebase(np.full(52, value, np.float32), driver, target), expected)
+
+
+def test_the_filter_tells_renderers_the_faces_rest_also_when_it_is_lost() -> None:
+    f = FaceFilter(SETTINGS)
+    for i in range(60):
+        shown = f(_smiling(i / 30))
+    assert shown.rest_blendshapes is not None and shown.rest_blendshapes[BLENDSHAPE_INDEX["mouthSmileLeft"]] > 0.75
+    lost = f(FaceState.neutral(2.5))
+    assert not lost.present and np.array_equal(lost.rest_blendshapes, shown.rest_blendshapes)

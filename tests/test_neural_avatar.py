@@ -16,11 +16,13 @@ from packs import one_line, relist
 from veilcam.daemon.avatar_pack import load_pack
 from veilcam.daemon.avatars import build_renderer, find_avatar
 from veilcam.daemon.config import Config, config_from_dict
-from veilcam.daemon.enroll import QUALITY_FLOOR, enroll_neural_avatar
+from veilcam.daemon.enroll import QUALITY_FLOOR, enroll_neural_avatar, work_dir
 from veilcam.daemon.errors import AvatarPackError
 from veilcam.daemon.model_store import ModelStore
+from veilcam.daemon.pack_files import encode_npz
 from veilcam.daemon.pack_manifest import PackContext
 from veilcam.daemon.pack_onnx import check_network
+from veilcam.models.expression_rest import resting_expression
 from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState, identity_pose
 from veilcam.models.neural_avatar_config import NeuralAvatarConfig, state_shapes
 from veilcam.models.neural_avatar_net import NeuralAvatarNet
@@ -66,6 +68,11 @@ def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> N
     # The second run resumed the first's prepared data and checkpoint: the same network, measured the same.
     assert enrolled["refused"].metrics["holdout_psnr_db"] == m.metrics["holdout_psnr_db"]
     assert enrolled["refused"].resumed_step == 0 and result.resumed_step == STEPS
+    # The clip's resting expression travels with the pack, for re-basing drivers onto it.
+    data = np.load(work_dir(video_path("p4"), SIZE) / "data.npz")
+    rest = pack.arrays["face"]["expression_rest"]
+    assert np.array_equal(rest, resting_expression(data["clip_blendshapes"][data["clip_present"]]))
+    assert rest[BLENDSHAPE_INDEX["eyeSquintLeft"]] > 0.2, "p4's eyes read as squinting even at rest"
 
 
 def test_restart_trains_from_the_start_instead_of_resuming(enrolled: dict) -> None:
@@ -117,6 +124,28 @@ def test_neural_avatar_renders_from_a_face_state_only(enrolled: dict) -> None:
         assert np.abs(renderer.last_crop - crop).max() > 0.01, "the expression reaches the picture"
 
 
+def test_a_driver_at_rest_is_drawn_at_the_clips_rest(enrolled: dict) -> None:
+    """A driver whose resting face reads as squinting and looking down is drawn as the enrolled person at rest; turned
+    off, the renderer draws the tracked expression as it is."""
+    entry = find_avatar("tiny")
+    store = ModelStore.from_environment(progress=False)
+    clip_rest = load_pack(entry.pack_dir).arrays["face"]["expression_rest"]
+    driver_rest = np.zeros(52, np.float32)
+    for name, value in (("eyeSquintLeft", 0.6), ("eyeSquintRight", 0.5), ("eyeLookDownLeft", 0.45), ("eyeLookDownRight", 0.45), ("browInnerUp", 0.8)):
+        driver_rest[BLENDSHAPE_INDEX[name]] = value
+    at_rest = FaceState(True, driver_rest, identity_pose(), 0.0, rest_blendshapes=driver_rest)
+    enrolled_at_rest = FaceState(True, clip_rest, identity_pose(), 0.0)
+    crops = {}
+    for rebase in (True, False):
+        config = config_from_dict({"avatar": {"neural_rebase_rest": rebase}}, "test", enrolled["config"])
+        with build_renderer(entry, config, store) as renderer:
+            for name, state in (("driver", at_rest), ("enrolled", enrolled_at_rest)):
+                renderer.render(state)
+                crops[rebase, name] = renderer.last_crop.copy()
+    assert np.abs(crops[True, "driver"] - crops[True, "enrolled"]).max() < 1e-6
+    assert np.abs(crops[False, "driver"] - crops[False, "enrolled"]).max() > 0.01
+
+
 def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tmp_path: Path) -> None:
     from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
@@ -142,6 +171,15 @@ def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tm
     with pytest.raises(AvatarPackError) as exc:
         load_pack(truncated)
     one_line(exc, "weights.safetensors")
+
+    rest = tmp_path / "rest"
+    shutil.copytree(good, rest)
+    face = dict(np.load(good / "face.npz"))
+    face["expression_rest"] = face["expression_rest"][:51]
+    relist(rest, "face.npz", encode_npz(face))
+    with pytest.raises(AvatarPackError) as exc:
+        load_pack(rest)
+    one_line(exc, "face.npz", "expression_rest")
 
 
 def test_state_shapes_are_the_networks() -> None:
