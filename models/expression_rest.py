@@ -1,12 +1,12 @@
 """A driver's resting expression, estimated live, and expressions re-based from one face's rest onto another's.
 
 The tracker reads part of a face's shape as expression: on the shared clips a
-woman's brows read 0.85 at rest (`browInnerUp`), a man's eyes squint at 0.54
-and another's look down at 0.45 while they look at the camera. A face-model
+woman's brows read 0.85 most of the time (`browInnerUp`) and her eyes read as
+looking down (0.45), and a man's eyes squint at 0.54 or more. A face-model
 avatar shows those readings as they are, which is what the built-in looks are
 measured with. A neural avatar is different: its network learned the codes of
 one enrollment clip, whose person rests at other readings, and a driver's rest
-far from them asks the network for expressions it never saw (p3's resting
+far from them asks the network for expressions it never saw (her resting
 "look down" drew the clip's lids half shut). Re-basing the driver's rest onto
 the clip's before the network sees it keeps every change the driver makes and
 drops the offset.
