@@ -37,7 +37,7 @@ def make_neural_renderer(config: Config, store: ModelStore, face: Mapping[str, n
     if device == "cuda" and not cuda_available():
         raise ConfigError("avatar.neural_device: cuda asked for, but torch sees no NVIDIA GPU; use auto or cpu")
     runner = open_runner(network.model, weights, NeuralAvatarConfig(), device)
-    # Packs made before enrollment kept the clip's rest: its person is taken to rest at 0, as the built-in looks do.
+    # A pack made before enrollment kept the clip's rest takes its person to rest at 0, as the built-in looks do.
     rest = face.get("expression_rest", np.zeros(NUM_BLENDSHAPES, np.float32)) if config.avatar.neural_rebase_rest else None
     model, mesh = face_model_and_mesh(store)
     background = _background_image(config.avatar.background_image)

@@ -72,7 +72,8 @@ def resting_expression(blendshapes: np.ndarray, quantile: float = RestSettings.q
 
 
 def rebase(blendshapes: np.ndarray, rest: np.ndarray, target_rest: np.ndarray) -> np.ndarray:
-    """Each blendshape's range above `rest` mapped linearly onto the range above `target_rest`; below rest is rest."""
+    """Each blendshape's range above the driver's `rest` mapped linearly onto the range above `target_rest`; a value
+    under the driver's rest (a tenth of the time, by its definition) maps to the target's rest."""
     span = np.maximum(1.0 - rest, 1e-3)
     above = np.clip((blendshapes - rest) / span, 0.0, 1.0)
     return (target_rest + above * (1.0 - target_rest)).astype(np.float32)
