@@ -2,7 +2,7 @@
 
 The tracker reads part of a face's shape as expression: on the shared clips a
 woman's brows read 0.85 most of the time (`browInnerUp`) and her eyes read as
-looking down (0.45), and a man's eyes squint at 0.54 or more. A face-model
+looking down (0.45), and a man's left eye squints at 0.54 or more. A face-model
 avatar shows those readings as they are, which is what the built-in looks are
 measured with. A neural avatar is different: its network learned the codes of
 one enrollment clip, whose person rests at other readings, and a driver's rest
