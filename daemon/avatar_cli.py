@@ -126,6 +126,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     from .config import load_config
+    from veilcam.models.expression_warp import WarpSettings
+
     from .enroll import QUALITY_FLOOR, enroll_neural_avatar
     from .factory import model_store
 
@@ -135,7 +137,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     result = enroll_neural_avatar(Path(args.video), name, config, model_store(config), paths.avatars_dir(), device=args.device,
                                   minutes=args.minutes, size=args.size, max_steps=args.steps, force=args.force, replace=args.replace,
-                                  description=args.description, progress=not args.quiet, restart=args.restart)
+                                  description=args.description, progress=not args.quiet, restart=args.restart,
+                                  warp=None if args.no_warp else WarpSettings())
     if args.report:
         from .report import write_report
 
@@ -220,6 +223,8 @@ def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true",
                    help="train from the start instead of continuing the training saved for this clip (its prepared data is kept)")
     p.add_argument("--size", type=_enroll_size, default=DEFAULT_SIZE, help=f"the network's square crop in pixels (default: {DEFAULT_SIZE})")
+    p.add_argument("--no-warp", action="store_true",
+                   help="train on the clip's frames alone, without frames warped to the expressions it lacks (raised brows, closed eyes, ...)")
     p.add_argument("--description", default="", help="a line shown by `veilcam avatar list`")
     p.add_argument("--force", action="store_true", help="save the avatar even if it measures under the quality floor")
     p.add_argument("--replace", action="store_true", help="replace an existing pack of that name")

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from veilcam.models.expression_rest import resting_expression
+from veilcam.models.expression_warp import WarpSettings
 from veilcam.models.face_state import FaceState
 
 from . import paths
@@ -50,7 +51,7 @@ DEFAULT_MINUTES = 4.0
 QUALITY_FLOOR = {"holdout_psnr_db": 24.0, "holdout_ssim": 0.80, "fidelity_mean": 0.70}
 CHECKPOINT_EVERY_S = 30.0
 #: Bump when the prepared data or the training changes in a way the settings do not show.
-_DATA_VERSION = 3
+_DATA_VERSION = 4
 LOSS_EVERY = 25  # steps between loss readings (each waits for the GPU)
 
 
@@ -65,21 +66,23 @@ class EnrollResult:
     resumed_step: int = 0  # > 0: training continued a checkpoint saved at this step
 
 
-def work_dir(video: Path, size: int) -> Path:
-    """Where a clip's prepared data and checkpoints live: named by its content and the crop size."""
+def work_dir(video: Path, size: int, warp: WarpSettings | None = WarpSettings()) -> Path:
+    """Where a clip's prepared data and checkpoints live: named by its content, the crop size and the warp settings."""
     with open(video, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256")
-    return paths.cache_dir() / "enroll" / hashlib.sha256(f"{_DATA_VERSION} {size} {digest.hexdigest()}".encode()).hexdigest()[:24]
+    key = f"{_DATA_VERSION} {size} {digest.hexdigest()} {warp}"
+    return paths.cache_dir() / "enroll" / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def load_or_prepare(video: Path, config: Config, store: ModelStore, size: int, work: Path, progress: bool) -> EnrollmentData:
+def load_or_prepare(video: Path, config: Config, store: ModelStore, size: int, work: Path, progress: bool,
+                    warp: WarpSettings | None = WarpSettings()) -> EnrollmentData:
     cached = work / "data.npz"
     try:
         with np.load(cached, allow_pickle=False) as f:
             return EnrollmentData.from_arrays({k: f[k] for k in f.files})
     except (OSError, KeyError, ValueError):
         pass  # not prepared yet, or damaged
-    data = prepare_enrollment(video, config, store, size, progress)
+    data = prepare_enrollment(video, config, store, size, progress, warp)
     try:
         work.mkdir(parents=True, exist_ok=True)
         paths.write_atomically(cached, lambda fh: np.savez(fh, **data.to_arrays()))
@@ -230,8 +233,9 @@ def _metric_floor_failures(metrics: dict[str, float]) -> list[str]:
 def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelStore, root: Path, device: str = "auto",
                          minutes: float = DEFAULT_MINUTES, size: int = DEFAULT_SIZE, max_steps: int | None = None, batch: int | None = None,
                          force: bool = False, replace: bool = False, description: str = "", progress: bool = True,
-                         restart: bool = False) -> EnrollResult:
-    """Make the neural avatar `name` from `video` and install it under `root` (see the module docstring)."""
+                         restart: bool = False, warp: WarpSettings | None = WarpSettings()) -> EnrollResult:
+    """Make the neural avatar `name` from `video` and install it under `root` (see the module docstring).
+    `warp`: how the clip's frames are warped to the expressions it lacks, or None for none (`expression_warp`)."""
     from safetensors.numpy import save as save_safetensors
 
     from veilcam.models.neural_avatar_config import crop_size_problem
@@ -252,8 +256,8 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     batch = batch or (16 if device == "cuda" else 4)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    work = work_dir(video, size)
-    data = load_or_prepare(video, config, store, size, work, progress)
+    work = work_dir(video, size, warp)
+    data = load_or_prepare(video, config, store, size, work, progress, warp)
     seconds["prepare"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -278,7 +282,8 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
         preview = renderer.render(FaceState.neutral(0.0, present=True)).copy()
     seconds["fidelity"] = time.perf_counter() - t
 
-    metrics = {"holdout_psnr_db": round(psnr, 3), "holdout_ssim": round(ssim, 4), "train_frames": float(len(data.train)),
+    metrics = {"holdout_psnr_db": round(psnr, 3), "holdout_ssim": round(ssim, 4), "train_frames": float(len(data.train) - len(data.warped)),
+               "warped_frames": float(len(data.warped)),
                "holdout_frames": float(len(data.holdout)), "steps": float(steps), "train_seconds": round(train_seconds, 1), "size": float(size)}
     if fidelity["mean_correlation"] is not None:
         metrics["fidelity_mean"] = round(float(fidelity["mean_correlation"]), 4)

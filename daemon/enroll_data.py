@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from veilcam.models.face_fit import EXPRESSION_SIGMA, PortraitFit, fit_portrait
 from veilcam.models.face_model import FaceRig
+from veilcam.models.expression_warp import WarpSettings, lacking_groups, moved_expression, with_group
 from veilcam.models.face_state import FaceState
 from veilcam.models.gaze import gaze_rotations
 from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS
@@ -67,8 +68,12 @@ class EnrollmentData:
     gbuffers: np.ndarray  # (N, 6, S, S) float16
     codes: np.ndarray  # (N, code) float32: expression weights, head rotation
     identity: np.ndarray  # (100,) float32
-    train: np.ndarray  # (T,) int: the frames trained on
+    train: np.ndarray  # (T,) int: the frames trained on, the warped ones among them
     holdout: np.ndarray  # (H,) int: the frames held out for validation
+    # Frames after the clip's own (indices >= the tracked frames'): trained frames warped to an expression the clip
+    # lacks (`expression_warp`), and the group each shows.
+    warped: np.ndarray  # (W,) int
+    warped_groups: np.ndarray  # (W,) str
     # The tracking of every frame of the clip (F >= N), which drives the avatar to measure its fidelity.
     clip_present: np.ndarray  # (F,) bool
     clip_blendshapes: np.ndarray  # (F, 52) float32
@@ -125,8 +130,23 @@ def crop_affine(fit: PortraitFit, centre: np.ndarray, span: float, size: int) ->
     return np.array([[k, 0, 0.5 * k - k * cx + size / 2 - 0.5], [0, k, 0.5 * k - k * cy + size / 2 - 0.5]], np.float32)
 
 
-def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int, progress: bool = True) -> EnrollmentData:
-    """Track, fit and cut `video` into training data at `size`×`size`; see the module docstring."""
+def plan_warps(blendshapes: np.ndarray, train: np.ndarray, settings: WarpSettings | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which trained frames to warp to which lacking group and score: (frame rows, groups, scores). The choice is
+    drawn with a fixed seed, so a clip always gives the same data. `blendshapes`: the tracked frames' (N, 52)."""
+    lacking = {} if settings is None else lacking_groups(blendshapes, settings)
+    count = round(settings.per_frame * len(train)) if lacking else 0
+    rng = np.random.default_rng(0)
+    rows = rng.choice(train, count) if count else np.zeros(0, int)
+    groups = rng.choice(sorted(lacking), count) if count else np.zeros(0, str)
+    scores = np.array([rng.uniform(max(lacking[g], settings.min_score), 1.0) for g in groups], np.float32)  # type: ignore[union-attr]
+    return rows, groups, scores
+
+
+def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int, progress: bool = True,
+                       warp: WarpSettings | None = WarpSettings()) -> EnrollmentData:
+    """Track, fit and cut `video` into training data at `size`×`size`; see the module docstring. `warp`: how to add
+    frames of the expressions the clip lacks (`expression_warp`), or None for the clip's frames alone."""
+    from veilcam.models.expression_warp import ExpressionWarp
     from veilcam.models.gl_context import create_headless_context
     from veilcam.models.head_gbuffer import HeadGBuffer
     from veilcam.models.head_matte import head_matte
@@ -150,10 +170,13 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     rig = FaceRig(model, identity, mesh)
     chin_vertex = np.array([model.landmarks68[8]])
     n = len(tracked)
-    crops = np.empty((n, size, size, 3), np.uint8)
-    mattes = np.empty((n, size, size), np.uint8)
-    gbuffers = np.empty((n, GBUFFER_CHANNELS, size, size), np.float16)
-    codes = np.empty((n, model.num_expressions + 6), np.float32)
+    train, holdout = holdout_split(n)
+    warp_rows, warp_groups, warp_scores = plan_warps(np.stack([states[i].blendshapes for i in tracked]), train, warp)
+    total = n + len(warp_rows)
+    crops = np.empty((total, size, size, 3), np.uint8)
+    mattes = np.empty((total, size, size), np.uint8)
+    gbuffers = np.empty((total, GBUFFER_CHANNELS, size, size), np.float16)
+    codes = np.empty((total, model.num_expressions + 6), np.float32)
     wanted = dict(zip(tracked, range(n)))
     filled = 0
     mattes_pending: dict[int, Future] = {}
@@ -185,11 +208,27 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                 bar.update()
             for k, matte in mattes_pending.items():
                 mattes[k] = np.round(255 * matte.result()).astype(np.uint8)
+        if filled < n:
+            raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+        warper = ExpressionWarp(rig.mesh.triangles, len(rig.rest), crop, size, ctx)
+        try:
+            for j, (k, group, score) in enumerate(tqdm(list(zip(warp_rows, warp_groups, warp_scores)), unit="frame", desc="warp expressions",
+                                                       disable=not progress or not len(warp_rows), leave=False, file=sys.stderr)):
+                fit, tracked_scores = fits[k], states[tracked[k]].blendshapes
+                expression = moved_expression(model, fit.expression, tracked_scores, with_group(tracked_scores, str(group), float(score)))
+                eyes = gaze_rotations(tracked_scores)
+                before = rig.pose(fit.expression, eyes).copy()
+                after = rig.pose(expression, eyes)
+                maps = warper.maps(before, after, fit.rotation)
+                gbuffers[n + j] = gbuffer.render(after, fit.rotation)
+                crops[n + j] = warper.apply(crops[k], maps)
+                mattes[n + j] = warper.apply(mattes[k], maps)
+                codes[n + j] = expression_code(expression, fit.rotation)
+        finally:
+            warper.release()
     finally:
         ctx.release()
-    if filled < n:
-        raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
-    train, holdout = holdout_split(n)
-    return EnrollmentData(crops, mattes, gbuffers, codes, identity, train, holdout,
+    warped = n + np.arange(len(warp_rows))
+    return EnrollmentData(crops, mattes, gbuffers, codes, identity, np.concatenate([train, warped]), holdout, warped, warp_groups.astype(str),
                           np.array([s.present for s in states]), np.stack([s.blendshapes for s in states]),
                           np.stack([s.head_pose for s in states]), np.array([s.timestamp for s in states]))

@@ -127,7 +127,7 @@ KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
 #: Kind -> the numbers its `[kind.metrics]` table may hold (all optional): how
 #: the avatar measured when it was made, shown by `veilcam avatar show`.
 KIND_METRICS: dict[str, tuple[str, ...]] = {
-    "neural": ("holdout_psnr_db", "holdout_ssim", "fidelity_mean", "train_frames", "holdout_frames", "steps", "train_seconds",
+    "neural": ("holdout_psnr_db", "holdout_ssim", "fidelity_mean", "train_frames", "warped_frames", "holdout_frames", "steps", "train_seconds",
                "enroll_seconds", "size"),
 }
 
