@@ -57,6 +57,7 @@ class AvatarConfig:
     neural_device: str = _opt("auto", "where neural avatars run: cuda (torch on an NVIDIA GPU), cpu (onnxruntime) or auto (cuda when present)",
                               ("auto", "cuda", "cpu"))
     neural_rebase_rest: bool = _opt(True, "neural avatars show your expressions relative to your resting face, re-based onto the enrolled person's (off: as tracked)")
+    neural_calibrated_brows: bool = _opt(True, "neural avatars raise their brows so the tracker reads them as raised as yours, as measured at enrollment (off: posed with your scores)")
 
 
 @dataclass(frozen=True)

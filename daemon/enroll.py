@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from veilcam.models.expression_response import measure_response
 from veilcam.models.expression_rest import resting_expression
 from veilcam.models.expression_warp import WarpSettings
 from veilcam.models.face_state import FaceState
@@ -242,6 +243,7 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     from veilcam.models.neural_runtime import export_onnx
 
     from .avatar_pack import check_new_pack, new_manifest, write_pack
+    from .factory import open_tracker
     from .neural_avatar import make_neural_renderer
     from .pack_onnx import CheckedNetwork
     from .photo_avatar import veilcam_version
@@ -272,11 +274,17 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
     face = {"identity": data.identity.astype(np.float32), "model_rotation": _model_rotation(store),
             "expression_rest": resting_expression(data.clip_blendshapes[data.clip_present])}
-    files = {FACE_FILE: encode_npz(face), WEIGHTS_FILE: save_safetensors(weights), NETWORK_FILE: network, LOSS_FILE: encode_png(loss_plot(history))}
     seconds["measure"] = time.perf_counter() - t
 
-    # Fidelity: the avatar as the product renders it (onnxruntime or torch, as configured), driven by the clip.
+    # How the avatar's brows read (`expression_response`), then its fidelity with them calibrated: the avatar as the
+    # product renders it (onnxruntime or torch, as configured), driven by the clip.
     t = time.perf_counter()
+    with make_neural_renderer(config, store, face, weights, CheckedNetwork(network, size)) as renderer, \
+            open_tracker(unmirrored(config), store) as tracker:
+        readings = measure_response(renderer.render, tracker.track)
+    if np.all(np.isfinite(readings)):  # else the tracker lost the avatar at some level: its brows stay uncalibrated
+        face["response_readings"] = readings
+    files = {FACE_FILE: encode_npz(face), WEIGHTS_FILE: save_safetensors(weights), NETWORK_FILE: network, LOSS_FILE: encode_png(loss_plot(history))}
     with make_neural_renderer(config, store, face, weights, CheckedNetwork(network, size)) as renderer:
         fidelity = self_fidelity(renderer, data.clip_states(), unmirrored(config), progress)
         preview = renderer.render(FaceState.neutral(0.0, present=True)).copy()

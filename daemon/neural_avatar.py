@@ -39,11 +39,13 @@ def make_neural_renderer(config: Config, store: ModelStore, face: Mapping[str, n
     runner = open_runner(network.model, weights, NeuralAvatarConfig(), device)
     # A pack made before enrollment kept the clip's rest takes its person to rest at 0, as the built-in looks do.
     rest = face.get("expression_rest", np.zeros(NUM_BLENDSHAPES, np.float32)) if config.avatar.neural_rebase_rest else None
+    response = face.get("response_readings") if config.avatar.neural_calibrated_brows else None  # older packs: not measured
     model, mesh = face_model_and_mesh(store)
     background = _background_image(config.avatar.background_image)
     try:
         return NeuralAvatarRenderer(config.output.width, config.output.height, model, mesh, face["identity"], runner, network.size,
-                                    face["model_rotation"], weights["texture"], BACKDROP_LOOK.background if background is None else background, rest)
+                                    face["model_rotation"], weights["texture"], BACKDROP_LOOK.background if background is None else background, rest,
+                                    response)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from veilcam.models.expression_response import CALIBRATED, LEVELS as RESPONSE_LEVELS
 from veilcam.models.face_state import NUM_BLENDSHAPES
 
 from .errors import AvatarPackError
@@ -113,11 +114,14 @@ KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     # A renderer learned from a video of one person: the identity fitted to the
     # clip and the turn from MediaPipe's head frame to the face model's, the
     # network's weights (for torch on a GPU) and the same network as ONNX (for
-    # onnxruntime), and the training loss as a plot. `expression_rest` (absent in
-    # packs made before it): the clip's resting blendshapes (`expression_rest`).
+    # onnxruntime), and the training loss as a plot. `expression_rest` and
+    # `response_readings` (absent in packs made before them): the clip's resting
+    # blendshapes (`expression_rest`) and how the avatar's brows read
+    # (`expression_response`).
     "neural": (
         FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("model_rotation", (3, 3), "float32"),
-                                  ArraySpec("expression_rest", (NUM_BLENDSHAPES,), "float32", required=False))),
+                                  ArraySpec("expression_rest", (NUM_BLENDSHAPES,), "float32", required=False),
+                                  ArraySpec("response_readings", (len(CALIBRATED), len(RESPONSE_LEVELS)), "float32", required=False))),
         FieldSpec("weights", arrays=_neural_weights()),
         FieldSpec("network", network=True),
         FieldSpec("loss_plot", image=ImageSpec(channels=(3, 4), min_side=64, max_side=4096)),

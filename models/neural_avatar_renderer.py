@@ -17,6 +17,7 @@ import math
 import cv2
 import numpy as np
 
+from .expression_response import ResponseInverse
 from .expression_rest import rebase
 from .face_model import FaceModel, FaceRig, RenderMesh
 from .face_state import FaceState
@@ -44,14 +45,17 @@ class NeuralAvatarRenderer(FaceRenderer):
 
     def __init__(self, width: int, height: int, model: FaceModel, mesh: RenderMesh, identity: np.ndarray, runner: NeuralRunner,
                  size: int, model_rotation: np.ndarray, texture: np.ndarray, background: Background = BACKDROP_LOOK.background,
-                 rest: np.ndarray | None = None) -> None:
+                 rest: np.ndarray | None = None, response: np.ndarray | None = None) -> None:
         """`texture`: the network's learned texture (its `texture` weight), sampled here in OpenGL for a runner that takes features.
         `rest`: the enrollment clip's resting blendshapes. Given, a state's expression is re-based from the driver's rest
         (`FaceState.rest_blendshapes`, where known) onto it, so the network sees codes like those it learned from
-        (`expression_rest`); None draws the tracked expression as it is."""
+        (`expression_rest`); None draws the tracked expression as it is.
+        `response`: how the avatar's expressions read, measured at enrollment (`expression_response.measure_response`);
+        given, the brows are posed so that they read as the (re-based) scores ask; None poses them with the scores."""
         super().__init__(width, height)
         self.model = model
         self._rest = None if rest is None else np.asarray(rest, np.float32)
+        self._response = None if response is None else ResponseInverse(response)
         self.runner = runner
         self._ctx = create_headless_context()
         self.rig = FaceRig(model, identity, mesh)
@@ -88,6 +92,8 @@ class NeuralAvatarRenderer(FaceRenderer):
         blendshapes = state.blendshapes
         if self._rest is not None and state.rest_blendshapes is not None:
             blendshapes = rebase(blendshapes, state.rest_blendshapes, self._rest)
+        if self._response is not None:
+            blendshapes = self._response(blendshapes)
         weights = self.model.expression_weights(blendshapes)
         follow = self._follower.model_matrix(state.head_pose, state.timestamp)
         rotation = nearest_rotation(follow[:3, :3] @ self._model_rotation)

@@ -1,0 +1,86 @@
+"""How strongly an avatar's expression reads, measured on the avatar itself, and the scores that make it read as asked.
+
+The tracker's scores are not proportional to how far the face moves: it reads
+nothing of a small brow raise and then rises steeply. The face model moves in
+proportion to its weights, so an avatar posed with a driver's score of 0.2
+moves its brows a fifth of the way and the tracker reads about 0 on it: on
+the shared clips a neural avatar's brows read 0.05 at rest and still 0.05 at
+a quarter raise, and a man's brow raises (scores 0.1-0.5) barely showed.
+Rendering the avatar at known scores and tracking the renders measures that
+response; inverting it gives, for each score the driver shows, the score to
+pose the avatar with so that it reads the same.
+
+Only the brows are calibrated (`CALIBRATED`). A channel is measured alone, so
+its curve holds only where nothing else moves the same skin: the brows are
+moved by nothing else, while the mouth's channels share the lips, and a
+talking face holds many small mouth scores at once. Calibrating every channel
+of the face-model looks alone that way lifted a calm clip's pucker but lowered
+both talking clips (README, "Face-model avatars").
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState
+
+#: Channels calibrated as one group, posed together (brows rise together) and read as their mean.
+CALIBRATED: dict[str, tuple[str, ...]] = {"brows up": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")}
+#: The scores the avatar is rendered at.
+LEVELS = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], np.float32)
+#: A level whose reading has not risen this far above the reading at 0 is still in the dead zone.
+MIN_RISE = 0.02
+#: The tracker (VIDEO mode) smooths over time, so each level is shown for this many frames this far apart, and the
+#: last is read: a calibration whose frames follow closely reads the previous level.
+FRAMES_PER_LEVEL, FRAME_SPACING_S = 3, 1.0
+
+
+def measure_response(render: Callable[[FaceState], np.ndarray], track: Callable[[np.ndarray, float], FaceState]) -> np.ndarray:
+    """(groups, levels) readings of each `CALIBRATED` group posed alone at each of `LEVELS` (the head straight, at rest
+    otherwise), from `render` (a FaceState -> RGB(A) frame) and `track` (a frame and its time -> FaceState). A level the
+    tracker finds no face in reads NaN."""
+    readings = np.full((len(CALIBRATED), len(LEVELS)), np.nan, np.float32)
+    t = 0.0
+    for g, names in enumerate(CALIBRATED.values()):
+        index = [BLENDSHAPE_INDEX[n] for n in names]
+        for k, level in enumerate(LEVELS):
+            scores = np.zeros(NUM_BLENDSHAPES, np.float32)
+            scores[index] = level
+            for _ in range(FRAMES_PER_LEVEL):
+                frame = render(FaceState(True, scores, np.eye(4, dtype=np.float32), t))
+                seen = track(np.ascontiguousarray(frame[..., :3]), t)
+                t += FRAME_SPACING_S
+            if seen.present:
+                readings[g, k] = float(np.mean(seen.blendshapes[index]))
+    return readings
+
+
+class ResponseInverse:
+    """Scores as the avatar should read them -> the scores to pose it with, from its measured `readings` (groups, levels).
+
+    Per group, the curve is the levels and their readings, made non-decreasing, with the levels still in the dead
+    zone left out, from (0, 0): a score inside the dead zone poses the avatar part of the way to the first level that
+    reads, and a score over the highest reading poses it fully. A group whose readings never rise is left as it is."""
+
+    def __init__(self, readings: np.ndarray) -> None:
+        readings = np.asarray(readings, np.float32)
+        if readings.shape != (len(CALIBRATED), len(LEVELS)) or not np.all(np.isfinite(readings)):
+            raise ValueError(f"response readings must be finite, of shape {(len(CALIBRATED), len(LEVELS))}")
+        self._curves: list[tuple[list[int], np.ndarray, np.ndarray]] = []
+        for names, row in zip(CALIBRATED.values(), readings):
+            rising = np.maximum.accumulate(row)
+            keep = [k for k in range(1, len(LEVELS)) if rising[k] > rising[0] + MIN_RISE]
+            keep = [k for i, k in enumerate(keep) if i == 0 or rising[k] > rising[keep[i - 1]]]  # strictly rising
+            if keep:
+                self._curves.append(([BLENDSHAPE_INDEX[n] for n in names], np.concatenate([[0.0], rising[keep]]),
+                                     np.concatenate([[0.0], LEVELS[keep]])))
+
+    def __call__(self, blendshapes: np.ndarray) -> np.ndarray:
+        if not self._curves:
+            return blendshapes
+        out = np.array(blendshapes, np.float32)
+        for index, reads, levels in self._curves:
+            out[index] = np.interp(out[index], reads, levels)
+        return out
