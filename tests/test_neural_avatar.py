@@ -22,7 +22,9 @@ from veilcam.daemon.model_store import ModelStore
 from veilcam.daemon.pack_files import encode_npz
 from veilcam.daemon.pack_manifest import PackContext
 from veilcam.daemon.pack_onnx import check_network
+from veilcam.models.expression_response import CALIBRATED
 from veilcam.models.expression_rest import resting_expression
+from veilcam.models.expression_warp import WarpSettings, lacking_groups
 from veilcam.models.face_state import BLENDSHAPE_INDEX, FaceState, identity_pose
 from veilcam.models.neural_avatar_config import NeuralAvatarConfig, state_shapes
 from veilcam.models.neural_avatar_net import NeuralAvatarNet
@@ -73,6 +75,14 @@ def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> N
     rest = pack.arrays["face"]["expression_rest"]
     assert np.array_equal(rest, resting_expression(data["clip_blendshapes"][data["clip_present"]]))
     assert rest[BLENDSHAPE_INDEX["eyeSquintLeft"]] > 0.2, "p4's eyes read as squinting even at rest"
+    # p4 never raises its brows: training also saw its frames warped to raised brows, and to the other groups it lacks.
+    lacking = lacking_groups(data["clip_blendshapes"][data["clip_present"]])
+    warped, groups = data["warped"], data["warped_groups"]
+    assert "brows up" in lacking and "brows up" in set(groups) and set(groups) <= set(lacking)
+    real_train = len(data["train"]) - len(warped)
+    assert len(warped) == round(WarpSettings().per_frame * real_train) == m.metrics["warped_frames"]
+    assert np.isin(warped, data["train"]).all() and not np.isin(warped, data["holdout"]).any()
+    assert warped.min() == len(data["crops"]) - len(warped), "warped frames follow the clip's own"
 
 
 def test_restart_trains_from_the_start_instead_of_resuming(enrolled: dict) -> None:
@@ -146,6 +156,28 @@ def test_a_driver_at_rest_is_drawn_at_the_clips_rest(enrolled: dict) -> None:
     assert np.abs(crops[False, "driver"] - crops[False, "enrolled"]).max() > 0.01
 
 
+def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: dict) -> None:
+    """With a measured response whose brows read nothing below 0.4, a driver's 0.1 is drawn as 0.4 would be uncalibrated."""
+    from veilcam.daemon.neural_avatar import make_neural_renderer
+
+    pack = load_pack(find_avatar("tiny").pack_dir)
+    face = dict(pack.arrays["face"])
+    face["response_readings"] = np.array([[0.0, 0.0, 0.1, 0.3, 0.5, 0.7]], np.float32)
+    store = ModelStore.from_environment(progress=False)
+    crops = {}
+    for calibrated in (True, False):
+        config = config_from_dict({"avatar": {"neural_calibrated_brows": calibrated}}, "test", enrolled["config"])
+        with make_neural_renderer(config, store, face, pack.arrays["weights"], pack.networks["network"]) as renderer:
+            for score in (0.1, 0.4):
+                brows = np.zeros(52, np.float32)
+                for name in CALIBRATED["brows up"]:
+                    brows[BLENDSHAPE_INDEX[name]] = score
+                renderer.render(FaceState(True, brows, identity_pose(), 0.0))
+                crops[calibrated, score] = renderer.last_crop.copy()
+    assert np.abs(crops[True, 0.1] - crops[False, 0.4]).max() < 1e-6
+    assert np.abs(crops[False, 0.1] - crops[False, 0.4]).max() > 1e-3, "the brows' score reaches the picture"
+
+
 def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tmp_path: Path) -> None:
     from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
@@ -180,6 +212,14 @@ def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tm
     with pytest.raises(AvatarPackError) as exc:
         load_pack(rest)
     one_line(exc, "face.npz", "expression_rest")
+    response = tmp_path / "response"
+    shutil.copytree(good, response)
+    face = dict(np.load(good / "face.npz"))
+    face["response_readings"] = np.zeros((1, 5), np.float32)
+    relist(response, "face.npz", encode_npz(face))
+    with pytest.raises(AvatarPackError) as exc:
+        load_pack(response)
+    one_line(exc, "face.npz", "response_readings")
 
 
 def test_state_shapes_are_the_networks() -> None:

@@ -1,0 +1,110 @@
+"""Teaching a neural avatar what its clip lacks (frames warped by the face model) and posing its brows so they read as
+asked (a response measured on the avatar): real face model, real OpenGL, real MediaPipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_file
+from veilcam.daemon.config import Config
+from veilcam.daemon.factory import open_tracker
+from veilcam.models.expression_response import CALIBRATED, LEVELS, ResponseInverse, measure_response
+from veilcam.models.expression_warp import WARPABLE, ExpressionWarp, WarpSettings, lacking_groups, moved_expression, with_group
+from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_model
+from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from veilcam.models.facekit_renderer import FaceKitRenderer
+from veilcam.models.gl_context import create_headless_context
+from veilcam.models.head_gbuffer import HeadCrop
+
+BROWS = [BLENDSHAPE_INDEX[n] for n in CALIBRATED["brows up"]]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_face_model(shared_file("models/ict_facekit/ict_facekit_compact.npz"))
+
+
+def test_a_group_the_clip_barely_shows_is_lacking_and_one_it_shows_is_not() -> None:
+    rng = np.random.default_rng(0)
+    clip = rng.uniform(0, 0.05, (300, NUM_BLENDSHAPES)).astype(np.float32)
+    clip[::10, BLENDSHAPE_INDEX["eyeBlinkLeft"]] = clip[::10, BLENDSHAPE_INDEX["eyeBlinkRight"]] = 0.9  # blinks, a tenth of the time
+    clip[5, BLENDSHAPE_INDEX["browInnerUp"]] = 0.9  # one brow raise in 300 frames is not enough to learn from
+    clip[:, BLENDSHAPE_INDEX["browOuterUpLeft"]] = clip[:, BLENDSHAPE_INDEX["browOuterUpRight"]] = 0.8
+    lacking = lacking_groups(clip)
+    assert "blink" not in lacking and "blink left" not in lacking
+    assert "brows up" in lacking and lacking["brows up"] < 0.1, "a group counts as shown only when all of it is"
+    assert set(lacking) <= set(WARPABLE) and "pucker" in lacking
+    assert lacking_groups(clip, WarpSettings(lacking_below=0.0)) == {}
+
+
+def test_a_moved_expression_changes_only_the_groups_weights(model) -> None:
+    scores = np.zeros(NUM_BLENDSHAPES, np.float32)
+    scores[BLENDSHAPE_INDEX["mouthSmileLeft"]] = 0.6
+    weights = model.expression_weights(scores)
+    raised = with_group(scores, "brows up", 0.7)
+    assert raised[BROWS].min() == pytest.approx(0.7) and raised[BLENDSHAPE_INDEX["mouthSmileLeft"]] == pytest.approx(0.6)
+    moved = moved_expression(model, weights, scores, raised)
+    changed = {model.exp_names[i] for i in np.flatnonzero(np.abs(moved - weights) > 1e-6)}
+    assert changed and all(name.startswith("brow") for name in changed), changed
+
+
+def test_the_warp_moves_each_pixel_with_its_skin(model) -> None:
+    """Brows raised: the map at each brow vertex's new place points at its old place; where nothing moves, nothing does."""
+    rig = FaceRig(model, None, build_render_mesh(model))
+    crop = HeadCrop.for_rig(rig)
+    size = 256
+    rest = rig.pose(np.zeros(model.num_expressions, np.float32)).copy()
+    scores = np.zeros(NUM_BLENDSHAPES, np.float32)
+    raised = rig.pose(moved_expression(model, np.zeros(model.num_expressions, np.float32), scores, with_group(scores, "brows up", 1.0))).copy()
+    rotation = np.eye(3, dtype=np.float32)
+    ctx = create_headless_context()
+    warp = ExpressionWarp(rig.mesh.triangles, len(rest), crop, size, ctx)
+    try:
+        still = warp.maps(rest, rest, rotation)
+        moved = warp.maps(rest, raised, rotation)
+    finally:
+        warp.release()
+        ctx.release()
+    grid_y, grid_x = np.mgrid[0:size, 0:size]
+    assert np.abs(still[0] - grid_x).max() < 0.01 and np.abs(still[1] - grid_y).max() < 0.01
+    before, after = crop.to_crop(rest, rotation)[:, :2] * size - 0.5, crop.to_crop(raised, rotation)[:, :2] * size - 0.5
+    shift = before[:, 1] - after[:, 1]  # pixels up
+    brows = np.flatnonzero(shift > 0.6 * shift.max())
+    assert shift.max() > 2.0, "a full brow raise moves the brows by pixels at this size"
+    at = np.round(after[brows]).astype(int)
+    error = np.hypot(moved[0][at[:, 1], at[:, 0]] - before[brows, 0], moved[1][at[:, 1], at[:, 0]] - before[brows, 1])
+    assert np.median(error) < 0.75, "the moved pixel is read from where its skin was"
+    assert np.array_equal(moved[0][:, :8], still[0][:, :8]), "the crop's edge (background) stays where it is"
+    image = (np.arange(size * size, dtype=np.float32).reshape(size, size) % 251).astype(np.uint8)
+    assert np.array_equal(ExpressionWarp.apply(image, still), image)
+    assert not np.array_equal(ExpressionWarp.apply(image, moved), image)
+
+
+def test_the_inverse_response_skips_the_dead_zone_and_reads_as_asked() -> None:
+    readings = np.array([[0.05, 0.05, 0.2, 0.44, 0.6, 0.66]], np.float32)  # nothing reads until 0.4
+    inverse = ResponseInverse(readings)
+    scores = np.zeros(NUM_BLENDSHAPES, np.float32)
+    scores[BLENDSHAPE_INDEX["jawOpen"]] = 0.3
+    for asked, posed in ((0.0, 0.0), (0.1, 0.2), (0.2, 0.4), (0.44, 0.6), (0.66, 1.0), (0.9, 1.0)):
+        scores[BROWS] = asked
+        out = inverse(scores)
+        assert out[BROWS] == pytest.approx([posed] * len(BROWS), abs=1e-6)
+        assert out[BLENDSHAPE_INDEX["jawOpen"]] == pytest.approx(0.3), "channels not calibrated are left alone"
+    asked = np.linspace(0, 1, 101)
+    posed = [inverse(np.full(NUM_BLENDSHAPES, a, np.float32))[BROWS[0]] for a in asked]
+    assert np.all(np.diff(posed) >= 0), "stronger asked, stronger posed"
+    flat = ResponseInverse(np.full((len(CALIBRATED), len(LEVELS)), 0.3, np.float32))
+    assert np.array_equal(flat(scores), scores), "a response that never rises calibrates nothing"
+    for bad in (np.zeros((1, 5), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32)):
+        with pytest.raises(ValueError, match="response readings"):
+            ResponseInverse(bad)
+
+
+def test_the_response_of_the_built_in_head_rises_with_its_brows(model, model_dir) -> None:
+    """Measured for real: the human look rendered at each level, read by MediaPipe."""
+    with FaceKitRenderer(640, 480, model, "human") as renderer, open_tracker(Config()) as tracker:
+        readings = measure_response(renderer.render, tracker.track)
+    assert readings.shape == (len(CALIBRATED), len(LEVELS)) and np.all(np.isfinite(readings))
+    assert readings[0, -1] > readings[0, 0] + 0.3, readings
+    assert np.all(np.diff(readings[0]) > -0.05), readings
