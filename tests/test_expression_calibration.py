@@ -108,3 +108,18 @@ def test_the_response_of_the_built_in_head_rises_with_its_brows(model, model_dir
     assert readings.shape == (len(CALIBRATED), len(LEVELS)) and np.all(np.isfinite(readings))
     assert readings[0, -1] > readings[0, 0] + 0.3, readings
     assert np.all(np.diff(readings[0]) > -0.05), readings
+
+
+def test_warps_are_planned_from_trained_frames_only_and_the_same_every_time() -> None:
+    from veilcam.daemon.enroll_data import plan_warps
+
+    rng = np.random.default_rng(1)
+    clip = rng.uniform(0, 0.05, (200, NUM_BLENDSHAPES)).astype(np.float32)
+    train = np.arange(0, 200, 2)
+    rows, groups, scores = plan_warps(clip, train, WarpSettings())
+    assert len(rows) == len(groups) == len(scores) == round(WarpSettings().per_frame * len(train))
+    assert np.isin(rows, train).all() and set(groups) <= set(lacking_groups(clip))
+    assert scores.min() >= WarpSettings().min_score and scores.max() <= 1.0
+    again = plan_warps(clip, train, WarpSettings())
+    assert np.array_equal(rows, again[0]) and np.array_equal(groups, again[1]) and np.array_equal(scores, again[2])
+    assert all(len(x) == 0 for x in plan_warps(clip, train, None)), "--no-warp: the clip's frames alone"
