@@ -125,9 +125,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from .config import load_config
     from veilcam.models.expression_warp import WarpSettings
 
+    from .config import load_config
     from .enroll import QUALITY_FLOOR, enroll_neural_avatar
     from .factory import model_store
 

@@ -134,11 +134,13 @@ def plan_warps(blendshapes: np.ndarray, train: np.ndarray, settings: WarpSetting
     """Which trained frames to warp to which lacking group and score: (frame rows, groups, scores). The choice is
     drawn with a fixed seed, so a clip always gives the same data. `blendshapes`: the tracked frames' (N, 52)."""
     lacking = {} if settings is None else lacking_groups(blendshapes, settings)
-    count = round(settings.per_frame * len(train)) if lacking else 0
+    count = round(settings.per_frame * len(train)) if settings is not None and lacking else 0
+    if not count:
+        return np.zeros(0, int), np.zeros(0, str), np.zeros(0, np.float32)
     rng = np.random.default_rng(0)
-    rows = rng.choice(train, count) if count else np.zeros(0, int)
-    groups = rng.choice(sorted(lacking), count) if count else np.zeros(0, str)
-    scores = np.array([rng.uniform(max(lacking[g], settings.min_score), 1.0) for g in groups], np.float32)  # type: ignore[union-attr]
+    rows = rng.choice(train, count)
+    groups = rng.choice(sorted(lacking), count)
+    scores = np.array([rng.uniform(max(lacking[g], settings.min_score), 1.0) for g in groups], np.float32)
     return rows, groups, scores
 
 
