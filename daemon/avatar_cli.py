@@ -143,7 +143,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         from .report import write_report
 
         write_report({"name": name, "pack": str(result.pack) if result.pack else None, "device": result.device,
-                      "resumed_from_step": result.resumed_step, "metrics": result.metrics,
+                      "resumed_from_step": result.resumed_step, "metrics": result.metrics, "lacking": list(result.lacking),
                       "below_floor": result.below_floor, "seconds": {k: round(v, 2) for k, v in result.seconds.items()}}, Path(args.report))
     m = result.metrics
     if not args.quiet:
@@ -152,6 +152,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         print(f"trained {m['steps']:.0f} steps in {m['train_seconds']:.0f} s on {result.device}; enrollment took {m['enroll_seconds']:.0f} s")
         if result.resumed_step:
             print(f"  continued the training saved for this clip at step {result.resumed_step} (--restart trains from the start)")
+        if result.lacking:
+            print(f"  the clip barely shows: {', '.join(result.lacking)}; trained also on {m['warped_frames']:.0f} of its frames warped to them "
+                  "(a clip that shows them teaches them better)")
     if result.pack is None:
         floor = ", ".join(f"{k} {v:g}" for k, v in QUALITY_FLOOR.items())
         print(f"veilcam: error: not saved, under the quality floor ({'; '.join(result.below_floor)}; floor: {floor}); "

@@ -65,6 +65,7 @@ class EnrollResult:
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
     resumed_step: int = 0  # > 0: training continued a checkpoint saved at this step
+    lacking: tuple[str, ...] = ()  # the expressions the clip barely shows, which training saw as warped frames
 
 
 def work_dir(video: Path, size: int, warp: WarpSettings | None = WarpSettings()) -> Path:
@@ -295,15 +296,16 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
                "holdout_frames": float(len(data.holdout)), "steps": float(steps), "train_seconds": round(train_seconds, 1), "size": float(size)}
     if fidelity["mean_correlation"] is not None:
         metrics["fidelity_mean"] = round(float(fidelity["mean_correlation"]), 4)
+    lacking = tuple(sorted(set(data.warped_groups.tolist())))
     below = _metric_floor_failures(metrics)
     if fidelity["mean_correlation"] is None:
         below.append("fidelity_mean: the tracker found no face in the avatar")
     metrics["enroll_seconds"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = metrics["enroll_seconds"]
     if below and not force:
-        return EnrollResult(name, None, metrics, below, device, seconds, resumed)
+        return EnrollResult(name, None, metrics, below, device, seconds, resumed, lacking)
     files[PREVIEW_FILE] = encode_png(_preview_image(preview))
     manifest = new_manifest(name, KIND, {"face": FACE_FILE, "weights": WEIGHTS_FILE, "network": NETWORK_FILE, "loss_plot": LOSS_FILE}, files,
                             PREVIEW_FILE, description, generator=f"veilcam {veilcam_version()}", metrics=metrics)
     pack = write_pack(root, manifest, files, replace=replace)
-    return EnrollResult(name, pack, metrics, below, device, seconds, resumed)
+    return EnrollResult(name, pack, metrics, below, device, seconds, resumed, lacking)

@@ -79,6 +79,7 @@ def test_tiny_enrollment_learns_and_makes_a_pack_that_loads(enrolled: dict) -> N
     lacking = lacking_groups(data["clip_blendshapes"][data["clip_present"]])
     warped, groups = data["warped"], data["warped_groups"]
     assert "brows up" in lacking and "brows up" in set(groups) and set(groups) <= set(lacking)
+    assert result.lacking == tuple(sorted(set(groups))), "enrollment tells which expressions the clip lacked"
     real_train = len(data["train"]) - len(warped)
     assert len(warped) == round(WarpSettings().per_frame * real_train) == m.metrics["warped_frames"]
     assert np.isin(warped, data["train"]).all() and not np.isin(warped, data["holdout"]).any()
