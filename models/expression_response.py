@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState
+from .face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 
 #: Channels calibrated as one group, posed together (brows rise together) and read as their mean.
 CALIBRATED: dict[str, tuple[str, ...]] = {"brows up": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")}
@@ -49,7 +49,7 @@ def measure_response(render: Callable[[FaceState], np.ndarray], track: Callable[
             scores = np.zeros(NUM_BLENDSHAPES, np.float32)
             scores[index] = level
             for _ in range(FRAMES_PER_LEVEL):
-                frame = render(FaceState(True, scores, np.eye(4, dtype=np.float32), t))
+                frame = render(FaceState(True, scores, identity_pose(), t))
                 seen = track(np.ascontiguousarray(frame[..., :3]), t)
                 t += FRAME_SPACING_S
             if seen.present:

@@ -205,22 +205,14 @@ def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tm
         load_pack(truncated)
     one_line(exc, "weights.safetensors")
 
-    rest = tmp_path / "rest"
-    shutil.copytree(good, rest)
     face = dict(np.load(good / "face.npz"))
-    face["expression_rest"] = face["expression_rest"][:51]
-    relist(rest, "face.npz", encode_npz(face))
-    with pytest.raises(AvatarPackError) as exc:
-        load_pack(rest)
-    one_line(exc, "face.npz", "expression_rest")
-    response = tmp_path / "response"
-    shutil.copytree(good, response)
-    face = dict(np.load(good / "face.npz"))
-    face["response_readings"] = np.zeros((1, 5), np.float32)
-    relist(response, "face.npz", encode_npz(face))
-    with pytest.raises(AvatarPackError) as exc:
-        load_pack(response)
-    one_line(exc, "face.npz", "response_readings")
+    for array, bad in (("expression_rest", face["expression_rest"][:51]), ("response_readings", np.zeros((1, 5), np.float32))):
+        broken = tmp_path / array
+        shutil.copytree(good, broken)
+        relist(broken, "face.npz", encode_npz({**face, array: bad}))
+        with pytest.raises(AvatarPackError) as exc:
+            load_pack(broken)
+        one_line(exc, "face.npz", array)
 
 
 def test_state_shapes_are_the_networks() -> None:
