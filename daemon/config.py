@@ -58,6 +58,7 @@ class AvatarConfig:
                               ("auto", "cuda", "cpu"))
     neural_rebase_rest: bool = _opt(True, "neural avatars show your expressions relative to your resting face, re-based onto the enrolled person's (off: as tracked)")
     neural_calibrated_brows: bool = _opt(True, "neural avatars raise their brows so the tracker reads them as raised as yours, as measured at enrollment (off: posed with your scores)")
+    neural_look_down_lids: bool = _opt(False, "neural avatars also lower the face model's lids when you look down (off: the eyes turn down and the network draws the lids as it learned them; on, they read as half shut)")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def make_neural_renderer(config: Config, store: ModelStore, face: Mapping[str, n
     try:
         return NeuralAvatarRenderer(config.output.width, config.output.height, model, mesh, face["identity"], runner, network.size,
                                     face["model_rotation"], weights["texture"], BACKDROP_LOOK.background if background is None else background, rest,
-                                    response)
+                                    response, config.avatar.neural_look_down_lids)
     except RuntimeError as exc:  # no OpenGL
         raise ConfigError(f"avatar: cannot render ({exc})") from exc
 

@@ -8,6 +8,13 @@ returns is scaled and placed on the backdrop where the framing puts the head.
 The framing is the face-model avatars': the same field of view and head size,
 a head that turns with the tracked rotation and only drifts with the tracked
 translation (`scene.HeadFollower`).
+
+Looking down turns the eyeballs but does not pose the face model's look-down
+shape, which lowers the upper lids: the network already draws the enrolled
+person's lids following the iris, as it learned them from the clip, and the
+shape on top of that half shuts them. MediaPipe then reads a blink (about 0.3
+at a look-down of 0.5 on three networks of one clip, against under 0.05 without
+the shape), and a driver reading a screen below the camera looks drowsy.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 from .expression_response import ResponseInverse
 from .expression_rest import rebase
 from .face_model import FaceModel, FaceRig, RenderMesh
-from .face_state import FaceState
+from .face_state import BLENDSHAPE_INDEX, FaceState
 from .facekit_looks import FACEKIT_LOOKS
 from .facekit_renderer import HEAD_FRACTION, HEADROOM
 from .gaze import gaze_rotations
@@ -32,6 +39,15 @@ from .scene import Background, HeadFollower, framing_distance, nearest_rotation,
 
 #: The backdrop's lights and glow come from the built-in human look.
 BACKDROP_LOOK = FACEKIT_LOOKS["human"]
+#: The scores whose face-model shapes lower the upper lids over a downward gaze.
+LOOK_DOWN = [BLENDSHAPE_INDEX["eyeLookDownLeft"], BLENDSHAPE_INDEX["eyeLookDownRight"]]
+
+
+def without_look_down(blendshapes: np.ndarray) -> np.ndarray:
+    """The scores with looking down left out, for posing the face model's shapes while the eyeballs still turn."""
+    out = np.array(blendshapes, np.float32)
+    out[LOOK_DOWN] = 0.0
+    return out
 
 
 def expression_code(weights: np.ndarray, rotation: np.ndarray) -> np.ndarray:
@@ -45,17 +61,19 @@ class NeuralAvatarRenderer(FaceRenderer):
 
     def __init__(self, width: int, height: int, model: FaceModel, mesh: RenderMesh, identity: np.ndarray, runner: NeuralRunner,
                  size: int, model_rotation: np.ndarray, texture: np.ndarray, background: Background = BACKDROP_LOOK.background,
-                 rest: np.ndarray | None = None, response: np.ndarray | None = None) -> None:
+                 rest: np.ndarray | None = None, response: np.ndarray | None = None, look_down_lids: bool = False) -> None:
         """`texture`: the network's learned texture (its `texture` weight), sampled here in OpenGL for a runner that takes features.
         `rest`: the enrollment clip's resting blendshapes. Given, a state's expression is re-based from the driver's rest
         (`FaceState.rest_blendshapes`, where known) onto it, so the network sees codes like those it learned from
         (`expression_rest`); None draws the tracked expression as it is.
         `response`: how the avatar's expressions read, measured at enrollment (`expression_response.measure_response`);
-        given, the brows are posed so that they read as the (re-based) scores ask; None poses them with the scores."""
+        given, the brows are posed so that they read as the (re-based) scores ask; None poses them with the scores.
+        `look_down_lids`: pose the face model's look-down shape too (see the module's docstring for why not)."""
         super().__init__(width, height)
         self.model = model
         self._rest = None if rest is None else np.asarray(rest, np.float32)
         self._response = None if response is None else ResponseInverse(response)
+        self._look_down_lids = look_down_lids
         self.runner = runner
         self._ctx = create_headless_context()
         self.rig = FaceRig(model, identity, mesh)
@@ -94,7 +112,7 @@ class NeuralAvatarRenderer(FaceRenderer):
             blendshapes = rebase(blendshapes, state.rest_blendshapes, self._rest)
         if self._response is not None:
             blendshapes = self._response(blendshapes)
-        weights = self.model.expression_weights(blendshapes)
+        weights = self.model.expression_weights(blendshapes if self._look_down_lids else without_look_down(blendshapes))
         follow = self._follower.model_matrix(state.head_pose, state.timestamp)
         rotation = nearest_rotation(follow[:3, :3] @ self._model_rotation)
         positions = self.rig.pose(weights, gaze_rotations(blendshapes))

@@ -179,6 +179,27 @@ def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: d
     assert np.abs(crops[False, 0.1] - crops[False, 0.4]).max() > 1e-3, "the brows' score reaches the picture"
 
 
+def test_looking_down_turns_the_eyes_but_poses_the_face_models_lids_only_when_asked(enrolled: dict) -> None:
+    """By default a look down reaches the picture through the eyeballs alone; `neural_look_down_lids` poses the face
+    model's look-down shape (lowered lids) too. Looking straight, both draw the same."""
+    from veilcam.models.neural_avatar_renderer import LOOK_DOWN
+
+    entry = find_avatar("tiny")
+    store = ModelStore.from_environment(progress=False)
+    down = np.zeros(52, np.float32)
+    down[LOOK_DOWN] = 0.8
+    crops = {}
+    for lids in (False, True):
+        config = config_from_dict({"avatar": {"neural_look_down_lids": lids}}, "test", enrolled["config"])
+        with build_renderer(entry, config, store) as renderer:
+            for name, scores in (("straight", np.zeros(52, np.float32)), ("down", down)):
+                renderer.render(FaceState(True, scores, identity_pose(), 0.0))
+                crops[lids, name] = renderer.last_crop.copy()
+    assert np.abs(crops[False, "straight"] - crops[True, "straight"]).max() < 1e-6
+    assert np.abs(crops[False, "down"] - crops[False, "straight"]).max() > 1e-3, "the eyes turn down"
+    assert np.abs(crops[True, "down"] - crops[False, "down"]).max() > 1e-3, "asked for, the lowered lids reach the picture"
+
+
 def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tmp_path: Path) -> None:
     from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
