@@ -24,13 +24,14 @@ import cv2
 import moderngl
 import numpy as np
 
+from .expression_response import CALIBRATED
 from .face_model import FaceModel
 from .face_state import BLENDSHAPE_INDEX
 from .head_gbuffer import HeadCrop
 
 #: Expressions a warp can show, as groups of blendshapes moved together (both sides of a symmetric one, or one side).
 WARPABLE: dict[str, tuple[str, ...]] = {
-    "brows up": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
+    "brows up": CALIBRATED["brows up"],  # the channels whose response the avatar measures
     "brows down": ("browDownLeft", "browDownRight"),
     "blink": ("eyeBlinkLeft", "eyeBlinkRight"),
     "blink left": ("eyeBlinkLeft",),
