@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from veilcam.models.face_fit import EXPRESSION_SIGMA, PortraitFit, fit_portrait
 from veilcam.models.face_model import FaceRig
-from veilcam.models.expression_warp import WarpSettings, lacking_groups, moved_expression, with_group
+from veilcam.models.expression_warp import WarpSettings, fit_light, lacking_groups, moved_expression, relit, with_group
 from veilcam.models.face_state import FaceState
 from veilcam.models.gaze import gaze_rotations
 from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS
@@ -222,8 +222,8 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                 before = rig.pose(fit.expression, eyes).copy()
                 after = rig.pose(expression, eyes)
                 maps = warper.maps(before, after, fit.rotation)
-                gbuffers[n + j] = gbuffer.render(after, fit.rotation)
-                crops[n + j] = warper.apply(crops[k], maps)
+                gbuffers[n + j] = g = gbuffer.render(after, fit.rotation)
+                crops[n + j] = relit(warper.apply(crops[k], maps), fit_light(crops[k], gbuffers[k]), gbuffers[k], g, maps)
                 mattes[n + j] = warper.apply(mattes[k], maps)
                 codes[n + j] = expression_code(expression, fit.rotation)
         finally:

@@ -11,9 +11,21 @@ frame's G-buffer and code are made for the new expression, so the network
 sees consistent examples.
 
 Only expressions that move skin over skin are made this way (`WARPABLE`):
-brows, lids closing, lips pressing or puckering. One that uncovers what the
-clip never showed (an open jaw's teeth, a wide eye's white) cannot be warped
-into being, and is left to what the clip shows.
+brows, lids closing, lips pressing, puckering or smiling with the lips
+closed. One that uncovers what the clip never showed (an open jaw's teeth, a
+wide eye's white) cannot be warped into being, and is left to what the clip
+shows.
+
+A warp moves pixels but not the light on them, and skin that an expression
+turns changes brightness: a smile lifts the cheeks into the light and
+darkens the folds beside the mouth, and the tracker reads a smile from that
+shading as much as from the lips. So each moved pixel is also scaled by how
+much brighter its skin gets as it turns (`relit`), under the frame's own
+light, fitted as a constant plus a term linear in the surface normal (the
+first-order spherical harmonics that carry most of a face's diffuse
+shading). On p2's frames warped to a smile of 0.6 on average, MediaPipe read
+0.48-0.52 with the shading against 0.23-0.24 without; the human look reads
+0.58 at 0.6. Pucker and brows read the same either way.
 """
 
 from __future__ import annotations
@@ -44,7 +56,13 @@ WARPABLE: dict[str, tuple[str, ...]] = {
     "mouth right": ("mouthRight",),
     "sneer": ("noseSneerLeft", "noseSneerRight"),
     "cheek puff": ("cheekPuff",),
+    "smile": ("mouthSmileLeft", "mouthSmileRight"),
+    "smile and pucker": ("mouthSmileLeft", "mouthSmileRight", "mouthPucker"),  # a talking face often does both at once
 }
+#: Where the G-buffer (`head_gbuffer`) keeps the surface normal and the coverage.
+NORMAL, COVERED = slice(2, 5), 5
+#: How far `relit` may scale a moved pixel's brightness: a turn of the skin further than the light fit can follow.
+RELIGHT_RANGE = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,7 @@ class WarpSettings:
     lacking_below: float = 0.5
     reach_quantile: float = 98.0
     #: Warped frames per trained frame of the clip.
-    per_frame: float = 0.5
+    per_frame: float = 1.0
     #: A warped frame's group is set to at least a score drawn evenly between this (or the clip's reach, if higher) and 1.
     min_score: float = 0.3
 
@@ -155,3 +173,25 @@ class ExpressionWarp:
     def release(self) -> None:
         for obj in (self._vao, self._vertices, self._indices, self._fbo, self._depth, self._target, self._program):
             obj.release()
+
+
+def fit_light(image: np.ndarray, gbuffer: np.ndarray) -> np.ndarray:
+    """The crop's light as (constant, normal x, y, z) weights of its luminance over the pixels the model covers:
+    `image` (S, S, 3) uint8, `gbuffer` (channels, S, S) of the same pose."""
+    covered = gbuffer[COVERED] > 0.5
+    normals = gbuffer[NORMAL][:, covered].astype(np.float32)
+    design = np.concatenate([np.ones((1, normals.shape[1]), np.float32), normals]).T
+    luminance = image[covered].astype(np.float32).mean(axis=1) / 255.0
+    return np.linalg.lstsq(design, luminance, rcond=None)[0].astype(np.float32)
+
+
+def relit(moved: np.ndarray, light: np.ndarray, before: np.ndarray, after: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`moved` (a crop moved by `maps`, uint8) with each covered pixel scaled by the shading of its skin's normal
+    after the move over its shading before, under `light` (`fit_light`); `before`, `after`: the G-buffers of both poses."""
+    def shading(normals: np.ndarray) -> np.ndarray:
+        return np.maximum(light[0] + np.tensordot(light[1:], normals, axes=1), 0.05)
+
+    normals_before = np.stack([ExpressionWarp.apply(np.ascontiguousarray(c, np.float32), maps) for c in before[NORMAL]])
+    ratio = np.clip(shading(after[NORMAL].astype(np.float32)) / shading(normals_before), *RELIGHT_RANGE)
+    ratio = np.where(after[COVERED] > 0.5, ratio, 1.0)
+    return np.clip(moved.astype(np.float32) * ratio[..., None] + 0.5, 0, 255).astype(np.uint8)

@@ -10,7 +10,8 @@ from conftest import shared_file
 from veilcam.daemon.config import Config
 from veilcam.daemon.factory import open_tracker
 from veilcam.models.expression_response import CALIBRATED, LEVELS, ResponseInverse, measure_response
-from veilcam.models.expression_warp import WARPABLE, ExpressionWarp, WarpSettings, lacking_groups, moved_expression, with_group
+from veilcam.models.expression_warp import (COVERED, NORMAL, WARPABLE, ExpressionWarp, WarpSettings, fit_light, lacking_groups,
+                                           moved_expression, relit, with_group)
 from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from veilcam.models.facekit_renderer import FaceKitRenderer
@@ -79,6 +80,39 @@ def test_the_warp_moves_each_pixel_with_its_skin(model) -> None:
     image = (np.arange(size * size, dtype=np.float32).reshape(size, size) % 251).astype(np.uint8)
     assert np.array_equal(ExpressionWarp.apply(image, still), image)
     assert not np.array_equal(ExpressionWarp.apply(image, moved), image)
+
+
+def _dome_gbuffer(size: int, tilt: float = 0.0) -> np.ndarray:
+    """A G-buffer of a dome facing the camera, its normals turned up by `tilt` radians, covering a disc."""
+    gbuffer = np.zeros((6, size, size), np.float32)
+    y, x = (np.mgrid[0:size, 0:size] + 0.5) / size * 2 - 1
+    r2 = x * x + y * y
+    nx, ny, nz = x, -y, np.sqrt(np.clip(1 - r2, 0, 1))
+    c, s = np.cos(tilt), np.sin(tilt)
+    gbuffer[NORMAL] = np.stack([nx, c * ny + s * nz, c * nz - s * ny])
+    gbuffer[COVERED] = r2 < 0.8
+    return gbuffer
+
+
+def test_moved_skin_is_relit_as_it_turns_under_the_frames_own_light() -> None:
+    size = 64
+    before = _dome_gbuffer(size)
+    light = np.array([0.3, 0.05, 0.35, 0.25], np.float32)  # lit from above
+    luminance = light[0] + np.tensordot(light[1:], before[NORMAL], axes=1)
+    image = np.repeat(np.clip(luminance * 255, 0, 255)[..., None], 3, axis=2).astype(np.uint8)
+    fitted = fit_light(image, before)
+    assert fitted == pytest.approx(light, abs=0.01), "the light is read back from the frame's shading"
+    grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
+    still = (grid_x, grid_y)
+    unchanged = relit(image, fitted, before, before, still)
+    assert np.abs(unchanged.astype(int) - image).max() <= 1, "skin that does not turn keeps its brightness"
+    turned_up = relit(image, fitted, before, _dome_gbuffer(size, tilt=0.3), still)
+    covered = before[COVERED] > 0.5
+    gain = turned_up[covered].astype(float).mean() - image[covered].astype(float).mean()
+    assert gain > 10, "skin turned towards the light gets brighter"
+    turned_down = relit(image, fitted, before, _dome_gbuffer(size, tilt=-0.3), still)
+    assert turned_down[covered].astype(float).mean() < image[covered].astype(float).mean() - 10
+    assert np.array_equal(turned_up[~covered], image[~covered]), "what the model does not cover is left as it is"
 
 
 def test_the_inverse_response_skips_the_dead_zone_and_reads_as_asked() -> None:
