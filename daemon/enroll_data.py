@@ -150,7 +150,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     frames of the expressions the clip lacks (`expression_warp`), or None for the clip's frames alone."""
     from veilcam.models.expression_warp import ExpressionWarp
     from veilcam.models.gl_context import create_headless_context
-    from veilcam.models.head_gbuffer import HeadGBuffer
+    from veilcam.models.head_gbuffer import COVERED, HeadGBuffer
     from veilcam.models.head_matte import head_matte
 
     from .sources.video_file import VideoFileSource, open_video
@@ -204,7 +204,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                                           flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
                                           borderMode=cv2.BORDER_REPLICATE)
                 chin = crop.to_crop(model.evaluate(identity, fit.expression, chin_vertex).reshape(1, 3), fit.rotation)[0, 1] * size
-                mattes_pending[k] = pool.submit(head_matte, crops[k], g[5] > 0.5, chin)
+                mattes_pending[k] = pool.submit(head_matte, crops[k], g[COVERED] > 0.5, chin)
                 codes[k] = expression_code(fit.expression, fit.rotation)
                 filled += 1
                 bar.update()

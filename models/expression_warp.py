@@ -39,7 +39,7 @@ import numpy as np
 from .expression_response import CALIBRATED
 from .face_model import FaceModel
 from .face_state import BLENDSHAPE_INDEX
-from .head_gbuffer import HeadCrop
+from .head_gbuffer import COVERED, NORMAL, HeadCrop
 
 #: Expressions a warp can show, as groups of blendshapes moved together (both sides of a symmetric one, or one side).
 WARPABLE: dict[str, tuple[str, ...]] = {
@@ -59,8 +59,6 @@ WARPABLE: dict[str, tuple[str, ...]] = {
     "smile": ("mouthSmileLeft", "mouthSmileRight"),
     "smile and pucker": ("mouthSmileLeft", "mouthSmileRight", "mouthPucker"),  # a talking face often does both at once
 }
-#: Where the G-buffer (`head_gbuffer`) keeps the surface normal and the coverage.
-NORMAL, COVERED = slice(2, 5), 5
 #: How far `relit` may scale a moved pixel's brightness: a turn of the skin further than the light fit can follow.
 RELIGHT_RANGE = (0.5, 1.5)
 

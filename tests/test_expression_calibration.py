@@ -10,13 +10,13 @@ from conftest import shared_file
 from veilcam.daemon.config import Config
 from veilcam.daemon.factory import open_tracker
 from veilcam.models.expression_response import CALIBRATED, LEVELS, ResponseInverse, measure_response
-from veilcam.models.expression_warp import (COVERED, NORMAL, WARPABLE, ExpressionWarp, WarpSettings, fit_light, lacking_groups,
-                                           moved_expression, relit, with_group)
+from veilcam.models.expression_warp import WARPABLE, ExpressionWarp, WarpSettings, fit_light, lacking_groups, moved_expression, relit, with_group
 from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from veilcam.models.facekit_renderer import FaceKitRenderer
 from veilcam.models.gl_context import create_headless_context
-from veilcam.models.head_gbuffer import HeadCrop
+from veilcam.models.head_gbuffer import COVERED, NORMAL, HeadCrop
+from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS
 
 BROWS = [BLENDSHAPE_INDEX[n] for n in CALIBRATED["brows up"]]
 
@@ -84,7 +84,7 @@ def test_the_warp_moves_each_pixel_with_its_skin(model) -> None:
 
 def _dome_gbuffer(size: int, tilt: float = 0.0) -> np.ndarray:
     """A G-buffer of a dome facing the camera, its normals turned up by `tilt` radians, covering a disc."""
-    gbuffer = np.zeros((6, size, size), np.float32)
+    gbuffer = np.zeros((GBUFFER_CHANNELS, size, size), np.float32)
     y, x = (np.mgrid[0:size, 0:size] + 0.5) / size * 2 - 1
     r2 = x * x + y * y
     nx, ny, nz = x, -y, np.sqrt(np.clip(1 - r2, 0, 1))
