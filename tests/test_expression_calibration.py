@@ -9,10 +9,10 @@ import pytest
 from conftest import shared_file
 from veilcam.daemon.config import Config
 from veilcam.daemon.factory import open_tracker
-from veilcam.models.expression_response import CALIBRATED, LEVELS, ResponseInverse, measure_response
+from veilcam.models.expression_response import CALIBRATED, FRAMES_PER_LEVEL, LEVELS, ResponseInverse, measure_response
 from veilcam.models.expression_warp import WARPABLE, ExpressionWarp, WarpSettings, fit_light, lacking_groups, moved_expression, relit, with_group
 from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_model
-from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 from veilcam.models.facekit_renderer import FaceKitRenderer
 from veilcam.models.gl_context import create_headless_context
 from veilcam.models.head_gbuffer import COVERED, NORMAL, HeadCrop
@@ -142,6 +142,32 @@ def test_the_response_of_the_built_in_head_rises_with_its_brows(model, model_dir
     assert readings.shape == (len(CALIBRATED), len(LEVELS)) and np.all(np.isfinite(readings))
     assert readings[0, -1] > readings[0, 0] + 0.3, readings
     assert np.all(np.diff(readings[0]) > -0.05), readings
+
+
+def test_the_response_is_measured_in_each_context_the_clip_gives(model, model_dir) -> None:
+    """Each level is posed in each context (its head pose and other expressions kept, the brows at the level) and the
+    reading is the mean over them: the human look under real MediaPipe, its renders recorded as asked."""
+    turned = identity_pose()
+    angle = np.radians(25.0)
+    turned[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    talking = np.zeros(NUM_BLENDSHAPES, np.float32)
+    talking[BLENDSHAPE_INDEX["jawOpen"]] = 0.4
+    talking[BROWS] = 0.9  # the context's own brows are replaced by each level
+    contexts = [FaceState(True, talking, turned, 5.0), FaceState(True, np.zeros(NUM_BLENDSHAPES, np.float32), identity_pose(), 9.0)]
+    asked: list[FaceState] = []
+    with FaceKitRenderer(640, 480, model, "human") as renderer, open_tracker(Config()) as tracker:
+        def render(state: FaceState) -> np.ndarray:
+            asked.append(state)
+            return renderer.render(state)
+
+        readings = measure_response(render, tracker.track, contexts)
+    assert readings.shape == (len(CALIBRATED), len(LEVELS)) and np.all(np.isfinite(readings))
+    assert readings[0, -1] > readings[0, 0] + 0.2, readings
+    posed = [(s.blendshapes[BROWS[0]], s.blendshapes[BLENDSHAPE_INDEX["jawOpen"]], s.head_pose[0, 2]) for s in asked]
+    expected = [(level, c.blendshapes[BLENDSHAPE_INDEX["jawOpen"]], c.head_pose[0, 2]) for level in LEVELS for c in contexts]
+    assert len(asked) == len(expected) * FRAMES_PER_LEVEL
+    assert np.allclose(sorted(set(posed)), sorted(expected)), "every level in every context, nothing else"
+    assert len({round(s.timestamp, 3) for s in asked}) == len(asked), "the tracker sees time move on"
 
 
 def test_warps_are_planned_from_trained_frames_only_and_the_same_every_time() -> None:
