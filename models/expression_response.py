@@ -22,11 +22,11 @@ it. Inverted, the curve measured alone left a man's moderate brow raises
 
 Only the brows are calibrated (`CALIBRATED`). A channel is measured with
 only its own scores changed, so its curve holds only where nothing else
-moves the same skin: the brows are
-moved by nothing else, while the mouth's channels share the lips, and a
-talking face holds many small mouth scores at once. Calibrating every channel
-of the face-model looks alone that way lifted a calm clip's pucker but lowered
-both talking clips (README, "Face-model avatars").
+moves the same skin: the brows are moved by nothing else, while the mouth's
+channels share the lips, and a talking face holds many small mouth scores at
+once. Calibrating every channel of the face-model looks alone that way
+lifted a calm clip's pucker but lowered both talking clips (README,
+"Face-model avatars").
 """
 
 from __future__ import annotations
