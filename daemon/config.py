@@ -57,7 +57,7 @@ class AvatarConfig:
     neural_device: str = _opt("auto", "where neural avatars run: cuda (torch on an NVIDIA GPU), cpu (onnxruntime) or auto (cuda when present)",
                               ("auto", "cuda", "cpu"))
     neural_rebase_rest: bool = _opt(True, "neural avatars show your expressions relative to your resting face, re-based onto the enrolled person's (off: as tracked)")
-    neural_calibrated_brows: bool = _opt(True, "neural avatars raise their brows so the tracker reads them as raised as yours, as measured at enrollment (off: posed with your scores)")
+    neural_calibrated_expressions: bool = _opt(True, "neural avatars pose their brows and smiles so the tracker reads them as strong as yours, as measured at enrollment (off: posed with your scores)")
     neural_look_down_lids: bool = _opt(False, "neural avatars also lower the face model's lids when you look down (off: the eyes turn down and the network draws the lids as it learned them; on, they read as half shut)")
 
 
@@ -169,6 +169,8 @@ class Config:
 
 INT_LIST = "tuple[int, ...]"  # the one non-scalar field type: TOML [32, 45], flag "32,45"
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+#: Keys an earlier VeilCam wrote, read under their new names: a config file keeps working after a rename.
+RENAMED: dict[tuple[str, str], str] = {("avatar", "neural_calibrated_brows"): "neural_calibrated_expressions"}
 
 
 def _is_int(value: Any) -> bool:
@@ -210,6 +212,7 @@ def config_from_dict(data: dict[str, Any], where: str, base: Config | None = Non
         known = {f.name: f for f in fields(SECTIONS[section])}
         changes = {}
         for key, value in values.items():
+            key = RENAMED.get((section, key), key)
             if key not in known:
                 raise ConfigError(f"{where}: unknown key {section}.{key} (known: {', '.join(known)})")
             changes[key] = _coerce(where, f"{section}.{key}", known[key], value)

@@ -39,7 +39,7 @@ def make_neural_renderer(config: Config, store: ModelStore, face: Mapping[str, n
     runner = open_runner(network.model, weights, NeuralAvatarConfig(), device)
     # A pack made before enrollment kept the clip's rest takes its person to rest at 0, as the built-in looks do.
     rest = face.get("expression_rest", np.zeros(NUM_BLENDSHAPES, np.float32)) if config.avatar.neural_rebase_rest else None
-    response = face.get("response_readings") if config.avatar.neural_calibrated_brows else None  # older packs: not measured
+    response = face.get("response_readings") if config.avatar.neural_calibrated_expressions else None  # older packs: not measured
     model, mesh = face_model_and_mesh(store)
     background = _background_image(config.avatar.background_image)
     try:

@@ -271,7 +271,7 @@ def decode_arrays(data: bytes, path: str, specs: tuple[ArraySpec, ...], what: st
                 continue
             raise where.error(f"{what} has no array '{spec.name}'")
         a = arrays[spec.name]
-        if a.shape != spec.shape or a.dtype != np.dtype(spec.dtype):
+        if a.shape not in (spec.shape, *spec.older_shapes) or a.dtype != np.dtype(spec.dtype):
             raise where.error(f"{what}: array '{spec.name}' is {a.dtype} {a.shape}, expected {spec.dtype} {spec.shape}")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise where.error(f"{what}: array '{spec.name}' holds NaN or infinite values")

@@ -60,6 +60,7 @@ class ArraySpec:
     shape: tuple[int, ...]
     dtype: str  # numpy dtype name
     required: bool = True  # False: packs made before the array existed still load
+    older_shapes: tuple[tuple[int, ...], ...] = ()  # the shapes packs made before it grew still have
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,13 @@ KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     # network's weights (for torch on a GPU) and the same network as ONNX (for
     # onnxruntime), and the training loss as a plot. `expression_rest` and
     # `response_readings` (absent in packs made before them): the clip's resting
-    # blendshapes (`expression_rest`) and how the avatar's brows read
-    # (`expression_response`).
+    # blendshapes (`expression_rest`) and how the avatar's brows and smiles read
+    # (`expression_response`; packs made before smiles were measured hold the brows' row alone).
     "neural": (
         FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("model_rotation", (3, 3), "float32"),
                                   ArraySpec("expression_rest", (NUM_BLENDSHAPES,), "float32", required=False),
-                                  ArraySpec("response_readings", (len(CALIBRATED), len(RESPONSE_LEVELS)), "float32", required=False))),
+                                  ArraySpec("response_readings", (len(CALIBRATED), len(RESPONSE_LEVELS)), "float32", required=False,
+                                            older_shapes=((1, len(RESPONSE_LEVELS)),)))),
         FieldSpec("weights", arrays=_neural_weights()),
         FieldSpec("network", network=True),
         FieldSpec("loss_plot", image=ImageSpec(channels=(3, 4), min_side=64, max_side=4096)),

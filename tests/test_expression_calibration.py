@@ -130,9 +130,25 @@ def test_the_inverse_response_skips_the_dead_zone_and_reads_as_asked() -> None:
     assert np.all(np.diff(posed) >= 0), "stronger asked, stronger posed"
     flat = ResponseInverse(np.full((len(CALIBRATED), len(LEVELS)), 0.3, np.float32))
     assert np.array_equal(flat(scores), scores), "a response that never rises calibrates nothing"
-    for bad in (np.zeros((1, 5), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32)):
+    for bad in (np.zeros((1, 5), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32),
+                np.zeros((len(CALIBRATED) + 1, len(LEVELS)), np.float32), np.zeros(len(LEVELS), np.float32)):
         with pytest.raises(ValueError, match="response readings"):
             ResponseInverse(bad)
+
+
+def test_smiles_are_calibrated_as_their_own_group_and_a_pack_of_brows_alone_leaves_them_as_asked() -> None:
+    smiles = [BLENDSHAPE_INDEX[n] for n in CALIBRATED["smile"]]
+    brows_row = [0.0, 0.1, 0.2, 0.4, 0.6, 0.8]
+    smile_row = [0.0, 0.02, 0.14, 0.43, 0.69, 0.81]  # a neural avatar's, measured in its clip's poses
+    scores = np.zeros(NUM_BLENDSHAPES, np.float32)
+    scores[BROWS] = 0.2
+    scores[smiles] = 0.14
+    both = ResponseInverse(np.array([brows_row, smile_row], np.float32))(scores)
+    assert both[smiles] == pytest.approx([0.4, 0.4], abs=1e-6), "a smile asked to read 0.14 is posed at 0.4"
+    assert both[BROWS] == pytest.approx([0.4] * len(BROWS), abs=1e-6)
+    older = ResponseInverse(np.array([brows_row], np.float32))(scores)
+    assert older[BROWS] == pytest.approx([0.4] * len(BROWS), abs=1e-6)
+    assert older[smiles] == pytest.approx([0.14, 0.14]), "a pack that measured only the brows leaves the smiles alone"
 
 
 def test_the_response_of_the_built_in_head_rises_with_its_brows(model, model_dir) -> None:
@@ -163,10 +179,13 @@ def test_the_response_is_measured_in_each_context_the_clip_gives(model, model_di
         readings = measure_response(render, tracker.track, contexts)
     assert readings.shape == (len(CALIBRATED), len(LEVELS)) and np.all(np.isfinite(readings))
     assert readings[0, -1] > readings[0, 0] + 0.2, readings
-    posed = [(s.blendshapes[BROWS[0]], s.blendshapes[BLENDSHAPE_INDEX["jawOpen"]], s.head_pose[0, 2]) for s in asked]
-    expected = [(level, c.blendshapes[BLENDSHAPE_INDEX["jawOpen"]], c.head_pose[0, 2]) for level in LEVELS for c in contexts]
-    assert len(asked) == len(expected) * FRAMES_PER_LEVEL
-    assert np.allclose(sorted(set(posed)), sorted(expected)), "every level in every context, nothing else"
+    block = len(LEVELS) * len(contexts) * FRAMES_PER_LEVEL
+    assert len(asked) == len(CALIBRATED) * block
+    for g, names in enumerate(CALIBRATED.values()):  # one group after the other, each in every context
+        first = BLENDSHAPE_INDEX[names[0]]
+        posed = [(s.blendshapes[first], s.blendshapes[BLENDSHAPE_INDEX["jawOpen"]], s.head_pose[0, 2]) for s in asked[g * block:(g + 1) * block]]
+        expected = [(level, c.blendshapes[BLENDSHAPE_INDEX["jawOpen"]], c.head_pose[0, 2]) for level in LEVELS for c in contexts]
+        assert np.allclose(sorted(set(posed)), sorted(expected)), f"{names}: every level in every context, nothing else"
     assert len({round(s.timestamp, 3) for s in asked}) == len(asked), "the tracker sees time move on"
 
 

@@ -17,7 +17,7 @@ from veilcam.daemon.avatar_pack import load_pack
 from veilcam.daemon.avatars import build_renderer, find_avatar
 from veilcam.daemon.config import Config, config_from_dict
 from veilcam.daemon.enroll import QUALITY_FLOOR, enroll_neural_avatar, work_dir
-from veilcam.daemon.errors import AvatarPackError
+from veilcam.daemon.errors import AvatarPackError, ConfigError
 from veilcam.daemon.model_store import ModelStore
 from veilcam.daemon.pack_files import encode_npz
 from veilcam.daemon.pack_manifest import PackContext
@@ -167,7 +167,7 @@ def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: d
     store = ModelStore.from_environment(progress=False)
     crops = {}
     for calibrated in (True, False):
-        config = config_from_dict({"avatar": {"neural_calibrated_brows": calibrated}}, "test", enrolled["config"])
+        config = config_from_dict({"avatar": {"neural_calibrated_expressions": calibrated}}, "test", enrolled["config"])
         with make_neural_renderer(config, store, face, pack.arrays["weights"], pack.networks["network"]) as renderer:
             for score in (0.1, 0.4):
                 brows = np.zeros(52, np.float32)
@@ -177,6 +177,14 @@ def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: d
                 crops[calibrated, score] = renderer.last_crop.copy()
     assert np.abs(crops[True, 0.1] - crops[False, 0.4]).max() < 1e-6
     assert np.abs(crops[False, 0.1] - crops[False, 0.4]).max() > 1e-3, "the brows' score reaches the picture"
+
+
+def test_a_config_written_before_the_calibration_covered_smiles_still_loads() -> None:
+    """`neural_calibrated_brows` was renamed `neural_calibrated_expressions`; a file with the old key keeps working."""
+    assert not config_from_dict({"avatar": {"neural_calibrated_brows": False}}, "old.toml").avatar.neural_calibrated_expressions
+    assert config_from_dict({"avatar": {"neural_calibrated_expressions": True}}, "new.toml").avatar.neural_calibrated_expressions
+    with pytest.raises(ConfigError, match="avatar.neural_calibrated_brow"):
+        config_from_dict({"avatar": {"neural_calibrated_brow": True}}, "typo.toml")
 
 
 def test_looking_down_turns_the_eyes_but_poses_the_face_models_lids_only_when_asked(enrolled: dict) -> None:
@@ -234,6 +242,10 @@ def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tm
         with pytest.raises(AvatarPackError) as exc:
             load_pack(broken)
         one_line(exc, "face.npz", array)
+    older = tmp_path / "brows_only"  # made before smiles were measured: the brows' row alone
+    shutil.copytree(good, older)
+    relist(older, "face.npz", encode_npz({**face, "response_readings": np.linspace(0, 0.7, 6, dtype=np.float32)[None]}))
+    assert load_pack(older).arrays["face"]["response_readings"].shape == (1, 6)
 
 
 def test_state_shapes_are_the_networks() -> None:
