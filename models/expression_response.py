@@ -22,8 +22,8 @@ it. Inverted, the curve measured alone left a man's moderate brow raises
 
 The brows and the smiles are calibrated (`CALIBRATED`). A neural avatar's
 smiles have a dead zone too: in its clip's poses they read 0.02 at 0.2 and
-0.14 at 0.4, so a driver's small smiles (0.1-0.3) did not show, and driven
-by p3 its smiles correlated 0.93 / 0.92 uncalibrated and 0.95 / 0.96
+0.14 at 0.4, so a driver's small smiles (0.1-0.3) did not show: driven by
+p3, `ic_b`'s smiles correlated 0.93 / 0.92 uncalibrated and 0.95 / 0.96
 calibrated. A channel is measured with only its own scores changed, so its
 curve holds only where nothing else moves the same skin much: the other
 mouth channels share the lips, and a talking face holds many small mouth
