@@ -277,15 +277,15 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
             "expression_rest": resting_expression(data.clip_blendshapes[data.clip_present])}
     seconds["measure"] = time.perf_counter() - t
 
-    # How the avatar's brows read in the clip's own poses (`expression_response`), then its fidelity with them
-    # calibrated: the avatar as the product renders it (onnxruntime or torch, as configured), driven by the clip.
+    # How the avatar's brows and smiles read in the clip's own poses (`expression_response`), then its fidelity with
+    # them calibrated: the avatar as the product renders it (onnxruntime or torch, as configured), driven by the clip.
     t = time.perf_counter()
     present = [s for s in data.clip_states() if s.present]
     contexts = [present[i] for i in np.unique(np.linspace(0, len(present) - 1, min(CONTEXTS, len(present))).round().astype(int))]
     with make_neural_renderer(config, store, face, weights, CheckedNetwork(network, size)) as renderer, \
             open_tracker(unmirrored(config), store) as tracker:
         readings = measure_response(renderer.render, tracker.track, contexts)
-    if np.all(np.isfinite(readings)):  # else the tracker lost the avatar at some level: its brows stay uncalibrated
+    if np.all(np.isfinite(readings)):  # else the tracker lost the avatar at some level: they stay uncalibrated
         face["response_readings"] = readings
     files = {FACE_FILE: encode_npz(face), WEIGHTS_FILE: save_safetensors(weights), NETWORK_FILE: network, LOSS_FILE: encode_png(loss_plot(history))}
     with make_neural_renderer(config, store, face, weights, CheckedNetwork(network, size)) as renderer:

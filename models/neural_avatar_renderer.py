@@ -67,7 +67,7 @@ class NeuralAvatarRenderer(FaceRenderer):
         (`FaceState.rest_blendshapes`, where known) onto it, so the network sees codes like those it learned from
         (`expression_rest`); None draws the tracked expression as it is.
         `response`: how the avatar's expressions read, measured at enrollment (`expression_response.measure_response`);
-        given, the brows are posed so that they read as the (re-based) scores ask; None poses them with the scores.
+        given, the brows and smiles are posed so that they read as the (re-based) scores ask; None poses them with the scores.
         `look_down_lids`: pose the face model's look-down shape too (see the module's docstring for why not)."""
         super().__init__(width, height)
         self.model = model

@@ -161,7 +161,7 @@ def test_the_response_of_the_built_in_head_rises_with_its_brows(model, model_dir
 
 
 def test_the_response_is_measured_in_each_context_the_clip_gives(model, model_dir) -> None:
-    """Each level is posed in each context (its head pose and other expressions kept, the brows at the level) and the
+    """Each level is posed in each context (its head pose and other expressions kept, the group at the level) and the
     reading is the mean over them: the human look under real MediaPipe, its renders recorded as asked."""
     turned = identity_pose()
     angle = np.radians(25.0)
