@@ -30,7 +30,7 @@ from veilcam.models.face_model import FaceRig
 from veilcam.models.expression_warp import WarpSettings, fit_light, lacking_groups, moved_expression, relit, with_group
 from veilcam.models.face_state import FaceState
 from veilcam.models.gaze import gaze_rotations
-from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS
+from veilcam.models.neural_avatar_config import COVERED, GBUFFER_CHANNELS
 from veilcam.models.neural_avatar_renderer import expression_code
 
 from .config import Config
@@ -150,7 +150,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     frames of the expressions the clip lacks (`expression_warp`), or None for the clip's frames alone."""
     from veilcam.models.expression_warp import ExpressionWarp
     from veilcam.models.gl_context import create_headless_context
-    from veilcam.models.head_gbuffer import COVERED, HeadGBuffer
+    from veilcam.models.head_gbuffer import HeadGBuffer
     from veilcam.models.head_matte import head_matte
 
     from .sources.video_file import VideoFileSource, open_video

@@ -39,7 +39,8 @@ import numpy as np
 from .expression_response import CALIBRATED
 from .face_model import FaceModel
 from .face_state import BLENDSHAPE_INDEX
-from .head_gbuffer import COVERED, NORMAL, HeadCrop
+from .head_gbuffer import HeadCrop
+from .neural_avatar_config import COVERED, NORMAL
 
 #: Expressions a warp can show, as groups of blendshapes moved together (both sides of a symmetric one, or one side).
 WARPABLE: dict[str, tuple[str, ...]] = {

@@ -25,8 +25,6 @@ from .mask_rig import vertex_normals
 from .neural_avatar_config import GBUFFER_CHANNELS
 
 ATLAS_GRID = 2  # tiles per side of the UV atlas
-#: Where the G-buffer (without a texture) keeps the camera-space surface normal and the coverage.
-NORMAL, COVERED = slice(2, 5), 5
 #: The crop's side, in head heights (chin to crown): room for hair and a little neck.
 CROP_HEADS = 1.7
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 MIN_CROP, MAX_CROP = 32, 1024
 #: G-buffer channels (`head_gbuffer`): atlas x, y (grid_sample's [-1, 1]), normal x, y, z (camera space), coverage.
 GBUFFER_CHANNELS = 6
+#: ... and where each is: the network, the G-buffer's renderer and enrollment's warps read them by these names.
+UV, NORMAL, COVERED = slice(0, 2), slice(2, 5), 5
 FILM_HIDDEN = 128
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .neural_avatar_config import FILM_HIDDEN, NeuralAvatarConfig
+from .neural_avatar_config import COVERED, FILM_HIDDEN, UV, NeuralAvatarConfig
 
 
 def sample_texture(texture: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -89,13 +89,13 @@ class NeuralAvatarNet(nn.Module):
     def features(self, gbuffer: torch.Tensor) -> torch.Tensor:
         """G-buffer -> per-pixel features (B, features, S, S): the learned texture where the model covers the pixel, the
         normal and the coverage. `head_gbuffer.HeadGBuffer` computes the same in OpenGL for the onnxruntime path."""
-        coverage = gbuffer[:, 5:6]
+        coverage = gbuffer[:, COVERED:COVERED + 1]
         # Uncovered pixels all read the atlas' centre; their gradients are zero, but piled onto one texel they
         # serialise the backward pass's atomic adds, so they read spread-out texels instead.
         spread = torch.linspace(-1, 1, gbuffer.shape[-1], device=gbuffer.device, dtype=gbuffer.dtype)
-        grid = torch.where(coverage > 0, gbuffer[:, 0:2], torch.stack(torch.meshgrid(spread, spread, indexing="xy"))).permute(0, 2, 3, 1)
+        grid = torch.where(coverage > 0, gbuffer[:, UV], torch.stack(torch.meshgrid(spread, spread, indexing="xy"))).permute(0, 2, 3, 1)
         sampled = sample_texture(self.texture, grid) * coverage
-        return torch.cat([sampled, gbuffer[:, 2:6]], dim=1)
+        return torch.cat([sampled, gbuffer[:, UV.stop:]], dim=1)  # then the normal and the coverage
 
     def decode(self, x0: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Per-pixel features and the code -> premultiplied RGBA (B, 4, S, S) in [0, 1]."""

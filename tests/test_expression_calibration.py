@@ -15,8 +15,8 @@ from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_mode
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 from veilcam.models.facekit_renderer import FaceKitRenderer
 from veilcam.models.gl_context import create_headless_context
-from veilcam.models.head_gbuffer import COVERED, NORMAL, HeadCrop
-from veilcam.models.neural_avatar_config import GBUFFER_CHANNELS
+from veilcam.models.head_gbuffer import HeadCrop
+from veilcam.models.neural_avatar_config import COVERED, GBUFFER_CHANNELS, NORMAL
 
 BROWS = [BLENDSHAPE_INDEX[n] for n in CALIBRATED["brows up"]]
 
