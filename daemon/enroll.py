@@ -37,7 +37,7 @@ from veilcam.models.face_state import FaceState
 
 from . import paths
 from .config import Config
-from .enroll_data import EnrollmentData, prepare_enrollment, unmirrored
+from .enroll_data import EnrollmentData, prepare_enrollment, spread_evenly, unmirrored
 from .errors import EnrollmentError
 from .eval_fidelity import compare
 from .model_store import ModelStore
@@ -281,7 +281,7 @@ def enroll_neural_avatar(video: Path, name: str, config: Config, store: ModelSto
     # them calibrated: the avatar as the product renders it (onnxruntime or torch, as configured), driven by the clip.
     t = time.perf_counter()
     present = [s for s in data.clip_states() if s.present]
-    contexts = [present[i] for i in np.unique(np.linspace(0, len(present) - 1, min(CONTEXTS, len(present))).round().astype(int))]
+    contexts = [present[i] for i in spread_evenly(len(present), CONTEXTS)]
     with make_neural_renderer(config, store, face, weights, CheckedNetwork(network, size)) as renderer, \
             open_tracker(unmirrored(config), store) as tracker:
         readings = measure_response(renderer.render, tracker.track, contexts)

@@ -110,6 +110,11 @@ def unmirrored(config: Config) -> Config:
     return dataclasses.replace(config, tracker=dataclasses.replace(config.tracker, mirror=False))
 
 
+def spread_evenly(n: int, count: int) -> np.ndarray:
+    """Up to `count` distinct indices of `n` items, spread evenly from the first to the last."""
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int))
+
+
 def fit_clip(data: FittingData, states: list[FaceState], width: int, height: int) -> tuple[np.ndarray, list[PortraitFit]]:
     """One identity for all `states` (tracked faces), then each frame's expression (near the tracked one) and pose with it."""
     def fit(state: FaceState, identity: np.ndarray | None = None) -> PortraitFit:
@@ -117,7 +122,7 @@ def fit_clip(data: FittingData, states: list[FaceState], width: int, height: int
                             state.blendshapes, state.head_pose[:3, :3], identity,
                             EXPRESSION_SIGMA if identity is None else ENROLL_EXPRESSION_SIGMA)
 
-    picks = np.unique(np.linspace(0, len(states) - 1, min(IDENTITY_FRAMES, len(states))).round().astype(int))
+    picks = spread_evenly(len(states), IDENTITY_FRAMES)
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # numpy's solves release the GIL
         identity = np.mean([f.identity for f in pool.map(fit, [states[i] for i in picks])], axis=0).astype(np.float32)
         return identity, list(pool.map(lambda s: fit(s, identity), states))
