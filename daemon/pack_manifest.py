@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from veilcam.models.expression_response import CALIBRATED, LEVELS as RESPONSE_LEVELS
+from veilcam.models.expression_response import CALIBRATED, LEVELS as RESPONSE_LEVELS, OLDER_LEVELS
 from veilcam.models.face_state import NUM_BLENDSHAPES
 
 from .errors import AvatarPackError
@@ -118,12 +118,13 @@ KIND_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
     # onnxruntime), and the training loss as a plot. `expression_rest` and
     # `response_readings` (absent in packs made before them): the clip's resting
     # blendshapes (`expression_rest`) and how the avatar's brows and smiles read
-    # (`expression_response`; packs made before smiles were measured hold the brows' row alone).
+    # (`expression_response`; packs made before smiles were measured hold the brows' row alone, and packs made before
+    # the levels went past full weight the first `OLDER_LEVELS` levels).
     "neural": (
         FieldSpec("face", arrays=(ArraySpec("identity", (PHOTO_IDENTITY_MODES,), "float32"), ArraySpec("model_rotation", (3, 3), "float32"),
                                   ArraySpec("expression_rest", (NUM_BLENDSHAPES,), "float32", required=False),
                                   ArraySpec("response_readings", (len(CALIBRATED), len(RESPONSE_LEVELS)), "float32", required=False,
-                                            older_shapes=((1, len(RESPONSE_LEVELS)),)))),
+                                            older_shapes=((1, OLDER_LEVELS), (len(CALIBRATED), OLDER_LEVELS))))),
         FieldSpec("weights", arrays=_neural_weights()),
         FieldSpec("network", network=True),
         FieldSpec("loss_plot", image=ImageSpec(channels=(3, 4), min_side=64, max_side=4096)),

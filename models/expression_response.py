@@ -45,8 +45,18 @@ from .face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_p
 #: Packs keep the readings of the groups in this order; older packs measured only the first (the brows).
 CALIBRATED: dict[str, tuple[str, ...]] = {"brows up": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
                                           "smile": ("mouthSmileLeft", "mouthSmileRight")}
-#: The scores the avatar is rendered at.
-LEVELS = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], np.float32)
+#: How far past full weight (1) the inverse may pose each group. The face model's full brow raise reads 0.45-0.47 in
+#: a neural avatar's clip's poses, where a driver's real raise reads up to 1, so every raise over about half a driver's
+#: range drew the same brows: driven by p3, whose re-based brows span 0.25-0.98, three avatars' brows correlated 0.85
+#: posed up to full and 0.90 posed up to 1.5 (where they read 0.78-0.80, the brows higher and the forehead creased;
+#: at 2 they blur into a band). A smile at full already reads 0.80-0.83, and past it the mouth opens: driven by p4,
+#: the avatars' jaw fell from 0.94-0.96 to 0.87-0.92 with smiles posed up to 1.5.
+REACH: dict[str, float] = {"brows up": 1.5, "smile": 1.0}
+#: The scores the avatar is rendered at, every group at every level (a smile's readings past full say how far it
+#: could go; the inverse uses the levels up to each group's `REACH`).
+LEVELS = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5], np.float32)
+#: Packs made before stop 29 measured the levels up to full only.
+OLDER_LEVELS = 6
 #: The enrollment clip's states each level is posed in, spread over the clip.
 CONTEXTS = 10
 #: A level whose reading has not risen this far above the reading at 0 is still in the dead zone.
@@ -85,25 +95,28 @@ def measure_response(render: Callable[[FaceState], np.ndarray], track: Callable[
 
 class ResponseInverse:
     """Scores as the avatar should read them -> the scores to pose it with, from its measured `readings` (groups, levels):
-    the first groups of `CALIBRATED`, all of them or as many as a pack made before the rest were measured holds.
+    the first groups of `CALIBRATED`, all of them or as many as a pack made before the rest were measured holds, at
+    `LEVELS` or, from a pack made before they went past full, at the first `OLDER_LEVELS` of them.
 
-    Per group, the curve is the levels and their readings, made non-decreasing, with the levels still in the dead
-    zone left out, from (0, 0): a score inside the dead zone poses the avatar part of the way to the first level that
-    reads, and a score over the highest reading poses it fully. A group whose readings never rise is left as it is."""
+    Per group, the curve is the levels up to its `REACH` and their readings, made non-decreasing, with the levels still
+    in the dead zone left out, from (0, 0): a score inside the dead zone poses the avatar part of the way to the first
+    level that reads, and a score over the highest reading poses it at the highest level. A group whose readings never
+    rise is left as it is."""
 
     def __init__(self, readings: np.ndarray) -> None:
         readings = np.asarray(readings, np.float32)
-        if readings.ndim != 2 or not 1 <= len(readings) <= len(CALIBRATED) or readings.shape[1] != len(LEVELS) \
+        if readings.ndim != 2 or not 1 <= len(readings) <= len(CALIBRATED) or readings.shape[1] not in (OLDER_LEVELS, len(LEVELS)) \
                 or not np.all(np.isfinite(readings)):
-            raise ValueError(f"response readings must be finite, of shape (1 to {len(CALIBRATED)}, {len(LEVELS)})")
+            raise ValueError(f"response readings must be finite, of shape (1 to {len(CALIBRATED)}, {len(LEVELS)} or {OLDER_LEVELS})")
+        levels = LEVELS[:readings.shape[1]]
         self._curves: list[tuple[list[int], np.ndarray, np.ndarray]] = []
-        for names, row in zip(CALIBRATED.values(), readings):
+        for (group, names), row in zip(CALIBRATED.items(), readings):
             rising = np.maximum.accumulate(row)
-            keep = [k for k in range(1, len(LEVELS)) if rising[k] > rising[0] + MIN_RISE]
+            keep = [k for k in range(1, len(levels)) if levels[k] <= REACH[group] and rising[k] > rising[0] + MIN_RISE]
             keep = [k for i, k in enumerate(keep) if i == 0 or rising[k] > rising[keep[i - 1]]]  # strictly rising
             if keep:
                 self._curves.append(([BLENDSHAPE_INDEX[n] for n in names], np.concatenate([[0.0], rising[keep]]),
-                                     np.concatenate([[0.0], LEVELS[keep]])))
+                                     np.concatenate([[0.0], levels[keep]])))
 
     def __call__(self, blendshapes: np.ndarray) -> np.ndarray:
         if not self._curves:

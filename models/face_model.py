@@ -144,9 +144,10 @@ class FaceModel:
         start, end = self.regions.get(name) or self.subregions[name]
         return np.arange(start, end)
 
-    def expression_weights(self, blendshapes: np.ndarray) -> np.ndarray:
-        """(52,) MediaPipe scores (`BLENDSHAPE_NAMES` order) -> (E,) ICT weights in [0, 1]."""
-        w = self.mediapipe_to_ict @ np.clip(np.asarray(blendshapes, np.float32), 0.0, 1.0)
+    def expression_weights(self, blendshapes: np.ndarray, most: float = 1.0) -> np.ndarray:
+        """(52,) MediaPipe scores (`BLENDSHAPE_NAMES` order) -> (E,) ICT weights in [0, `most`]. `most` over 1 lets a
+        caller that calibrates its scores pose a shape past the model's full weight (`expression_response.REACH`)."""
+        w = self.mediapipe_to_ict @ np.clip(np.asarray(blendshapes, np.float32), 0.0, most)
         jaw, close = self.exp_index["jawOpen"], self.exp_index["mouthClose"]
         w[close] = min(w[close], w[jaw])
         return w

@@ -24,7 +24,7 @@ import math
 import cv2
 import numpy as np
 
-from .expression_response import ResponseInverse
+from .expression_response import LEVELS, ResponseInverse
 from .expression_rest import rebase
 from .face_model import FaceModel, FaceRig, RenderMesh
 from .face_state import BLENDSHAPE_INDEX, FaceState
@@ -67,7 +67,8 @@ class NeuralAvatarRenderer(FaceRenderer):
         (`FaceState.rest_blendshapes`, where known) onto it, so the network sees codes like those it learned from
         (`expression_rest`); None draws the tracked expression as it is.
         `response`: how the avatar's expressions read, measured at enrollment (`expression_response.measure_response`);
-        given, the brows and smiles are posed so that they read as the (re-based) scores ask; None poses them with the scores.
+        given, the brows and smiles are posed so that they read as the (re-based) scores ask, the brows as far as past full
+        weight (`expression_response.REACH`); None poses them with the scores.
         `look_down_lids`: pose the face model's look-down shape too (see the module's docstring for why not)."""
         super().__init__(width, height)
         self.model = model
@@ -112,7 +113,7 @@ class NeuralAvatarRenderer(FaceRenderer):
             blendshapes = rebase(blendshapes, state.rest_blendshapes, self._rest)
         if self._response is not None:
             blendshapes = self._response(blendshapes)
-        weights = self.model.expression_weights(blendshapes if self._look_down_lids else without_look_down(blendshapes))
+        weights = self.model.expression_weights(blendshapes if self._look_down_lids else without_look_down(blendshapes), most=float(LEVELS[-1]))
         follow = self._follower.model_matrix(state.head_pose, state.timestamp)
         rotation = nearest_rotation(follow[:3, :3] @ self._model_rotation)
         positions = self.rig.pose(weights, gaze_rotations(blendshapes))

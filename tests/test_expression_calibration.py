@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_file
 from veilcam.daemon.config import Config
 from veilcam.daemon.factory import open_tracker
-from veilcam.models.expression_response import CALIBRATED, FRAMES_PER_LEVEL, LEVELS, ResponseInverse, measure_response
+from veilcam.models.expression_response import CALIBRATED, FRAMES_PER_LEVEL, LEVELS, OLDER_LEVELS, REACH, ResponseInverse, measure_response
 from veilcam.models.expression_warp import WARPABLE, ExpressionWarp, WarpSettings, fit_light, lacking_groups, moved_expression, relit, with_group
 from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
@@ -116,7 +116,7 @@ def test_moved_skin_is_relit_as_it_turns_under_the_frames_own_light() -> None:
 
 
 def test_the_inverse_response_skips_the_dead_zone_and_reads_as_asked() -> None:
-    readings = np.array([[0.05, 0.05, 0.2, 0.44, 0.6, 0.66]], np.float32)  # nothing reads until 0.4
+    readings = np.array([[0.05, 0.05, 0.2, 0.44, 0.6, 0.66]], np.float32)  # nothing reads until 0.4 (a pack of six levels)
     inverse = ResponseInverse(readings)
     scores = np.zeros(NUM_BLENDSHAPES, np.float32)
     scores[BLENDSHAPE_INDEX["jawOpen"]] = 0.3
@@ -130,7 +130,7 @@ def test_the_inverse_response_skips_the_dead_zone_and_reads_as_asked() -> None:
     assert np.all(np.diff(posed) >= 0), "stronger asked, stronger posed"
     flat = ResponseInverse(np.full((len(CALIBRATED), len(LEVELS)), 0.3, np.float32))
     assert np.array_equal(flat(scores), scores), "a response that never rises calibrates nothing"
-    for bad in (np.zeros((1, 5), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32),
+    for bad in (np.zeros((1, 5), np.float32), np.zeros((1, 7), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32),
                 np.zeros((len(CALIBRATED) + 1, len(LEVELS)), np.float32), np.zeros(len(LEVELS), np.float32)):
         with pytest.raises(ValueError, match="response readings"):
             ResponseInverse(bad)
@@ -149,6 +149,27 @@ def test_smiles_are_calibrated_as_their_own_group_and_a_pack_of_brows_alone_leav
     older = ResponseInverse(np.array([brows_row], np.float32))(scores)
     assert older[BROWS] == pytest.approx([0.4] * len(BROWS), abs=1e-6)
     assert older[smiles] == pytest.approx([0.14, 0.14]), "a pack that measured only the brows leaves the smiles alone"
+
+
+def test_each_group_is_posed_up_to_its_reach_and_no_further() -> None:
+    """Brows whose full raise reads 0.5 are posed past full weight for a stronger raise; smiles stop at full."""
+    smiles = [BLENDSHAPE_INDEX[n] for n in CALIBRATED["smile"]]
+    assert list(LEVELS[:OLDER_LEVELS]) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    brows_row = [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8]
+    smile_row = [0.0, 0.02, 0.14, 0.43, 0.69, 0.8, 0.9, 0.95]
+    inverse = ResponseInverse(np.array([brows_row, smile_row], np.float32))
+    scores = np.zeros(NUM_BLENDSHAPES, np.float32)
+    for asked, brows_posed, smile_posed in ((0.5, 1.0, 0.6 + 0.2 * (0.5 - 0.43) / (0.69 - 0.43)), (0.65, 1.25, 0.6 + 0.2 * (0.65 - 0.43) / (0.69 - 0.43)),
+                                            (0.9, 1.5, 1.0), (1.0, 1.5, 1.0)):
+        scores[BROWS] = asked
+        scores[smiles] = asked
+        out = inverse(scores)
+        assert out[BROWS] == pytest.approx([brows_posed] * len(BROWS), abs=1e-5), asked
+        assert out[smiles] == pytest.approx([smile_posed] * len(smiles), abs=1e-5), asked
+    assert REACH["brows up"] == LEVELS[-1] and REACH["smile"] == 1.0
+    older = ResponseInverse(np.array([brows_row[:OLDER_LEVELS]], np.float32))
+    scores[BROWS] = 0.9
+    assert older(scores)[BROWS] == pytest.approx([1.0] * len(BROWS)), "a pack measured up to full poses up to full"
 
 
 def test_the_response_of_the_built_in_head_rises_with_its_brows(model, model_dir) -> None:

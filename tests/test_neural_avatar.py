@@ -158,18 +158,19 @@ def test_a_driver_at_rest_is_drawn_at_the_clips_rest(enrolled: dict) -> None:
 
 
 def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: dict) -> None:
-    """With a measured response whose brows read nothing below 0.4, a driver's 0.1 is drawn as 0.4 would be uncalibrated."""
+    """With a measured response whose brows read nothing below 0.4 and 0.7 at full, a driver's 0.1 is drawn as 0.4
+    would be uncalibrated, and a driver's 0.9 past full weight, as the brows' reach allows."""
     from veilcam.daemon.neural_avatar import make_neural_renderer
 
     pack = load_pack(find_avatar("tiny").pack_dir)
     face = dict(pack.arrays["face"])
-    face["response_readings"] = np.array([[0.0, 0.0, 0.1, 0.3, 0.5, 0.7]], np.float32)
+    face["response_readings"] = np.array([[0.0, 0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9]], np.float32)
     store = ModelStore.from_environment(progress=False)
     crops = {}
     for calibrated in (True, False):
         config = config_from_dict({"avatar": {"neural_calibrated_expressions": calibrated}}, "test", enrolled["config"])
         with make_neural_renderer(config, store, face, pack.arrays["weights"], pack.networks["network"]) as renderer:
-            for score in (0.1, 0.4):
+            for score in (0.1, 0.4, 0.9, 1.0, 1.5):
                 brows = np.zeros(52, np.float32)
                 for name in CALIBRATED["brows up"]:
                     brows[BLENDSHAPE_INDEX[name]] = score
@@ -177,6 +178,8 @@ def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: d
                 crops[calibrated, score] = renderer.last_crop.copy()
     assert np.abs(crops[True, 0.1] - crops[False, 0.4]).max() < 1e-6
     assert np.abs(crops[False, 0.1] - crops[False, 0.4]).max() > 1e-3, "the brows' score reaches the picture"
+    assert np.abs(crops[True, 0.9] - crops[False, 1.5]).max() < 1e-6, "a raise over the reading at full is posed past it"
+    assert np.abs(crops[False, 1.0] - crops[False, 1.5]).max() > 1e-3, "past full weight is drawn, not cut back to full"
 
 
 def test_a_config_written_before_the_calibration_covered_smiles_still_loads() -> None:
@@ -242,10 +245,13 @@ def test_weights_of_the_wrong_shape_or_truncated_are_rejected(enrolled: dict, tm
         with pytest.raises(AvatarPackError) as exc:
             load_pack(broken)
         one_line(exc, "face.npz", array)
-    older = tmp_path / "brows_only"  # made before smiles were measured: the brows' row alone
-    shutil.copytree(good, older)
-    relist(older, "face.npz", encode_npz({**face, "response_readings": np.linspace(0, 0.7, 6, dtype=np.float32)[None]}))
-    assert load_pack(older).arrays["face"]["response_readings"].shape == (1, 6)
+    # Made before smiles were measured (the brows' row alone), and before the levels went past full weight.
+    for rows in (1, 2):
+        older = tmp_path / f"older_{rows}"
+        shutil.copytree(good, older)
+        readings = np.tile(np.linspace(0, 0.7, 6, dtype=np.float32), (rows, 1))
+        relist(older, "face.npz", encode_npz({**face, "response_readings": readings}))
+        assert load_pack(older).arrays["face"]["response_readings"].shape == (rows, 6)
 
 
 def test_state_shapes_are_the_networks() -> None:
