@@ -52,9 +52,10 @@ CALIBRATED: dict[str, tuple[str, ...]] = {"brows up": ("browInnerUp", "browOuter
 #: at 2 they blur into a band). A smile at full already reads 0.80-0.83, and past it the mouth opens: driven by p4,
 #: the avatars' jaw fell from 0.94-0.96 to 0.87-0.92 with smiles posed up to 1.5.
 REACH: dict[str, float] = {"brows up": 1.5, "smile": 1.0}
-#: The scores the avatar is rendered at, every group at every level (a smile's readings past full say how far it
-#: could go; the inverse uses the levels up to each group's `REACH`).
-LEVELS = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5], np.float32)
+#: The scores the avatar is rendered at, every group at every level (a smile's reading past full says how far it
+#: could go; the inverse uses the levels up to each group's `REACH`). One level past full, not two: each costs
+#: enrollment about 1.5-3.5 s, and the brows read close to linear between full and 1.5 (0.47, 0.66 at 1.25, 0.80).
+LEVELS = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5], np.float32)
 #: Packs made before stop 29 measured the levels up to full only.
 OLDER_LEVELS = 6
 #: The enrollment clip's states each level is posed in, spread over the clip.

@@ -130,7 +130,7 @@ def test_the_inverse_response_skips_the_dead_zone_and_reads_as_asked() -> None:
     assert np.all(np.diff(posed) >= 0), "stronger asked, stronger posed"
     flat = ResponseInverse(np.full((len(CALIBRATED), len(LEVELS)), 0.3, np.float32))
     assert np.array_equal(flat(scores), scores), "a response that never rises calibrates nothing"
-    for bad in (np.zeros((1, 5), np.float32), np.zeros((1, 7), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32),
+    for bad in (np.zeros((1, 5), np.float32), np.zeros((1, 8), np.float32), np.full((1, len(LEVELS)), np.nan, np.float32),
                 np.zeros((len(CALIBRATED) + 1, len(LEVELS)), np.float32), np.zeros(len(LEVELS), np.float32)):
         with pytest.raises(ValueError, match="response readings"):
             ResponseInverse(bad)
@@ -155,8 +155,8 @@ def test_each_group_is_posed_up_to_its_reach_and_no_further() -> None:
     """Brows whose full raise reads 0.5 are posed past full weight for a stronger raise; smiles stop at full."""
     smiles = [BLENDSHAPE_INDEX[n] for n in CALIBRATED["smile"]]
     assert list(LEVELS[:OLDER_LEVELS]) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    brows_row = [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8]
-    smile_row = [0.0, 0.02, 0.14, 0.43, 0.69, 0.8, 0.9, 0.95]
+    brows_row = [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.8]
+    smile_row = [0.0, 0.02, 0.14, 0.43, 0.69, 0.8, 0.95]
     inverse = ResponseInverse(np.array([brows_row, smile_row], np.float32))
     scores = np.zeros(NUM_BLENDSHAPES, np.float32)
     for asked, brows_posed, smile_posed in ((0.5, 1.0, 0.6 + 0.2 * (0.5 - 0.43) / (0.69 - 0.43)), (0.65, 1.25, 0.6 + 0.2 * (0.65 - 0.43) / (0.69 - 0.43)),

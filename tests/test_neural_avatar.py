@@ -164,7 +164,7 @@ def test_calibrated_brows_are_posed_at_the_level_that_reads_as_asked(enrolled: d
 
     pack = load_pack(find_avatar("tiny").pack_dir)
     face = dict(pack.arrays["face"])
-    face["response_readings"] = np.array([[0.0, 0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9]], np.float32)
+    face["response_readings"] = np.array([[0.0, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9]], np.float32)
     store = ModelStore.from_environment(progress=False)
     crops = {}
     for calibrated in (True, False):
