@@ -20,7 +20,8 @@ it. Inverted, the curve measured alone left a man's moderate brow raises
 (scores 0.1-0.5) too small to read: driven by p1, `sf_a`'s brows correlated
 0.72 with the curve measured alone and 0.79 with the one measured in context.
 
-The brows and the smiles are calibrated (`CALIBRATED`). A neural avatar's
+The brows and the smiles are calibrated (`CALIBRATED`), the brows past the
+face model's full raise (`REACH`). A neural avatar's
 smiles have a dead zone too: in its clip's poses they read 0.02 at 0.2 and
 0.14 at 0.4, so a driver's small smiles (0.1-0.3) did not show: driven by
 p3, `ic_b`'s smiles correlated 0.93 / 0.92 uncalibrated and 0.95 / 0.96
@@ -47,10 +48,10 @@ CALIBRATED: dict[str, tuple[str, ...]] = {"brows up": ("browInnerUp", "browOuter
                                           "smile": ("mouthSmileLeft", "mouthSmileRight")}
 #: How far past full weight (1) the inverse may pose each group. The face model's full brow raise reads 0.45-0.47 in
 #: a neural avatar's clip's poses, where a driver's real raise reads up to 1, so every raise over about half a driver's
-#: range drew the same brows: driven by p3, whose re-based brows span 0.25-0.98, three avatars' brows correlated 0.85
-#: posed up to full and 0.90 posed up to 1.5 (where they read 0.78-0.80, the brows higher and the forehead creased;
+#: range drew the same brows: driven by p3, whose re-based brows span 0.25-0.98, three networks' brows correlated 0.85
+#: posed up to full and 0.90 posed up to 1.5 (where they read 0.78-0.81, the brows higher and the forehead creased;
 #: at 2 they blur into a band). A smile at full already reads 0.80-0.83, and past it the mouth opens: driven by p4,
-#: the avatars' jaw fell from 0.94-0.96 to 0.87-0.92 with smiles posed up to 1.5.
+#: the same networks' jaw fell from 0.94-0.96 to 0.87-0.92 with smiles posed up to 1.5.
 REACH: dict[str, float] = {"brows up": 1.5, "smile": 1.0}
 #: The scores the avatar is rendered at, every group at every level (a smile's reading past full says how far it
 #: could go; the inverse uses the levels up to each group's `REACH`). One level past full, not two: each costs
