@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_file
 from veilcam.daemon.config import Config
 from veilcam.daemon.factory import open_tracker
-from veilcam.models.expression_response import CALIBRATED, FRAMES_PER_LEVEL, LEVELS, OLDER_LEVELS, REACH, ResponseInverse, measure_response
+from veilcam.models.expression_response import CALIBRATED, FRAMES_PER_LEVEL, LEVELS, OLDER_LEVELS, ResponseInverse, measure_response
 from veilcam.models.expression_warp import WARPABLE, ExpressionWarp, WarpSettings, fit_light, lacking_groups, moved_expression, relit, with_group
 from veilcam.models.face_model import FaceRig, build_render_mesh, load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
@@ -166,7 +166,6 @@ def test_each_group_is_posed_up_to_its_reach_and_no_further() -> None:
         out = inverse(scores)
         assert out[BROWS] == pytest.approx([brows_posed] * len(BROWS), abs=1e-5), asked
         assert out[smiles] == pytest.approx([smile_posed] * len(smiles), abs=1e-5), asked
-    assert REACH["brows up"] == LEVELS[-1] and REACH["smile"] == 1.0
     older = ResponseInverse(np.array([brows_row[:OLDER_LEVELS]], np.float32))
     scores[BROWS] = 0.9
     assert older(scores)[BROWS] == pytest.approx([1.0] * len(BROWS)), "a pack measured up to full poses up to full"
