@@ -34,6 +34,7 @@ from veilcam.models.expression_response import CONTEXTS, measure_response
 from veilcam.models.expression_rest import resting_expression
 from veilcam.models.expression_warp import WarpSettings
 from veilcam.models.face_state import FaceState
+from veilcam.models.renderer import rgb_of
 
 from . import paths
 from .config import Config
@@ -208,7 +209,7 @@ def self_fidelity(renderer: Any, driver: list[FaceState], config: Config, progre
     with open_tracker(config) as tracker:
         for state in tqdm(driver, unit="frame", desc="fidelity", disable=not progress, leave=False, file=sys.stderr):
             frame = renderer.render(state)
-            rendered.append(tracker.track(np.ascontiguousarray(frame[..., :3]), state.timestamp))
+            rendered.append(tracker.track(rgb_of(frame), state.timestamp))
     return compare(driver, rendered)
 
 
@@ -222,7 +223,7 @@ def _model_rotation(store: ModelStore) -> np.ndarray:
 
 
 def _preview_image(frame: np.ndarray, side: int = 512) -> np.ndarray:
-    rgb = np.ascontiguousarray(frame[..., :3])
+    rgb = rgb_of(frame)
     scale = side / max(rgb.shape[:2])
     return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
 

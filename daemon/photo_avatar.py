@@ -31,7 +31,7 @@ from veilcam.models.face_fit import PortraitFit, fit_portrait
 from veilcam.models.face_model import FaceModel, RenderMesh, build_render_mesh
 from veilcam.models.face_state import FaceState
 from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
-from veilcam.models.renderer import FaceRenderer
+from veilcam.models.renderer import FaceRenderer, rgb_of
 from veilcam.models.landmark_correspondence import LandmarkCorrespondence, compute_correspondence
 
 from .avatar_pack import check_new_pack, load_pack, new_manifest, write_pack
@@ -310,7 +310,7 @@ def render_preview(config: Config, store: ModelStore, look: FaceLook, identity: 
     """The avatar at rest, facing the camera, as `veilcam avatar show` points to it: (H, W, 3) uint8."""
     size = {"output": {"width": PREVIEW_SIZE, "height": PREVIEW_SIZE}}
     with make_facekit_renderer(config_from_dict(size, "preview", config), store, look, identity) as renderer:
-        return np.ascontiguousarray(renderer.render(FaceState.neutral(0.0, present=True))[..., :3])
+        return rgb_of(renderer.render(FaceState.neutral(0.0, present=True)))
 
 
 def build_photo_renderer(entry: AvatarEntry, config: Config, store: ModelStore) -> FaceRenderer:

@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
+from .renderer import rgb_of
 
 #: Channels calibrated as one group, posed together (brows rise together) and read as their mean.
 #: Packs keep the readings of the groups in this order; older packs measured only the first (the brows).
@@ -71,7 +72,7 @@ FRAMES_PER_LEVEL, FRAME_SPACING_S = 3, 1.0
 def measure_response(render: Callable[[FaceState], np.ndarray], track: Callable[[np.ndarray, float], FaceState],
                      contexts: Sequence[FaceState] = ()) -> np.ndarray:
     """(groups, levels) readings of each `CALIBRATED` group posed at each of `LEVELS`, from `render` (a FaceState ->
-    RGB(A) frame) and `track` (a frame and its time -> FaceState). Each level is posed in each of `contexts` (its other
+    RGBA frame, as `FaceRenderer.render`) and `track` (a frame and its time -> FaceState). Each level is posed in each of `contexts` (its other
     expressions and head pose kept, the group's own scores set to the level) and read as the mean; without contexts,
     alone on a straight face at rest. A level the tracker finds no face in, in any context, reads NaN."""
     poses = [(c.blendshapes, c.head_pose) for c in contexts] or [(np.zeros(NUM_BLENDSHAPES, np.float32), identity_pose())]
@@ -86,7 +87,7 @@ def measure_response(render: Callable[[FaceState], np.ndarray], track: Callable[
                 scores[index] = level
                 for _ in range(FRAMES_PER_LEVEL):
                     frame = render(FaceState(True, scores, head_pose, t))
-                    seen = track(np.ascontiguousarray(frame[..., :3]), t)
+                    seen = track(rgb_of(frame), t)
                     t += FRAME_SPACING_S
                 if seen.present:
                     seen_levels.append(float(np.mean(seen.blendshapes[index])))

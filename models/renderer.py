@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import cv2
 import numpy as np
 
 from .face_state import FaceState
@@ -41,3 +42,10 @@ class FaceRenderer(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def rgb_of(rgba: np.ndarray) -> np.ndarray:
+    """A renderer's (H, W, 4) frame -> its colour, (H, W, 3) contiguous, as the tracker and image files take it.
+    OpenCV's conversion: numpy's copy of the strided channels took 2.85 ms at 720p on the 2-core VM and about 6 on
+    the H200 machine (0.06 ms this way), and an enrollment tracks about 770 renders."""
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
