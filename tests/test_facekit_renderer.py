@@ -14,6 +14,7 @@ from veilcam.models.face_model import load_face_model
 from veilcam.models.face_state import BLENDSHAPE_INDEX, NUM_BLENDSHAPES, FaceState, identity_pose
 from veilcam.models.facekit_looks import FACEKIT_LOOKS, FaceLook
 from veilcam.models.facekit_renderer import FaceKitRenderer
+from veilcam.models.renderer import rgb_of
 
 W, H = 480, 270
 
@@ -72,6 +73,13 @@ def test_neutral_frame_is_a_centred_head_with_transparent_surroundings(cutout):
     assert 0.5 < (rows.max() - rows.min()) / H < 0.95  # webcam framing: head and some neck
     assert abs((cols.min() + cols.max()) / 2 - W / 2) < 0.03 * W
     assert 0.05 < (alpha > 0).mean() < 0.4
+
+
+def test_the_frame_the_tracker_gets_is_the_renders_colour_in_order(human):
+    img = human.render(state())
+    rgb = rgb_of(img)
+    assert rgb.shape == (H, W, 3) and rgb.flags.c_contiguous
+    assert np.array_equal(rgb, img[..., :3]) and not np.array_equal(rgb, img[..., 2::-1]), "red stays red"
 
 
 def test_jaw_open_opens_a_dark_mouth(human):
