@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from veilcam.models.renderer import rgb_of
+
 
 class Compositor:
     def __init__(self, width: int, height: int, matte_rgb: tuple[int, int, int] = (18, 21, 28)) -> None:
@@ -23,7 +25,7 @@ class Compositor:
             return self._letterbox(rgba)
         alpha = rgba[:, :, 3]
         if int(alpha.min()) == 255:
-            return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
+            return rgb_of(rgba)
         return self._over_matte(rgba)
 
     def _over_matte(self, rgba: np.ndarray) -> np.ndarray:
