@@ -41,6 +41,7 @@ class SourceConfig:
 @dataclass(frozen=True)
 class TrackerConfig:
     mirror: bool = _opt(False, "move the avatar like a mirror image (the user's left stays the avatar's left)")
+    smooth_expressions: bool = _opt(_FILTER.smooth_expressions, "smooth expressions and eyelids too, at the cut-offs below (off: as tracked, which lags less; MediaPipe smooths its landmarks itself)")
     blend_min_cutoff: float = _opt(_FILTER.blend_min_cutoff, "expression smoothing cut-off at rest, Hz (lower = smoother)", lo=0.05, hi=30)
     blink_min_cutoff: float = _opt(_FILTER.blink_min_cutoff, "eyelid/jaw smoothing cut-off at rest, Hz", lo=0.05, hi=30)
     blend_beta: float = _opt(_FILTER.blend_beta, "how fast expression smoothing opens up with speed", lo=0, hi=100)
@@ -48,6 +49,7 @@ class TrackerConfig:
     pose_beta: float = _opt(_FILTER.pose_beta, "how fast pose smoothing opens up with speed", lo=0, hi=100)
     grace_s: float = _opt(_FILTER.grace_s, "seconds to hold the last expression when the face is lost", lo=0, hi=10)
     ease_s: float = _opt(_FILTER.ease_s, "seconds to ease to neutral after that", lo=0, hi=10)
+    return_s: float = _opt(_FILTER.return_s, "seconds to ease from the avatar on screen to your face when it comes back", lo=0, hi=10)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Every failure a user can cause comes out as a one-line `VeilCamError`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -71,7 +72,7 @@ def stock_for_switches(config: Config) -> None:
 
 def make_filter(config: Config) -> FaceFilter:
     t = config.tracker
-    return FaceFilter(FilterSettings(t.blend_min_cutoff, t.blink_min_cutoff, t.blend_beta, t.pose_min_cutoff, t.pose_beta, t.grace_s, t.ease_s))
+    return FaceFilter(FilterSettings(**{f.name: getattr(t, f.name) for f in dataclasses.fields(FilterSettings)}))
 
 
 def open_source(config: Config, realtime: bool | None = None) -> Source:

@@ -1,28 +1,28 @@
-"""Temporal policy for tracked faces: One Euro smoothing and the face-lost rule.
+"""Temporal policy for tracked faces: head-pose smoothing and the face-lost rule.
 
-Smoothing is set by latency, because the tracker's expressions barely jitter:
-in VIDEO mode MediaPipe smooths its landmarks itself, before it computes the
-blendshapes (a One Euro filter with a 0.05 Hz cut-off at rest that opens with
-speed, in units of the face's size). A portrait fed as a still video with
-fresh camera noise every frame (sigma 3 and 8 of 255; medians over the five
-shared portraits) gives blendshape scores that vary by a standard deviation of
-at most 0.011 (mouthPucker, whose full weight moves the lips by 1.2 cm; at the
-default framing a face has about 15 px/cm at 720p): about a fifth of a pixel
-on the avatar, mostly slow drift that no low-pass removes without lag. A
-first-order low-pass at f Hz lags by its time constant 1/(2*pi*f), so
-expressions, eyelids and jaw all get 10 Hz at rest (16 ms, half a frame at 30
-fps): it takes the frame-to-frame noise off (second-difference jitter -26 to
--33 % on the shared videos) without the 17-43 ms that a 3 Hz cut-off added to
-every smile, pucker and brow raise. Eyelids and jaw keep their own setting,
-since blinks must stay fast whatever the expressions are set to. Head pose
-gets 3 Hz (53 ms), calmer than the face because the whole head moving is what
-shows most, yet fast enough for nods: on p2 (head motion) the avatar's head
-trails by 1.5 frames and keeps 87-90 % of the fast motion, where 1 Hz trailed
-by 3.6 frames and kept 71-77 %; a still face's head moves by 0.21-0.24 px on a
-720p frame (1 Hz: 0.17-0.20, unsmoothed: 0.24-0.26). When the face is lost the
-avatar holds its last expression for a moment (a hand passing in front of the
-face should not make it go blank), then eases to a calm neutral face looking
-at the camera.
+Expressions are passed on as tracked, not smoothed again: in VIDEO mode
+MediaPipe smooths its landmarks itself, before it computes the blendshapes (a
+One Euro filter with a 0.05 Hz cut-off at rest that opens with speed, in units
+of the face's size), and what jitter is left never shows on an avatar. A
+portrait fed as a still video with fresh camera noise every frame (sigma 3 and
+8 of 255, the five shared portraits, a neural avatar) changes the rendered
+head by 0.02-0.15 of 255 levels from frame to frame (mean over its pixels),
+where the camera's own noise changes them by about 3.4; a One Euro filter at
+10 Hz on the expressions changed that by at most 0.06 (stop 30). What that
+filter did show was its lag: a third of a frame on every expression, which
+`veilcam eval fidelity` reads on every avatar and every clip (mean
+correlation +0.005 to +0.025), and which puts the mouth behind the voice. The
+filter stays for whoever wants it (`smooth_expressions`), eyelids and jaw with
+their own cut-off since blinks must stay fast.
+
+Head pose gets 3 Hz (53 ms), because the whole head moving is what shows
+most, yet fast enough for nods: on p2 (head motion) the avatar's head trails
+by 1.5 frames and keeps 87-90 % of the fast motion, where 1 Hz trailed by 3.6
+frames and kept 71-77 %; head-yaw jitter on the calm p4 clip falls by half.
+When the face is lost the avatar holds its last expression for a moment (a
+hand passing in front of the face should not make it go blank), then eases
+to a calm neutral face looking at the camera; when it comes back, the avatar
+eases from what is on screen to it, so nothing pops.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ _FAST = np.array([n.startswith(("eyeBlink", "eyeSquint", "eyeWide", "jawOpen")) 
 
 @dataclass(frozen=True)
 class FilterSettings:
+    smooth_expressions: bool = False  # One Euro on the expressions too, at the cut-offs below
     blend_min_cutoff: float = 10.0  # Hz, expression shapes at rest
     blink_min_cutoff: float = 10.0  # Hz, eyelids and jaw: fast by nature
     blend_beta: float = 2.0
@@ -47,6 +48,7 @@ class FilterSettings:
     pose_beta: float = 0.3
     grace_s: float = 0.5  # hold the last state this long after the face is lost
     ease_s: float = 1.0  # then ease to neutral over this long
+    return_s: float = 0.15  # when the face comes back, ease from what is on screen to it over this long
 
 
 def _rotation_to_quat(r: np.ndarray) -> np.ndarray:
@@ -103,6 +105,7 @@ class FaceFilter:
         self._held: FaceState | None = None  # last smoothed state with a face
         self._last_output: FaceState | None = None
         self._lost_since: float | None = None
+        self._returned: tuple[float, np.ndarray] | None = None  # (when, the expression on screen) while easing back
 
     def __call__(self, raw: FaceState) -> FaceState:
         out = self._track(raw) if raw.present else self._lost(raw.timestamp)
@@ -111,16 +114,25 @@ class FaceFilter:
 
     def _track(self, raw: FaceState) -> FaceState:
         t = raw.timestamp
+        s = self.settings
         prev_quat = None if self._held is None else _pose_vector(self._held.head_pose, None)[:4]
         if self._lost_since is not None and self._last_output is not None:
             # Re-acquired: continue from what is on screen, not from before the loss.
             shown = self._last_output
             shown_pose = _pose_vector(shown.head_pose, None)
-            self._blend.reset(shown.blendshapes, t - 1e-3)
+            self._blend.reset()
             self._pose.reset(shown_pose, t - 1e-3)
+            self._returned = (t, shown.blendshapes)
             prev_quat = shown_pose[:4]
         self._lost_since = None
-        blend = np.clip(self._blend(raw.blendshapes, t), 0.0, 1.0).astype(np.float32)
+        blend = self._blend(raw.blendshapes, t) if s.smooth_expressions else raw.blendshapes
+        blend = np.clip(blend, 0.0, 1.0).astype(np.float32)
+        if self._returned is not None:
+            since, shown_blend = self._returned
+            w = _smoothstep((t - since) / s.return_s) if s.return_s > 0 else 1.0
+            blend = ((1 - w) * shown_blend + w * blend).astype(np.float32)
+            if w >= 1.0:
+                self._returned = None
         pose = _pose_matrix(self._pose(_pose_vector(raw.head_pose, prev_quat), t))
         self._held = FaceState(True, blend, pose, t, raw.landmarks, self._rest.update(blend, t))
         return self._held

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from veilcam.models.demo_motion import DemoMotion
 from veilcam.models.expression_rest import RestEstimator, RestSettings, rebase
@@ -46,8 +49,9 @@ def test_face_lost_holds_then_eases_to_neutral() -> None:
     np.testing.assert_allclose(done.head_pose[:3, 3], [2.0, -1.0, -40.0], atol=0.2)
 
 
-def test_reacquired_face_continues_from_what_is_on_screen() -> None:
-    f = FaceFilter(SETTINGS)
+@pytest.mark.parametrize("smooth_expressions", [False, True])
+def test_reacquired_face_continues_from_what_is_on_screen(smooth_expressions: bool) -> None:
+    f = FaceFilter(dataclasses.replace(SETTINGS, smooth_expressions=smooth_expressions))
     for i in range(30):
         f(_smiling(i / 30))
     for i in range(90):  # 3 s lost: fully neutral

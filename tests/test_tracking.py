@@ -6,7 +6,7 @@ import numpy as np
 
 from conftest import tracked
 from veilcam.daemon.eval_fidelity import head_angles
-from veilcam.models.face_filter import FaceFilter
+from veilcam.models.face_filter import FaceFilter, FilterSettings
 from veilcam.models.face_state import BLENDSHAPE_INDEX
 
 FPS = 30.0
@@ -43,15 +43,18 @@ def test_p1_blinks_close_the_eyes() -> None:
         assert window.max() > 0.5, f"no blink over 0.5 between {start_s}s and {end_s}s (max {window.max():.2f})"
 
 
-def _filtered(states) -> list:
-    face_filter = FaceFilter()
+SMOOTHED = FilterSettings(smooth_expressions=True)
+
+
+def _filtered(states, settings: FilterSettings = FilterSettings()) -> list:
+    face_filter = FaceFilter(settings)
     return [face_filter(s) for s in states]
 
 
-def test_smoothing_keeps_blinks_closing_fully() -> None:
+def test_smoothed_expressions_keep_blinks_closing_fully() -> None:
     states = tracked("p1")
     raw = np.maximum(_series(states, "eyeBlinkLeft"), _series(states, "eyeBlinkRight"))
-    smooth_states = _filtered(states)
+    smooth_states = _filtered(states, SMOOTHED)
     smooth = np.maximum(_series(smooth_states, "eyeBlinkLeft"), _series(smooth_states, "eyeBlinkRight"))
     for start_s, end_s in ((0.0, 1.2), (5.5, 7.0), (11.8, 13.3)):
         sl = slice(int(start_s * FPS), int(end_s * FPS))
@@ -72,13 +75,19 @@ def _yaw(states) -> np.ndarray:
     return _angles(states)[:, 0]
 
 
-def test_smoothing_calms_jitter_on_a_calm_face() -> None:
+def test_expressions_pass_as_tracked_and_the_head_is_calmed() -> None:
     states = tracked("p4")
-    smooth = _filtered(states)
+    out = _filtered(states)
     raw_b = np.array([s.blendshapes for s in states])
-    smooth_b = np.array([s.blendshapes for s in smooth])
+    np.testing.assert_array_equal(np.array([s.blendshapes for s in out]), np.clip(raw_b, 0, 1))
+    assert _jitter(_yaw(out)) < 0.6 * _jitter(_yaw(states))
+
+
+def test_smoothed_expressions_calm_jitter_on_a_calm_face() -> None:
+    states = tracked("p4")
+    raw_b = np.array([s.blendshapes for s in states])
+    smooth_b = np.array([s.blendshapes for s in _filtered(states, SMOOTHED)])
     assert _jitter(smooth_b) < 0.8 * _jitter(raw_b)
-    assert _jitter(_yaw(smooth)) < 0.6 * _jitter(_yaw(states))
 
 
 def _lag_frames(raw: np.ndarray, smooth: np.ndarray) -> float:
@@ -89,10 +98,10 @@ def _lag_frames(raw: np.ndarray, smooth: np.ndarray) -> float:
     return float(shifts[int(np.argmin(errors))])
 
 
-def test_smoothing_lags_expressions_by_under_half_a_frame() -> None:
+def test_smoothed_expressions_lag_by_under_half_a_frame() -> None:
     # Talking: every mouth shape and the brows move, fast and slow.
     states = tracked("p3")
-    smooth = _filtered(states)
+    smooth = _filtered(states, SMOOTHED)
     for name in ("mouthSmileLeft", "mouthPucker", "browInnerUp", "jawOpen", "eyeBlinkLeft"):
         lag = _lag_frames(_series(states, name), _series(smooth, name))
         assert lag < 0.45, f"{name} lags by {lag:.1f} frames"
