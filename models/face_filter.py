@@ -12,8 +12,9 @@ the camera's own noise changes them by about 3.4 (stop 30). What that filter
 did show was its lag, a third of a frame on every expression: without it
 `veilcam eval fidelity` scores every avatar higher on every shared talking
 clip (mean correlation +0.004 to +0.024), and the mouth trails the voice
-by 16 ms less. The filter stays for whoever wants it (`smooth_expressions`),
-eyelids and jaw with their own cut-off since blinks must stay fast.
+by that third of a frame less. The filter stays for whoever wants it
+(`smooth_expressions`), eyelids and jaw with their own cut-off since blinks
+must stay fast.
 
 Head pose gets 3 Hz (53 ms), because the whole head moving is what shows
 most, yet fast enough for nods: on p2 (head motion) the avatar's head trails
