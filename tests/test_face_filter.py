@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from veilcam.daemon.config import config_from_dict
+from veilcam.daemon.factory import make_filter
 from veilcam.models.demo_motion import DemoMotion
 from veilcam.models.expression_rest import RestEstimator, RestSettings, rebase
 from veilcam.models.face_filter import FaceFilter, FilterSettings
@@ -115,3 +117,8 @@ def test_the_filter_tells_renderers_the_faces_rest_also_when_it_is_lost() -> Non
     assert shown.rest_blendshapes is not None and shown.rest_blendshapes[BLENDSHAPE_INDEX["mouthSmileLeft"]] > 0.75
     lost = f(FaceState.neutral(2.5))
     assert not lost.present and np.array_equal(lost.rest_blendshapes, shown.rest_blendshapes)
+
+
+def test_the_config_files_tracker_settings_reach_the_filter() -> None:
+    config = config_from_dict({"tracker": {"smooth_expressions": True, "blend_min_cutoff": 4.0, "return_s": 0.4}}, "test")
+    assert make_filter(config).settings == FilterSettings(smooth_expressions=True, blend_min_cutoff=4.0, return_s=0.4)
