@@ -89,8 +89,11 @@ def _pose_matrix(v: np.ndarray) -> np.ndarray:
     return pose
 
 
-def _smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
+def _eased(elapsed: float, duration: float) -> float:
+    """0 -> 1 along a smoothstep over `duration` seconds from `elapsed` = 0; a step there when `duration` is 0."""
+    if duration <= 0:
+        return float(elapsed >= 0)
+    x = min(max(elapsed / duration, 0.0), 1.0)
     return x * x * (3.0 - 2.0 * x)
 
 
@@ -103,7 +106,7 @@ class FaceFilter:
         s = settings
         self._blend = OneEuroFilter(np.where(_FAST, s.blink_min_cutoff, s.blend_min_cutoff), s.blend_beta)
         self._pose = OneEuroFilter(s.pose_min_cutoff, s.pose_beta)
-        self._held: FaceState | None = None  # last smoothed state with a face
+        self._held: FaceState | None = None  # the last state passed on with a face
         self._last_output: FaceState | None = None
         self._lost_since: float | None = None
         self._returned: tuple[float, np.ndarray] | None = None  # (when, the expression on screen) while easing back
@@ -130,7 +133,7 @@ class FaceFilter:
         blend = np.clip(blend, 0.0, 1.0).astype(np.float32)
         if self._returned is not None:
             since, shown_blend = self._returned
-            w = _smoothstep((t - since) / s.return_s) if s.return_s > 0 else 1.0
+            w = _eased(t - since, s.return_s)
             blend = ((1 - w) * shown_blend + w * blend).astype(np.float32)
             if w >= 1.0:
                 self._returned = None
@@ -144,7 +147,7 @@ class FaceFilter:
         if self._lost_since is None:
             self._lost_since = t
         s = self.settings
-        e = _smoothstep((t - self._lost_since - s.grace_s) / s.ease_s) if s.ease_s > 0 else float(t - self._lost_since >= s.grace_s)
+        e = _eased(t - self._lost_since - s.grace_s, s.ease_s)
         held_pose = _pose_vector(self._held.head_pose, None)
         neutral_pose = _pose_vector(identity_pose(), held_pose[:4])
         neutral_pose[4:] = held_pose[4:]  # keep where the head was; only turn it to face the camera
