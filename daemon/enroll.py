@@ -53,7 +53,7 @@ DEFAULT_MINUTES = 4.0
 QUALITY_FLOOR = {"holdout_psnr_db": 24.0, "holdout_ssim": 0.80, "fidelity_mean": 0.70}
 CHECKPOINT_EVERY_S = 30.0
 #: Bump when the prepared data or the training changes in a way the settings do not show.
-_DATA_VERSION = 5
+_DATA_VERSION = 6
 LOSS_EVERY = 25  # steps between loss readings (each waits for the GPU)
 
 
@@ -120,6 +120,7 @@ def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | No
     mattes = torch.from_numpy(data.mattes[data.train]).to(dev)
     gbuffers = torch.from_numpy(data.gbuffers[data.train]).to(dev)
     codes = torch.from_numpy(data.codes[data.train]).to(dev)
+    features = torch.from_numpy(data.features[data.train]).to(dev)
     net = NeuralAvatarNet().to(dev)
     trainer = NeuralAvatarTrainer(net)
     budget = minutes * 60.0
@@ -162,7 +163,7 @@ def train(data: EnrollmentData, device: str, minutes: float, max_steps: int | No
             target = crops[idx].permute(0, 3, 1, 2).float() / 255
             matte = mattes[idx].unsqueeze(1).float() / 255
             progress_fraction = max(step / steps_goal, seconds() / budget)
-            pending.append(trainer.step(gbuffers[idx].float(), codes[idx], target, matte, progress_fraction))
+            pending.append(trainer.step(gbuffers[idx].float(), codes[idx], target, matte, features[idx], progress_fraction))
             step += 1
             bar.update()
             if step % LOSS_EVERY == 0 or step == steps_goal:

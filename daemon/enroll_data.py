@@ -57,6 +57,12 @@ GUARD_FRAMES = 3
 #: landmarks' mean fit error from 2.6 to 2.9 px while keeping each weight within 0.06 of the tracked one on average
 #: (the photo fit's prior, 0.3, left them 0.34 apart).
 ENROLL_EXPRESSION_SIGMA = 0.05
+#: The regions whose pixels weigh more in training (`neural_training.feature_weights`), as iBUG 68-point indices: each
+#: eye with its brow, and the mouth. Each region's ellipse spans its points' box this many times over, plus a margin
+#: (a fraction of the crop's side), so it takes in the lids' creases, the cheek a smile lifts and the lips' corners.
+FEATURE_POINTS = (tuple(range(17, 22)) + tuple(range(36, 42)), tuple(range(22, 27)) + tuple(range(42, 48)), tuple(range(48, 68)))
+FEATURE_SPREAD, FEATURE_MARGIN = 1.25, 0.02
+CHIN = 8  # the 68 points' chin: the matte's lower edge
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class EnrollmentData:
     mattes: np.ndarray  # (N, S, S) uint8 head-and-hair mattes
     gbuffers: np.ndarray  # (N, 6, S, S) float16
     codes: np.ndarray  # (N, code) float32: expression weights, head rotation
+    features: np.ndarray  # (N, regions, 4) float32: each `FEATURE_POINTS` region's ellipse in crop pixels (centre x, y, radii)
     identity: np.ndarray  # (100,) float32
     train: np.ndarray  # (T,) int: the frames trained on, the warped ones among them
     holdout: np.ndarray  # (H,) int: the frames held out for validation
@@ -135,6 +142,17 @@ def crop_affine(fit: PortraitFit, centre: np.ndarray, span: float, size: int) ->
     return np.array([[k, 0, 0.5 * k - k * cx + size / 2 - 0.5], [0, k, 0.5 * k - k * cy + size / 2 - 0.5]], np.float32)
 
 
+def feature_ellipses(points: np.ndarray, size: int) -> np.ndarray:
+    """(regions, 4) ellipses (centre x, y and radii, pixels) over the `FEATURE_POINTS` regions of the 68 points (68, 2),
+    given in crop pixels."""
+    out = np.empty((len(FEATURE_POINTS), 4), np.float32)
+    for r, index in enumerate(FEATURE_POINTS):
+        lo, hi = points[list(index)].min(axis=0), points[list(index)].max(axis=0)
+        out[r, :2] = (lo + hi) / 2
+        out[r, 2:] = FEATURE_SPREAD * (hi - lo) / 2 + FEATURE_MARGIN * size
+    return out
+
+
 def plan_warps(blendshapes: np.ndarray, train: np.ndarray, settings: WarpSettings | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which trained frames to warp to which lacking group and score: (frame rows, groups, scores). The choice is
     drawn with a fixed seed, so a clip always gives the same data. `blendshapes`: the tracked frames' (N, 52)."""
@@ -175,7 +193,6 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     data = fitting_data(model, store.resolve(FACE_LANDMARKER))
     identity, fits = fit_clip(data, [states[i] for i in tracked], width, height)
     rig = FaceRig(model, identity, mesh)
-    chin_vertex = np.array([model.landmarks68[8]])
     n = len(tracked)
     train, holdout = holdout_split(n)
     warp_rows, warp_groups, warp_scores = plan_warps(np.stack([states[i].blendshapes for i in tracked]), train, warp)
@@ -184,6 +201,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     mattes = np.empty((total, size, size), np.uint8)
     gbuffers = np.empty((total, GBUFFER_CHANNELS, size, size), np.float16)
     codes = np.empty((total, model.num_expressions + 6), np.float32)
+    features = np.empty((total, len(FEATURE_POINTS), 4), np.float32)
     wanted = dict(zip(tracked, range(n)))
     filled = 0
     mattes_pending: dict[int, Future] = {}
@@ -194,6 +212,11 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                 tqdm(total=n, unit="frame", desc="cut crops", disable=not progress, leave=False, file=sys.stderr) as bar:
             gbuffer = HeadGBuffer(rig, size, ctx)
             crop = gbuffer.crop
+
+            def crop_landmarks(expression: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+                """The face model's 68 points posed so, in crop pixels (68, 2)."""
+                return crop.to_crop(model.landmark_positions(identity, expression), rotation)[:, :2] * size
+
             for frame_no in range(len(states)):
                 try:
                     frame = source.read()
@@ -208,9 +231,10 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                 crops[k] = cv2.warpAffine(frame.rgb, crop_affine(fit, crop.centre, crop.span, size), (size, size),
                                           flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
                                           borderMode=cv2.BORDER_REPLICATE)
-                chin = crop.to_crop(model.evaluate(identity, fit.expression, chin_vertex).reshape(1, 3), fit.rotation)[0, 1] * size
-                mattes_pending[k] = pool.submit(head_matte, crops[k], g[COVERED] > 0.5, chin)
+                points = crop_landmarks(fit.expression, fit.rotation)
+                mattes_pending[k] = pool.submit(head_matte, crops[k], g[COVERED] > 0.5, points[CHIN, 1])
                 codes[k] = expression_code(fit.expression, fit.rotation)
+                features[k] = feature_ellipses(points, size)
                 filled += 1
                 bar.update()
             for k, matte in mattes_pending.items():
@@ -231,11 +255,12 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                 crops[n + j] = relit(warper.apply(crops[k], maps), fit_light(crops[k], gbuffers[k]), gbuffers[k], g, maps)
                 mattes[n + j] = warper.apply(mattes[k], maps)
                 codes[n + j] = expression_code(expression, fit.rotation)
+                features[n + j] = feature_ellipses(crop_landmarks(expression, fit.rotation), size)
         finally:
             warper.release()
     finally:
         ctx.release()
     warped = n + np.arange(len(warp_rows))
-    return EnrollmentData(crops, mattes, gbuffers, codes, identity, np.concatenate([train, warped]), holdout, warped, warp_groups.astype(str),
+    return EnrollmentData(crops, mattes, gbuffers, codes, features, identity, np.concatenate([train, warped]), holdout, warped, warp_groups.astype(str),
                           np.array([s.present for s in states]), np.stack([s.blendshapes for s in states]),
                           np.stack([s.head_pose for s in states]), np.array([s.timestamp for s in states]))

@@ -487,7 +487,8 @@ def test_augmentation_moves_the_g_buffer_crop_and_matte_together() -> None:
     gbuffer = torch.zeros(8, 6, size, size)
     gbuffer[:, 5:6] = disc  # coverage
     code = torch.zeros(8, 63)
-    gbuffer_out, code_out, target_out, matte_out = augment(gbuffer, code, disc.expand(-1, 3, -1, -1).clone(), disc.clone())
+    gbuffer_out, code_out, target_out, matte_out, weight_out = augment(gbuffer, code, disc.expand(-1, 3, -1, -1).clone(), disc.clone(),
+                                                                       1 + disc)
     coverage = gbuffer_out[:, 5]
     moved = (coverage != disc[:, 0]).float().mean(dim=(1, 2))
     assert (moved > 0.005).all(), "every sample is moved"
@@ -495,5 +496,43 @@ def test_augmentation_moves_the_g_buffer_crop_and_matte_together() -> None:
     assert sizes.max() / sizes.min() > 1.1, "and scaled by different amounts"
     edges = (matte_out[:, 0] > 0.05) & (matte_out[:, 0] < 0.95)  # bilinear blends the matte's rim, nearest does not
     agree = (coverage == (matte_out[:, 0] > 0.5).float()) | edges
-    assert agree.all() and torch.equal(target_out[:, :1] > 0.5, matte_out > 0.5)
+    assert agree.all() and torch.equal(target_out[:, :1] > 0.5, matte_out > 0.5) and torch.allclose(weight_out, 1 + matte_out)
     assert 0 < (code_out - code).std() < 0.2
+
+
+def test_the_loss_weighs_the_eyes_brows_and_mouth_more() -> None:
+    """An error inside a feature ellipse costs FEATURE_WEIGHT times what the same error costs elsewhere."""
+    from veilcam.models.neural_training import FEATURE_WEIGHT, feature_weights, reconstruction_loss
+
+    size = 64
+    ellipses = torch.tensor([[[16.0, 16.0, 12.0, 12.0], [48.0, 20.0, 6.0, 4.0]]])  # centre x, y, radii x, y
+    weight = feature_weights(ellipses, size, size)
+    assert weight[0, 0, 16, 16] == FEATURE_WEIGHT and weight[0, 0, 20, 48] == FEATURE_WEIGHT
+    assert weight[0, 0, 20, 48 + 8] == 1 and weight[0, 0, 50, 50] == 1, "past 1.25 radii it is an ordinary pixel"
+    assert 1 < weight[0, 0, 20, 48 + 6] < FEATURE_WEIGHT, "the rim fades"
+    matte = torch.ones(1, 1, size, size)
+    target = torch.full((1, 3, size, size), 0.5)
+    perfect = torch.cat([target, matte], dim=1)
+
+    def cost(y: int, x: int) -> float:
+        pred = perfect.clone()
+        pred[:, :3, y - 1:y + 2, x - 1:x + 2] += 0.2
+        return float(reconstruction_loss(pred, target, matte, weight) - reconstruction_loss(perfect, target, matte, weight))
+
+    inside, outside = cost(16, 16), cost(50, 50)  # both with SSIM's window inside what they are weighed by
+    assert inside / outside == pytest.approx(FEATURE_WEIGHT, rel=0.02)
+
+
+def test_enrollment_places_the_weighted_regions_on_each_frames_eyes_and_mouth(enrolled: dict) -> None:
+    """The ellipses follow the fitted face in every frame: eyes apart and above the mouth, and a broader mouth when it smiles."""
+    data = np.load(work_dir(video_path("p4"), SIZE) / "data.npz")
+    f = data["features"]
+    assert f.shape == (len(data["crops"]), 3, 4) and np.isfinite(f).all()
+    assert ((f[:, :, :2] > 0) & (f[:, :, :2] < SIZE)).all() and (f[:, :, 2:] > 0).all()
+    left, right, mouth = f[:, 0], f[:, 1], f[:, 2]
+    assert (right[:, 0] - left[:, 0] > 0.15 * SIZE).all() and (left[:, 0] < mouth[:, 0]).all() and (mouth[:, 0] < right[:, 0]).all()
+    assert (np.maximum(left[:, 1], right[:, 1]) < mouth[:, 1] - 0.1 * SIZE).all()
+    clip = data["clip_blendshapes"][data["clip_present"]]
+    n = len(clip)
+    smile = clip[:, BLENDSHAPE_INDEX["mouthSmileLeft"]] + clip[:, BLENDSHAPE_INDEX["mouthSmileRight"]]
+    assert np.corrcoef(smile, mouth[:n, 2] / (right[:n, 0] - left[:n, 0]))[0, 1] > 0.5
