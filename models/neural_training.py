@@ -11,8 +11,10 @@ The eyes with their brows and the mouth weigh more in the colour and
 structure terms (`FEATURE_WEIGHT`): they are what a viewer, and the tracker
 that measures fidelity, reads an expression from, on a few percent of the
 crop. Weighed like every other pixel, a lid's few rows count as much as a
-strand of hair, and networks trained alike drew the same lid pose as
-differently closed eyes.
+strand of hair. Driven by a calm clip (p4), four networks trained alike
+read its small brow movements at correlations of 0.60-0.90; weighted four
+times, six read 0.83-0.85 and the clip's mean rose from 0.891 to 0.900
+(twice: 0.886). Held-out PSNR, unweighted, did not fall (README, stop 31).
 """
 
 from __future__ import annotations
