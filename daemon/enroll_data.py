@@ -147,7 +147,8 @@ def feature_ellipses(points: np.ndarray, size: int) -> np.ndarray:
     given in crop pixels."""
     out = np.empty((len(FEATURE_POINTS), 4), np.float32)
     for r, index in enumerate(FEATURE_POINTS):
-        lo, hi = points[list(index)].min(axis=0), points[list(index)].max(axis=0)
+        region = points[list(index)]
+        lo, hi = region.min(axis=0), region.max(axis=0)
         out[r, :2] = (lo + hi) / 2
         out[r, 2:] = FEATURE_SPREAD * (hi - lo) / 2 + FEATURE_MARGIN * size
     return out
