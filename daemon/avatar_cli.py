@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -168,6 +169,44 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .factory import model_store
+    from .record import record_clip
+    from .record_script import ScriptRun, meter
+
+    config = load_config(args.config)
+    source = dataclasses.replace(config.source, kind="file", path=str(args.video), realtime=False) if args.video else \
+        dataclasses.replace(config.source, kind="webcam", device=args.camera or config.source.device)
+    config = dataclasses.replace(config, source=source)
+    shown = [0]
+
+    def on_frame(run: ScriptRun, progress: float) -> None:
+        if args.quiet:
+            return
+        while shown[0] < len(run.outcomes) and run.outcomes[shown[0]].end_s is not None:  # prompts that ended since
+            outcome = run.outcomes[shown[0]]
+            shown[0] += 1
+            print(f"\r  {shown[0]:>2}. {outcome.prompt.text:<52} {outcome.verdict():<40}", flush=True)
+        if run.current is not None:
+            print(f"\r  {len(run.outcomes):>2}. {run.current.prompt.text:<52} [{meter(progress)}]", end="", flush=True)
+
+    if not args.quiet:
+        print(f"recording to {args.out}; follow the prompts (one face in view, good light, look at the camera between them)")
+    result = record_clip(config, Path(args.out), model_store(config), preview=args.preview, replace=args.replace, on_frame=on_frame)
+    if not args.quiet:
+        print(f"\nrecorded {result.frames} frames ({result.seconds:.1f} s) to {result.path}; face found in {result.face_fraction:.0%} of them")
+        missed = [o.prompt.text for o in result.run.outcomes if o.end_s is not None and not o.met and not o.prompt.timed]
+        if missed:
+            print("  not reached: " + "; ".join(missed))
+        if result.lacking:
+            print("  enrollment will warp frames for: " + ", ".join(sorted(result.lacking)) + " (the clip barely shows them; showing them teaches them better)")
+        if not result.run.done:
+            print(f"  the source ended during prompt {len(result.run.outcomes)} of {len(result.run.script)}")
+        print(f"  next: veilcam avatar enroll --video {result.path} --name NAME")
+    return 0
+
+
 def _enroll_size(value: str) -> int:
     from veilcam.models.neural_avatar_config import crop_size_problem
 
@@ -187,7 +226,7 @@ def _texture_size(value: str) -> int:
 
 def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     """Register `veilcam avatar ...` on the top-level subparsers."""
-    avatar = sub.add_parser("avatar", help="list, show, create, enroll and remove avatars")
+    avatar = sub.add_parser("avatar", help="list, show, create, record a clip for, enroll and remove avatars")
     commands = avatar.add_subparsers(dest="avatar_command", required=True, metavar="ACTION")
 
     p = commands.add_parser("list", help="built-in avatars and installed packs")
@@ -235,3 +274,13 @@ def add_avatar_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="config file (for the model settings)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
     p.set_defaults(func=cmd_enroll)
+
+    p = commands.add_parser("record", help="record a clip for `avatar enroll`, prompting for each expression the avatar should learn")
+    p.add_argument("--out", required=True, type=Path, help="the clip to write: .mkv (lossless, best) or .mp4")
+    p.add_argument("--camera", help="webcam index or device path (default: the configured source.device)")
+    p.add_argument("--video", type=Path, help="follow the script on a video file instead of the camera (to check a clip)")
+    p.add_argument("--preview", action="store_true", help="show the camera with the prompts in a window")
+    p.add_argument("--replace", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--config", type=Path, help="config file (camera and model settings)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no prompts or summary on the terminal")
+    p.set_defaults(func=cmd_record)

@@ -3,7 +3,9 @@
 The codec is MPEG-4 Part 2 ('mp4v'): the opencv-python wheels ship an FFmpeg
 without a software H.264 encoder, so 'avc1' fails to open on machines without
 a hardware encoder. mp4v opens everywhere the wheel runs and every player
-reads it.
+reads it. A file named .mkv is written losslessly (FFV1) instead: a clip
+recorded to learn an avatar from (`veilcam avatar record`) should not carry
+a codec's blocks into what the network learns.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from ..errors import SinkError
 from .base import Sink
 
 FOURCC = "mp4v"
+LOSSLESS = {".mkv": "FFV1"}
+
+
+def fourcc_for(path: Path) -> str:
+    return LOSSLESS.get(path.suffix.lower(), FOURCC)
 
 
 class VideoFileSink(Sink):
@@ -37,13 +44,13 @@ class VideoFileSink(Sink):
         if self.path.is_dir():
             raise SinkError(f"video output {self.path} is a folder; give a file name ending in .mp4")
         self._writer: cv2.VideoWriter | None = cv2.VideoWriter(
-            str(self.path), cv2.VideoWriter_fourcc(*FOURCC), float(fps), (width, height)
+            str(self.path), cv2.VideoWriter_fourcc(*fourcc_for(self.path)), float(fps), (width, height)
         )
         if not self._writer.isOpened():
             self._writer = None
             raise SinkError(
                 f"cannot write video file {self.path}: check that its folder is writable "
-                "and that the name ends in .mp4"
+                "and that the name ends in .mp4 (or .mkv, lossless)"
             )
 
     def send(self, rgb: np.ndarray) -> None:
@@ -64,4 +71,4 @@ class VideoFileSink(Sink):
 
     @property
     def description(self) -> str:
-        return f"video file {self.path} ({self.width}x{self.height} @ {self.fps:g} fps, {FOURCC})"
+        return f"video file {self.path} ({self.width}x{self.height} @ {self.fps:g} fps, {fourcc_for(self.path)})"
