@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +151,12 @@ def test_the_record_command_prompts_and_summarises(tmp_path: Path, capsys: pytes
     assert "enrollment will warp frames for: brows up" in text
     assert "the source ended during prompt" in text and f"veilcam avatar enroll --video {out}" in text
     assert len(read_frames(out)) > 300
+
+
+def test_the_preview_window_opens_on_a_real_display(tmp_path: Path, model_dir: Path) -> None:
+    assert shutil.which("xvfb-run"), "install xvfb (see .ci/run)"
+    out = tmp_path / "previewed.mkv"
+    done = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "veilcam.daemon.cli", "avatar", "record", "--video", str(video_path("p2")),
+                           "--out", str(out), "--preview", "-q"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(read_frames(out)) == len(read_frames(video_path("p2")))
