@@ -29,6 +29,10 @@ from .sinks.video_file import VideoFileSink
 from .sources.base import FrameSource
 
 
+#: How long the recording waits for a frame (a webcam reopening after a hiccup takes about a second) before it gives up.
+CAMERA_WAIT_S = 3.0
+
+
 @dataclass(frozen=True)
 class RecordResult:
     path: Path
@@ -71,11 +75,11 @@ def record_clip(config: Config, out: Path, store: ModelStore, preview: bool = Fa
         with open_tracker(unmirrored(config), store) as tracker:
             while not run.done:
                 try:
-                    frame = source.read()
+                    frame = source.read(timeout=CAMERA_WAIT_S)
                 except EOFError:
                     break
                 if frame is None:
-                    raise SourceError(f"the camera gave no frame for a second ({config.source.device}); is another program using it?")
+                    raise SourceError(f"camera {config.source.device} gave no frame for {CAMERA_WAIT_S:g} s; is another program using it?")
                 if sink is None:
                     h, w = frame.rgb.shape[:2]
                     sink = VideoFileSink(out, w, h, source.fps)
