@@ -6,9 +6,9 @@ move skin over skin (`expression_warp`): not an open mouth's teeth, not
 puckering while smiling. A clip recorded without a script tends to be a calm
 face talking. So the recording asks for each expression in turn, watches the
 tracker's scores, and moves on once the person has held it long enough for
-enrollment to count it as shown: past `WarpSettings.lacking_below` for about
-2 % of a clip's frames (`WarpSettings.reach_quantile` is the 98th
-percentile). A prompt the person cannot do ends after its time limit, so
+enrollment to count it as shown: past `WarpSettings.lacking_below` in 2 %
+of the clip's frames (`WarpSettings.reach_quantile` is the 98th percentile),
+which a hold of 1 s is for a clip of 50 s. A prompt the person cannot do ends after its time limit, so
 nobody is stuck on it; the summary says what the clip still lacks.
 """
 
@@ -29,16 +29,16 @@ _SHOWN = WarpSettings().lacking_below
 @dataclass(frozen=True)
 class Prompt:
     """One instruction. It is met when every one of `channels` has stood at `target` or more for `hold_s` seconds
-    (in total) or, for a head prompt, the head has turned past `turn_deg` both ways about `axis` from where it was
-when the prompt began; a prompt with
-    neither is timed and lasts `limit_s`. An unmet prompt ends after `limit_s`."""
+    (in total) or, for a head prompt, when the head has turned past `turn_deg` both ways about `axis` from where it
+    was as the prompt began; a prompt with neither is timed and lasts `limit_s`. An unmet prompt ends after
+    `limit_s`."""
 
     text: str
     channels: tuple[str, ...] = ()
     target: float = _SHOWN
     axis: str = ""  # "yaw" or "pitch" for a head prompt
     turn_deg: float = 0.0
-    hold_s: float = 0.6
+    hold_s: float = 1.0
     limit_s: float = 6.0
 
     @property
@@ -88,10 +88,10 @@ class ScriptRun:
 
     script: tuple[Prompt, ...] = SCRIPT
     outcomes: list[PromptOutcome] = field(default_factory=list)
-    _held_s: float = 0.0
-    _turns: tuple[float, float] = (0.0, 0.0)  # furthest turn each way so far, degrees from where the prompt began
-    _origin: float | None = None
-    _last_t: float | None = None
+    _held_s: float = field(default=0.0, init=False)
+    _turns: tuple[float, float] = field(default=(0.0, 0.0), init=False)  # furthest each way, degrees from `_origin`
+    _origin: float | None = field(default=None, init=False)  # the angle as the head prompt began
+    _last_t: float | None = field(default=None, init=False)
 
     @property
     def done(self) -> bool:

@@ -92,7 +92,7 @@ def config() -> Config:
 
 def test_recording_a_clip_keeps_its_frames_untouched_and_judges_it_as_enrollment_does(config: Config, tmp_path: Path, model_dir: Path) -> None:
     store = ModelStore.from_environment(progress=False)
-    script = (Prompt("Look at the camera", limit_s=1.0), Prompt("Close your eyes", BLINK, limit_s=5.0),
+    script = (Prompt("Look at the camera", limit_s=1.0), Prompt("Close your eyes", BLINK, hold_s=0.3, limit_s=5.0),
               Prompt("Raise your eyebrows", ("browInnerUp",), limit_s=2.0))
     seen = []
     result = record_clip(config, tmp_path / "clip.mkv", store, script=script, on_frame=lambda run, p: seen.append((len(run.outcomes), p)))
