@@ -155,7 +155,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             print(f"  continued the training saved for this clip at step {result.resumed_step} (--restart trains from the start)")
         if result.lacking:
             print(f"  the clip barely shows: {', '.join(result.lacking)}; trained also on {m['warped_frames']:.0f} of its frames warped to them "
-                  "(a clip that shows them teaches them better)")
+                  "(a clip that shows them teaches them better: `veilcam avatar record` asks for each)")
     if result.pack is None:
         floor = ", ".join(f"{k} {v:g}" for k, v in QUALITY_FLOOR.items())
         print(f"veilcam: error: not saved, under the quality floor ({'; '.join(result.below_floor)}; floor: {floor}); "
