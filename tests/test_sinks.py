@@ -170,6 +170,18 @@ def test_video_file_roundtrip(tmp_path: Path):
         assert np.abs(got.astype(int) - want.astype(int)).mean() < 10
 
 
+def test_video_file_named_mkv_is_lossless(tmp_path: Path):
+    """An enrollment clip (`veilcam avatar record`) must not carry a codec's blocks: .mkv is FFV1, bit for bit."""
+    rng = np.random.default_rng(0)
+    sent = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]  # noise: no lossy codec keeps it
+    with VideoFileSink(tmp_path / "clip.MKV", 64, 48, 30) as sink:
+        for frame in sent:
+            sink.send(frame)
+        assert "FFV1" in sink.description
+    decoded = read_frames(tmp_path / "clip.MKV")
+    assert len(decoded) == len(sent) and all(np.array_equal(a, b) for a, b in zip(decoded, sent))
+
+
 def test_video_file_parent_is_a_file(tmp_path: Path):
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
