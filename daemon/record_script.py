@@ -117,8 +117,9 @@ class ScriptRun:
             progress = min(1.0, elapsed / prompt.limit_s)
             met = elapsed >= prompt.limit_s
         elif prompt.axis:
-            progress, met = self._turn(prompt, state)
-            outcome.best = min(self._turns[0], -self._turns[1])
+            outcome.best = self._turned(prompt, state)
+            progress = min(1.0, outcome.best / prompt.turn_deg)
+            met = outcome.best >= prompt.turn_deg
         else:
             level = min(float(state.blendshapes[BLENDSHAPE_INDEX[c]]) for c in prompt.channels) if state.present else 0.0
             outcome.best = max(outcome.best, level)
@@ -133,15 +134,15 @@ class ScriptRun:
                 self.outcomes.append(PromptOutcome(self.script[len(self.outcomes)], t))
         return progress
 
-    def _turn(self, prompt: Prompt, state: FaceState) -> tuple[float, bool]:
+    def _turned(self, prompt: Prompt, state: FaceState) -> float:
+        """The smaller of the furthest turns each way about `prompt.axis` so far, degrees (0 until it has turned both ways)."""
         if state.present:
             angle = float(head_angles(state.head_pose)[0 if prompt.axis == "yaw" else 1])
             if self._origin is None:  # a person seated off the camera's axis turns from where they sit
                 self._origin = angle
             angle -= self._origin
             self._turns = (max(self._turns[0], angle), min(self._turns[1], angle))
-        both = min(self._turns[0], -self._turns[1])
-        return min(1.0, max(0.0, both) / prompt.turn_deg), both >= prompt.turn_deg
+        return min(self._turns[0], -self._turns[1])
 
 
 def meter(progress: float, width: int = 20) -> str:
