@@ -82,8 +82,9 @@ def record_clip(config: Config, out: Path, store: ModelStore, preview: bool = Fa
                     raise SourceError(f"camera {config.source.device} gave no frame for {CAMERA_WAIT_S:g} s; is another program using it?")
                 if sink is None:
                     h, w = frame.rgb.shape[:2]
-                    sink = VideoFileSink(out, w, h, source.fps)
+                    # The window first: without a display it refuses before the clip's file exists.
                     window = PreviewSink(w, h, source.fps, "VeilCam recording") if preview else None
+                    sink = VideoFileSink(out, w, h, source.fps)
                 sink.send(frame.rgb)
                 state = tracker.track(frame.rgb, frame.media_time)
                 blendshapes.append(state.blendshapes)

@@ -15,7 +15,7 @@ from conftest import read_frames, video_path
 from veilcam.daemon.cli import main
 from veilcam.daemon.config import Config, config_from_dict
 from veilcam.daemon.enroll_data import unmirrored
-from veilcam.daemon.errors import ConfigError
+from veilcam.daemon.errors import ConfigError, SinkError
 from veilcam.daemon.eval_fidelity import track_video
 from veilcam.daemon.model_store import ModelStore
 from veilcam.daemon.record import prompt_view, record_clip
@@ -160,3 +160,13 @@ def test_the_preview_window_opens_on_a_real_display(tmp_path: Path, model_dir: P
                            "--out", str(out), "--preview", "-q"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(read_frames(out)) == len(read_frames(video_path("p2")))
+
+
+def test_a_preview_without_a_display_refuses_before_the_clip_exists(config: Config, tmp_path: Path, model_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "clip.mkv"
+    with pytest.raises(SinkError, match="no display"):
+        record_clip(config, out, ModelStore.from_environment(progress=False), preview=True)
+    assert not out.exists(), "a second try needs no --replace"
