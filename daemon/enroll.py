@@ -53,7 +53,7 @@ DEFAULT_MINUTES = 4.0
 QUALITY_FLOOR = {"holdout_psnr_db": 24.0, "holdout_ssim": 0.80, "fidelity_mean": 0.70}
 CHECKPOINT_EVERY_S = 30.0
 #: Bump when the prepared data or the training changes in a way the settings do not show.
-_DATA_VERSION = 6
+_DATA_VERSION = 7
 LOSS_EVERY = 25  # steps between loss readings (each waits for the GPU)
 
 

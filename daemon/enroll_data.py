@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -63,6 +63,8 @@ ENROLL_EXPRESSION_SIGMA = 0.05
 FEATURE_POINTS = (tuple(range(17, 22)) + tuple(range(36, 42)), tuple(range(22, 27)) + tuple(range(42, 48)), tuple(range(48, 68)))
 FEATURE_SPREAD, FEATURE_MARGIN = 1.25, 0.02
 CHIN = 8  # the 68 points' chin: the matte's lower edge
+#: The clip's colours of head and room (`head_matte.learn_colours`) are learned from this many crops spread over it.
+COLOUR_FRAMES = 24
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     from veilcam.models.expression_warp import ExpressionWarp
     from veilcam.models.gl_context import create_headless_context
     from veilcam.models.head_gbuffer import HeadGBuffer
-    from veilcam.models.head_matte import head_matte
+    from veilcam.models.head_matte import head_matte, learn_colours
 
     from .sources.video_file import VideoFileSource, open_video
 
@@ -205,8 +207,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     features = np.empty((total, len(FEATURE_POINTS), 4), np.float32)
     wanted = dict(zip(tracked, range(n)))
     filled = 0
-    mattes_pending: dict[int, Future] = {}
-    # The G-buffers need the one GL context (this thread); the mattes (GrabCut, most of the time) run beside it.
+    chin_rows = np.empty(n, np.float32)
     ctx = create_headless_context()
     try:
         with VideoFileSource(video, realtime=False) as source, ThreadPoolExecutor(os.cpu_count()) as pool, \
@@ -233,15 +234,19 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                                           flags=cv2.INTER_AREA if fit.scale * crop.span > size else cv2.INTER_LINEAR,
                                           borderMode=cv2.BORDER_REPLICATE)
                 points = crop_landmarks(fit.expression, fit.rotation)
-                mattes_pending[k] = pool.submit(head_matte, crops[k], g[COVERED] > 0.5, points[CHIN, 1])
+                chin_rows[k] = points[CHIN, 1]
                 codes[k] = expression_code(fit.expression, fit.rotation)
                 features[k] = feature_ellipses(points, size)
                 filled += 1
                 bar.update()
-            for k, matte in mattes_pending.items():
-                mattes[k] = np.round(255 * matte.result()).astype(np.uint8)
-        if filled < n:
-            raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+            if filled < n:
+                raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+            # The mattes are cut with the colours of the whole clip (`head_matte`), learned from crops spread over it.
+            picks = spread_evenly(n, COLOUR_FRAMES)
+            colours = learn_colours(crops[picks], gbuffers[picks, COVERED] > 0.5)
+            cut = pool.map(lambda k: head_matte(crops[k], gbuffers[k, COVERED] > 0.5, chin_rows[k], colours), range(n))
+            for k, matte in enumerate(tqdm(cut, total=n, unit="frame", desc="cut mattes", disable=not progress, leave=False, file=sys.stderr)):
+                mattes[k] = np.round(255 * matte).astype(np.uint8)
         warper = ExpressionWarp(rig.mesh.triangles, len(rig.rest), crop, size, ctx)
         try:
             for j, (k, group, score) in enumerate(tqdm(list(zip(warp_rows, warp_groups, warp_scores)), unit="frame", desc="warp expressions",
