@@ -210,7 +210,7 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
     chin_rows = np.empty(n, np.float32)
     ctx = create_headless_context()
     try:
-        with VideoFileSource(video, realtime=False) as source, ThreadPoolExecutor(os.cpu_count()) as pool, \
+        with VideoFileSource(video, realtime=False) as source, \
                 tqdm(total=n, unit="frame", desc="cut crops", disable=not progress, leave=False, file=sys.stderr) as bar:
             gbuffer = HeadGBuffer(rig, size, ctx)
             crop = gbuffer.crop
@@ -239,11 +239,12 @@ def prepare_enrollment(video: Path, config: Config, store: ModelStore, size: int
                 features[k] = feature_ellipses(points, size)
                 filled += 1
                 bar.update()
-            if filled < n:
-                raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
-            # The mattes are cut with the colours of the whole clip (`head_matte`), learned from crops spread over it.
-            picks = spread_evenly(n, COLOUR_FRAMES)
-            colours = learn_colours(crops[picks], gbuffers[picks, COVERED] > 0.5)
+        if filled < n:
+            raise EnrollmentError(f"{video}: the video gave fewer frames on a second read ({filled} of {n} tracked ones); re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+        # The mattes are cut with the colours of the whole clip (`head_matte`), learned from crops spread over it.
+        picks = spread_evenly(n, COLOUR_FRAMES)
+        colours = learn_colours(crops[picks], gbuffers[picks, COVERED] > 0.5)
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
             cut = pool.map(lambda k: head_matte(crops[k], gbuffers[k, COVERED] > 0.5, chin_rows[k], colours), range(n))
             for k, matte in enumerate(tqdm(cut, total=n, unit="frame", desc="cut mattes", disable=not progress, leave=False, file=sys.stderr)):
                 mattes[k] = np.round(255 * matte).astype(np.uint8)

@@ -26,7 +26,8 @@ def synthetic_clip(frames: int = 12) -> tuple[list[np.ndarray], list[np.ndarray]
         image[face] = SKIN
         crops.append(np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8))
         coverages.append(face)
-    regions = {"face inside": ((xx - 48) / 18) ** 2 + ((yy - 50) / 24) ** 2 <= 1, "hair": hair, "wall near the head": (xx >= 14) & (yy > 30) & (yy < 60) & ~hair & ~face & (xx < 48),
+    regions = {"face inside": ((xx - 48) / 18) ** 2 + ((yy - 50) / 24) ** 2 <= 1, "hair": hair,
+               "wall near the head": (xx >= 14) & (xx < 48) & (yy > 30) & (yy < 60) & ~hair & ~face,
                "room": (xx > 82) & (yy < 60)}
     return crops, coverages, regions
 
